@@ -1,0 +1,1 @@
+"""edgeport.converters: one module per output format (each a Converter plug-in)."""

@@ -1,0 +1,57 @@
+"""Errors and exit codes: the one place where a failure becomes a process exit status.
+
+Every message is one line that says what is wrong, where, and what to do.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0  # every target converted, every gate passed
+    GATE_FAILED = 1  # an accuracy or latency gate failed (or a regression against a baseline)
+    USAGE = 2  # the command line, the config or the data do not fit
+    LOAD_OR_CONVERSION = 3  # the SavedModel could not be loaded, or a conversion failed
+
+
+class EdgeportError(Exception):
+    """Base of every error edgeport reports to a user as one line."""
+
+    exit_code: ExitCode = ExitCode.LOAD_OR_CONVERSION
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):  # keep the class when crossing a process boundary
+        return (type(self), (self.message,))
+
+
+class UsageError(EdgeportError):
+    exit_code = ExitCode.USAGE
+
+
+class ModelLoadError(EdgeportError):
+    exit_code = ExitCode.LOAD_OR_CONVERSION
+
+
+class ConversionError(EdgeportError):
+    exit_code = ExitCode.LOAD_OR_CONVERSION
+
+
+class RuntimeFailure(EdgeportError):
+    """The target runtime could not load or run an artifact."""
+
+    exit_code = ExitCode.GATE_FAILED
+
+
+class RuntimeUnavailable(EdgeportError):
+    """The runtime is not installed here; the message holds the command that installs it."""
+
+    exit_code = ExitCode.GATE_FAILED
+
+
+class WorkerDied(EdgeportError):
+    """An isolated worker process was killed (signal) or exited without answering."""
+
+    exit_code = ExitCode.LOAD_OR_CONVERSION

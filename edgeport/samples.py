@@ -1,0 +1,255 @@
+"""Samples: the inputs fed to the SavedModel and to every artifact (and, for int8, to calibration).
+
+From `--data` (.npz keyed by input name, .npy for a single input, or a folder of images with a
+preprocessing recipe) or, without data, deterministic seeded synthetic inputs per dtype. Every array is
+conformed to the signature here, so runtimes receive feeds shaped exactly as the signature says.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.contracts import SampleSet, Signature, TensorSpec
+from edgeport.errors import UsageError
+
+DEFAULT_SYNTHETIC_COUNT = 8
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+FLOAT_RANGE = (0.0, 1.0)
+INT_RANGE = (0, 10)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Image folder recipe: resize to the input's H,W, then value * scale + offset, in channel order."""
+
+    scale: float = 1.0 / 255.0
+    offset: float = 0.0
+    channels: str = "rgb"  # or "bgr"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Preprocess:
+        if not text:
+            return cls()
+        values: dict = {}
+        for part in text.split(","):
+            key, _, value = part.partition("=")
+            key = key.strip()
+            if key in ("scale", "offset"):
+                values[key] = _parse_number(value, f"--preprocess {key}")
+            elif key == "channels" and value.strip().lower() in ("rgb", "bgr"):
+                values[key] = value.strip().lower()
+            else:
+                raise UsageError(f"--preprocess: unknown item {part!r}; use scale=F,offset=F,channels=rgb|bgr")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    data: Path | None = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    count: int = DEFAULT_SYNTHETIC_COUNT
+    seed: int = 0
+    input_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def _parse_number(text: str, where: str) -> float:
+    try:
+        return float(eval_fraction(text))
+    except ValueError:
+        raise UsageError(f"{where}: {text!r} is not a number") from None
+
+
+def eval_fraction(text: str) -> float:
+    num, slash, den = text.strip().partition("/")
+    return float(num) / float(den) if slash else float(num)
+
+
+def parse_input_ranges(items: tuple[str, ...] | list[str]) -> dict[str, tuple[float, float]]:
+    ranges = {}
+    for item in items:
+        name, eq, span = item.partition("=")
+        low, colon, high = span.partition(":")
+        if not eq or not colon:
+            raise UsageError(f"--input-range {item!r}: expected NAME=LO:HI, e.g. image=0:1")
+        ranges[name.strip()] = (_parse_number(low, f"--input-range {name}"), _parse_number(high, f"--input-range {name}"))
+    return ranges
+
+
+def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for item in items:
+        name, eq, dims = item.partition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            shape = ()
+        if not eq or not shape or min(shape) < 0:
+            raise UsageError(f"--input-shape {item!r}: expected NAME=D0,D1,..., e.g. image=1,224,224,3")
+        shapes[name.strip()] = shape
+    return shapes
+
+
+def feed_shape(spec: TensorSpec, override: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The concrete shape of one feed: dynamic batch becomes 1, other dynamic dims need --input-shape."""
+    if override is not None:
+        if spec.shape is not None and (len(override) != len(spec.shape) or any(
+                d is not None and d != o for d, o in zip(spec.shape, override, strict=True))):
+            raise UsageError(f"--input-shape {spec.name}={','.join(map(str, override))} does not fit the "
+                             f"signature's {spec.describe()}")
+        return override
+    if spec.shape is None:
+        raise UsageError(f"input {spec.name!r} has unknown rank; pass --input-shape {spec.name}=D0,D1,...")
+    dims = list(spec.shape)
+    if dims and dims[0] is None:
+        dims[0] = 1
+    if any(d is None for d in dims):
+        example = ",".join("N" if d is None else str(d) for d in dims)
+        raise UsageError(f"input {spec.describe()} has dynamic dimensions; pass --input-shape {spec.name}={example} "
+                         "with N replaced, or --data")
+    return tuple(dims)
+
+
+def synthetic_samples(signature: Signature, request: SampleRequest) -> SampleSet:
+    rng = np.random.default_rng(request.seed)
+    arrays = {}
+    for spec in signature.inputs:
+        shape = (request.count, *feed_shape(spec, request.input_shapes.get(spec.name)))
+        arrays[spec.name] = _random_array(rng, spec, shape, request.input_ranges.get(spec.name))
+    return SampleSet(arrays=arrays, source=f"synthetic (seed {request.seed}, {request.count} samples)", synthetic=True)
+
+
+def _random_array(rng, spec: TensorSpec, shape, value_range) -> np.ndarray:
+    if spec.dtype in ("string", "resource", "variant"):
+        raise UsageError(f"input {spec.name!r} is a {spec.dtype} tensor; synthetic data cannot fill it: pass --data")
+    dtype = np.dtype(spec.dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dtype, np.integer):
+        low, high = value_range or INT_RANGE
+        return rng.integers(int(low), int(high), size=shape, endpoint=False).astype(dtype)
+    low, high = value_range or FLOAT_RANGE
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def load_samples(signature: Signature, request: SampleRequest) -> SampleSet:
+    if request.data is None:
+        return synthetic_samples(signature, request)
+    path = Path(request.data)
+    if not path.exists():
+        raise UsageError(f"data {path} does not exist; pass an .npz, .npy or a folder of images")
+    if path.is_dir():
+        arrays = _image_folder(path, signature, request)
+    elif path.suffix == ".npz":
+        arrays = _npz(path)
+    elif path.suffix == ".npy":
+        if len(signature.inputs) != 1:
+            names = ", ".join(s.name for s in signature.inputs)
+            raise UsageError(f"data {path} is .npy but the signature has {len(signature.inputs)} inputs ({names}); "
+                             "pass an .npz keyed by input name")
+        arrays = {signature.inputs[0].name: _load_array(path)}
+    else:
+        raise UsageError(f"data {path}: unknown format {path.suffix or '(none)'}; use .npz, .npy or an image folder")
+    return SampleSet(arrays=conform(signature, arrays, str(path), request.input_shapes), source=str(path),
+                     synthetic=False)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"data {path} cannot be read as numpy ({exc}); write it with np.save") from None
+
+
+def _npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, KeyError) as exc:
+        raise UsageError(f"data {path} cannot be read as .npz ({exc}); write it with np.savez") from None
+
+
+def conform(signature: Signature, arrays: Mapping[str, np.ndarray], where: str,
+            input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """Check keys, dtypes and shapes against the signature; return arrays whose axis 0 indexes samples.
+
+    An array either has one more axis than the input (axis 0 = samples, each one a full feed), or the
+    same rank when the input's batch dimension is dynamic or 1 (each row then becomes a batch of one).
+    """
+    names = {s.name for s in signature.inputs}
+    unknown = sorted(set(arrays) - names)
+    missing = sorted(names - set(arrays))
+    if unknown:
+        raise UsageError(f"data {where}: key {unknown[0]!r} is not an input of signature {signature.key!r} "
+                         f"(inputs: {', '.join(sorted(names))})")
+    if missing:
+        raise UsageError(f"data {where}: input {missing[0]!r} is missing; the signature needs {', '.join(sorted(names))}")
+    out, counts = {}, set()
+    for spec in signature.inputs:
+        out[spec.name] = _conform_one(spec, np.asarray(arrays[spec.name]), where, (input_shapes or {}).get(spec.name))
+        counts.add(len(out[spec.name]))
+    if len(counts) > 1:
+        raise UsageError(f"data {where}: inputs hold different sample counts {sorted(counts)}; give each the same")
+    if counts == {0}:
+        raise UsageError(f"data {where}: no samples")
+    return out
+
+
+def _conform_one(spec: TensorSpec, array: np.ndarray, where: str, override) -> np.ndarray:
+    want = np.dtype(object) if spec.dtype == "string" else np.dtype(spec.dtype)
+    if spec.dtype == "string":
+        if array.dtype.kind not in "SUO":
+            raise UsageError(f"data {where}: input {spec.name!r} is {array.dtype}, the signature wants strings")
+        array = array.astype(object)
+    elif array.dtype != want:
+        lossless = np.can_cast(array.dtype, want, casting="same_kind") and not (
+            np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.floating))
+        if not lossless:
+            raise UsageError(f"data {where}: input {spec.name!r} is {array.dtype}, the signature wants {spec.dtype}; "
+                             f"convert it with .astype('{spec.dtype}')")
+        array = array.astype(want)
+    dims = override or spec.shape
+    if dims is None:
+        return array
+    rank = len(dims)
+
+    def fits(shape) -> bool:
+        return len(shape) == rank and all(d is None or d == s for d, s in zip(dims, shape, strict=True))
+
+    if array.ndim == rank + 1 and fits(array.shape[1:]):
+        return array
+    if array.ndim == rank and rank > 0 and dims[0] in (None, 1) and fits((1, *array.shape[1:])):
+        return array[:, None]
+    raise UsageError(f"data {where}: input {spec.name!r} has shape {list(array.shape)}, which does not fit the "
+                     f"signature's {spec.describe()} (expected [samples, ...] or [samples, ...feed])")
+
+
+def _image_folder(path: Path, signature: Signature, request: SampleRequest) -> dict[str, np.ndarray]:
+    if len(signature.inputs) != 1:
+        raise UsageError(f"data {path}: an image folder feeds a single-input model; this one has "
+                         f"{len(signature.inputs)} inputs: pass an .npz")
+    spec = signature.inputs[0]
+    shape = feed_shape(spec, request.input_shapes.get(spec.name))
+    if len(shape) != 4:
+        raise UsageError(f"data {path}: input {spec.describe()} is not an NHWC image; pass an .npz")
+    _, height, width, channels = shape
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UsageError(f"data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+    from PIL import Image  # noqa: PLC0415 - pillow comes with matplotlib / tensorflow's deps
+
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+                pixels = np.asarray(image, dtype=np.float32).reshape(height, width, channels)
+        except OSError as exc:
+            raise UsageError(f"data {file}: not a readable image ({exc})") from None
+        if request.preprocess.channels == "bgr" and channels == 3:
+            pixels = pixels[..., ::-1]
+        images.append(pixels * request.preprocess.scale + request.preprocess.offset)
+    return {spec.name: np.stack(images)[:, None].astype(np.dtype(spec.dtype))}

@@ -1,0 +1,59 @@
+"""Read a .tflite flatbuffer: operators (builtin name, version, custom code), signatures, tensors.
+
+Shared by the TFLite, TFLite Micro and LiteRT modules; uses the schema bindings shipped with ai-edge-litert.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class OperatorUse:
+    name: str  # builtin name ("CONV_2D") or the custom code ("FlexErf")
+    version: int
+    custom: bool
+    count: int
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
+
+    return schema
+
+
+def builtin_names() -> dict[int, str]:
+    schema = _schema()
+    return {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+
+
+def read_model(source: Path | bytes):
+    schema = _schema()
+    data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+
+
+def operator_uses(source: Path | bytes) -> list[OperatorUse]:
+    model = read_model(source)
+    names = builtin_names()
+    counts: Counter[int] = Counter()
+    for subgraph in model.subgraphs or []:
+        for op in subgraph.operators or []:
+            counts[op.opcodeIndex] += 1
+    uses = []
+    for index, code in enumerate(model.operatorCodes or []):
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        custom = code.customCode.decode() if code.customCode else None
+        name = custom if custom else names.get(builtin, f"BUILTIN_{builtin}")
+        uses.append(OperatorUse(name=name, version=int(code.version or 1), custom=bool(custom),
+                                count=counts.get(index, 0)))
+    return uses
+
+
+def flex_ops(source: Path | bytes) -> list[str]:
+    return sorted(u.name.removeprefix("Flex") for u in operator_uses(source) if u.custom and u.name.startswith("Flex"))
+
+
+def custom_ops(source: Path | bytes) -> list[str]:
+    return sorted(u.name for u in operator_uses(source) if u.custom and not u.name.startswith("Flex"))

@@ -1,0 +1,1 @@
+"""edgeport.targets: one module per runtime (each a Runtime plug-in)."""
