@@ -20,6 +20,9 @@ import numpy as np
 from edgeport.contracts import RawTimings, SampleSet, Session, TimingProtocol
 
 
+MAX_KEPT_RUNS = 1000
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     runs: int
@@ -37,7 +40,7 @@ class LatencyStats:
     peak_rss_mb: float
     runtime_version: str
     cpu: str
-    run_ms: tuple[float, ...]  # the raw times, for distributions and noise-aware comparisons
+    run_ms: tuple[float, ...]  # raw times (at most MAX_KEPT_RUNS, evenly kept), for distributions and noise
 
 
 def time_session(open_session: Callable[[], Session], samples: SampleSet, protocol: TimingProtocol,
@@ -113,5 +116,13 @@ def summarize(raw: RawTimings) -> LatencyStats:
         peak_rss_mb=raw.peak_rss_bytes / 2**20,
         runtime_version=raw.runtime_version,
         cpu=cpu_name(),
-        run_ms=tuple(round(float(t), 4) for t in raw.run_ms),
+        run_ms=tuple(round(float(t), 4) for t in _evenly(raw.run_ms, MAX_KEPT_RUNS)),
     )
+
+
+def _evenly(values, limit: int):
+    """At most `limit` values spread evenly over the run (for distributions in reports)."""
+    if len(values) <= limit:
+        return values
+    step = len(values) / limit
+    return [values[int(i * step)] for i in range(limit)]
