@@ -68,7 +68,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     if norm == 0.0:
         return 1.0 if float(np.abs(a - b).max(initial=0.0)) == 0.0 else 0.0
-    return float(np.dot(a, b) / norm)
+    return float(np.clip(np.dot(a, b) / norm, -1.0, 1.0))
 
 
 def _topk_agreement(reference: np.ndarray, candidate: np.ndarray, k: int) -> float:

@@ -1,0 +1,116 @@
+"""Bad input: one clear line, the documented exit code, no traceback, nothing half-written."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def assert_one_line_error(result, code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("edgeport: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr  # progress lines may come before it
+    assert "Traceback" not in result.stderr and "Error:" not in "\n".join(lines[:-1])
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_missing_model_folder(tmp_path):
+    result = run_cli("convert", tmp_path / "nope", "-t", "tflite", "-o", tmp_path / "out")
+    assert_one_line_error(result, 3, "does not exist", "saved_model.pb")
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_that_is_not_a_savedmodel(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("convert", tmp_path / "empty", "-t", "tflite", "-o", tmp_path / "out")
+    assert_one_line_error(result, 3, "is not a SavedModel", "model.export")
+
+
+def test_truncated_saved_model_pb(models, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(models["cnn"], broken)
+    pb = broken / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 3])
+    result = run_cli("convert", broken, "-t", "tflite", "-o", tmp_path / "out")
+    assert_one_line_error(result, 3, "corrupt or truncated", "saved_model.pb")
+    assert not (tmp_path / "out" / "tflite").exists()
+
+
+def test_unknown_signature_lists_those_present(models, tmp_path):
+    result = run_cli("convert", models["cnn"], "-t", "tflite", "--signature", "predict", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "'predict' not found", "serving_default")
+
+
+def test_unknown_target_lists_known_ones(models, tmp_path):
+    result = run_cli("convert", models["cnn"], "-t", "tflite:int4", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "tflite:int4", "tflite:int8")
+    result = run_cli("convert", models["cnn"], "-t", "coreml", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "unknown target 'coreml'", "known targets:", "tflite:fp16")
+
+
+@pytest.mark.parametrize("case", ["key", "shape", "dtype"])
+def test_data_that_does_not_fit_names_the_input(models, tmp_path, case):
+    arrays = {"features": np.zeros((3, 4), np.float32), "scale": np.ones((3, 1), np.float32)}
+    if case == "key":
+        arrays["colour"] = arrays.pop("scale")
+        expected = ("'colour'", "not an input")
+    elif case == "shape":
+        arrays["features"] = np.zeros((3, 5), np.float32)
+        expected = ("'features'", "[3, 5]")
+    else:
+        arrays["features"] = np.zeros((3, 4), np.complex64)
+        expected = ("'features'", "complex64", "float32")
+    np.savez(tmp_path / "data.npz", **arrays)
+    result = run_cli("convert", models["multi"], "-t", "tflite", "--data", tmp_path / "data.npz", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, *expected)
+    assert not (tmp_path / "out" / "tflite").exists()
+
+
+def test_config_with_unknown_key(models, tmp_path):
+    config = tmp_path / "edgeport.toml"
+    config.write_text(f'model = "{models["cnn"]}"\ntargets = ["tflite"]\nthreds = 2\n')
+    assert_one_line_error(run_cli("convert", "--config", config), 2, "unknown key 'threds'")
+    config.write_text(f'model = "{models["cnn"]}"\n[target."tflite:int8"]\nio_typ = "int8"\n')
+    assert_one_line_error(run_cli("convert", "--config", config), 2, "unknown key 'io_typ'", "io_type")
+
+
+def test_option_that_no_target_takes(models, tmp_path):
+    result = run_cli("convert", models["cnn"], "-t", "tflite", "-O", "opset=13", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "--opset does not apply", "tflite")
+
+
+def test_unwritable_output_folder(models, tmp_path):
+    # A path below a regular file can never be created, whoever runs the test (CI runs as root).
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("convert", models["cnn"], "-t", "tflite", "-o", blocker / "out")
+    assert_one_line_error(result, 2, "not writable", str(blocker / "out"))
+
+
+def test_dynamic_dims_without_shape_ask_for_input_shape(tmp_path):
+    from conftest import tf
+
+    t = tf()
+
+    class Dynamic(t.Module):
+        @t.function(input_signature=[t.TensorSpec([None, None, 3], t.float32, name="sequence")])
+        def serve(self, sequence):
+            return {"total": t.reduce_sum(sequence, axis=1)}
+
+    module = Dynamic()
+    t.saved_model.save(module, str(tmp_path / "dyn"), signatures={"serving_default": module.serve})
+    result = run_cli("convert", tmp_path / "dyn", "-t", "tflite", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "--input-shape sequence=1,N,3")
+    fixed = run_cli("convert", tmp_path / "dyn", "-t", "tflite", "-o", tmp_path / "out", "--input-shape",
+                    "sequence=1,7,3", "--no-bench")
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def test_string_input_needs_data(models, tmp_path):
+    result = run_cli("convert", models["strings"], "-t", "tflite", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "'text'", "string", "--data")
