@@ -138,6 +138,8 @@ def compare(
     failures: list[str] = []
     if len(candidate) != len(reference):
         failures.append(f"runtime returned {len(candidate)} results for {len(reference)} samples")
+        return AccuracyResult(passed=False, samples=len(reference), tolerance=tolerance, outputs=(),
+                              failures=tuple(failures))
     names = list(reference[0]) if reference else []
     metrics = []
     for name in names:

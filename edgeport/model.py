@@ -317,7 +317,7 @@ def _count_parameters(path: Path) -> int:
     total = 0
     for name, shape in tf.train.list_variables(str(prefix)):
         lowered = name.lower()
-        if "optimizer" in lowered or "OPTIMIZER_SLOT" in name or "save_counter" in lowered or "global_step" in lowered:
+        if name == "_CHECKPOINTABLE_OBJECT_GRAPH" or "optimizer" in lowered or "OPTIMIZER_SLOT" in name or "save_counter" in lowered or "global_step" in lowered:
             continue
         count = 1
         for dim in shape:
