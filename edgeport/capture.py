@@ -22,7 +22,7 @@ class Captured:
 
 _NOISE = ("cpu_feature_guard", "To enable the following instructions", "absl::InitializeLog", "cudart_stub",
           "Could not find cuda drivers", "oneDNN custom operations", "TF_ENABLE_ONEDNN_OPTS",
-          "tf.lite.Interpreter is deprecated", "Created TensorFlow Lite XNNPACK delegate")
+          "tf.lite.Interpreter is deprecated", "fully_quantize: ", "Created TensorFlow Lite XNNPACK delegate")
 
 
 def _is_worth_reporting(line: str) -> bool:

@@ -123,6 +123,8 @@ class Artifact:
     output_permutations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # applied to references
     details: Mapping[str, Any] = field(default_factory=dict)  # JSON-able, format specific
     measurements: Mapping[str, float] = field(default_factory=dict)  # gated by budgets `max_<key>`
+    budgets: Mapping[str, float] = field(default_factory=dict)  # budgets the converter's options set (a board's
+    # RAM/flash); the user's per-target budgets win over these
 
 
 @dataclass(frozen=True)

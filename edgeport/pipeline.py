@@ -305,7 +305,7 @@ def _check_and_bench(request: RunRequest, plan: _Plan, artifact: Artifact | None
     check, accuracy, runtime_version, extra = _check(request, plan, artifact, main, samples, reference, logs, progress)
     measurements.update(extra)
     bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress)
-    check = _gate_measurements(check, plan.config.budgets, measurements)
+    check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
     return TargetResult(
         **base, stages=(convert, check, bench), precision=artifact.precision, folder=folder.name,
         artifact=str(main.relative_to(request.out)), size_bytes=size,

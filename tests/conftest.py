@@ -1,102 +1,14 @@
-"""Small real SavedModels shared by the tests (built once per session), and helpers to run the CLI."""
+"""Session fixtures: small real SavedModels built once, and the trained digits example."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-
-
-def tf():
-    from edgeport.tf_quiet import import_tensorflow
-
-    return import_tensorflow()
-
-
-def save_multi_io(path: Path) -> Path:
-    """Two named inputs, a dict of two outputs."""
-    t = tf()
-
-    class MultiIO(t.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = t.Variable(t.random.stateless_normal([4, 3], seed=[1, 2]))
-
-        @t.function(input_signature=[t.TensorSpec([None, 4], t.float32, name="features"),
-                                     t.TensorSpec([None, 1], t.float32, name="scale")])
-        def serve(self, features, scale):
-            logits = t.matmul(features, self.w) * scale
-            return {"logits": logits, "probs": t.nn.softmax(logits)}
-
-    module = MultiIO()
-    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
-
-
-def save_small_cnn(path: Path) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input(shape=(16, 16, 3), name="pixels")
-    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
-    x = keras.layers.DepthwiseConv2D(3, activation="relu6")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(6, activation="softmax")(x)
-    keras.Model(inputs, outputs).export(str(path), verbose=False)
-    return path
-
-
-def save_tf1_builder(path: Path) -> Path:
-    """A TF1 graph saved with tf.compat.v1.saved_model.Builder (variables, a v1 signature)."""
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default():
-        x = t.compat.v1.placeholder(t.float32, [None, 3], name="x")
-        w = t.compat.v1.get_variable("w", [3, 4], initializer=t.compat.v1.random_normal_initializer(seed=2))
-        b = t.compat.v1.get_variable("b", [4], initializer=t.compat.v1.constant_initializer(0.1))
-        y = t.nn.tanh(t.matmul(x, w) + b, name="y")
-        with t.compat.v1.Session(graph=graph) as session:
-            session.run(t.compat.v1.global_variables_initializer())
-            builder = t.compat.v1.saved_model.Builder(str(path))
-            signature = t.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
-            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
-            builder.save()
-    return path
-
-
-def save_with_op(path: Path, op: str) -> Path:
-    """A model using one op with no TFLite builtin: 'cumprod' (a Flex op) or 'bessel' (no kernel at all)."""
-    t = tf()
-    functions = {"cumprod": lambda x: t.math.cumprod(x, axis=1), "bessel": lambda x: t.math.bessel_i0e(x)}
-
-    class WithOp(t.Module):
-        @t.function(input_signature=[t.TensorSpec([1, 4], t.float32, name="x")])
-        def serve(self, x):
-            return {"y": functions[op](x) + 1.0}
-
-    module = WithOp()
-    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
-
-
-def save_string_input(path: Path) -> Path:
-    t = tf()
-
-    class Strings(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None], t.string, name="text")])
-        def serve(self, text):
-            return {"length": t.strings.length(text)}
-
-    module = Strings()
-    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from edgeport_testing import (save_multi_io, save_small_cnn, save_string_input, save_tf1_builder,  # noqa: E402
+                              save_with_op)
 
 
 @pytest.fixture(scope="session")
@@ -115,21 +27,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> Path:
     """The bundled example: a CNN trained on scikit-learn's digits, with held-out and calibration samples."""
-    from train_digits import train
+    from train_digits import train  # examples/ is on sys.path (edgeport_testing)
 
     out = tmp_path_factory.mktemp("digits")
     train(out, epochs=12)
     return out
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgeport", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=900)
-
-
-def quick_bench() -> list[str]:
-    return ["--min-runs", "5", "--min-seconds", "0.05", "--warmup-runs", "1"]
-
-
-def random_feeds(shape, count=4, seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 1, (count, *shape)).astype(np.float32)

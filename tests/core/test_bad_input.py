@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from edgeport_testing import run_cli
 
 
 def assert_one_line_error(result, code: int, *fragments: str) -> None:
@@ -93,7 +93,7 @@ def test_unwritable_output_folder(models, tmp_path):
 
 
 def test_dynamic_dims_without_shape_ask_for_input_shape(tmp_path):
-    from conftest import tf
+    from edgeport_testing import tf
 
     t = tf()
 

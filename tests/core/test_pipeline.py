@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import quick_bench, run_cli
+from edgeport_testing import quick_bench, run_cli
 
 TFLITE_ALL = ["tflite", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:int16x8"]
 
@@ -168,3 +168,14 @@ def test_python_api_mirrors_cli(models, tmp_path):
     target = report.target("tflite:fp16")
     assert target.accuracy.outputs[0].cosine >= 0.999
     assert target.latency.p50_ms > 0
+
+
+def test_device_budget_overrun_is_a_failed_gate_with_both_numbers(digits, tmp_path):
+    result = run_cli("convert", digits / "saved_model", "-t", "tflm", "--data", digits / "holdout.npz",
+                     "--calibration", digits / "calibration.npz", "--ram-limit", "2KB", "-o", tmp_path, "--no-bench")
+    assert result.returncode == 1, result.stderr
+    target = json.loads((tmp_path / "report.json").read_text())["targets"][0]
+    check = target["stages"][1]
+    assert check["status"] == "failed" and "arena_bytes" in check["reason"] and "budget 2,048 B" in check["reason"]
+    assert target["accuracy"]["outputs"][0]["top1_agreement"] >= 0.98
+    assert target["measurements"]["arena_bytes"] > 2048

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from edgeport_testing import run_cli
 from edgeport.contracts import TargetSpec
 from edgeport.errors import UsageError
 from edgeport.registry import Registry

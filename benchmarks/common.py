@@ -1,0 +1,38 @@
+"""Shared by the benchmark scripts: test models built locally (random weights, nothing downloaded), timing."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CACHE = Path(os.environ.get("EDGEPORT_BENCH_CACHE", Path(__file__).with_name(".cache")))
+
+
+def export_keras_application(name: str, size: int = 224) -> Path:
+    """keras.applications model with random weights, exported once with model.export into the cache."""
+    path = CACHE / f"{name.lower()}_{size}"
+    if (path / "saved_model.pb").is_file():
+        return path
+    code = (
+        "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'\n"
+        "import keras\nkeras.utils.set_random_seed(0)\n"
+        f"m = getattr(keras.applications, {name!r})(weights=None, input_shape=({size}, {size}, 3))\n"
+        f"m.export({str(path)!r}, verbose=False)\n"
+    )
+    CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return path
+
+
+def timed_process(args: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    result = subprocess.run(args, capture_output=True, text=True, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def cpu_line() -> str:
+    from edgeport.latency import cpu_name
+
+    return cpu_name()

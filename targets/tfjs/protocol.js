@@ -1,0 +1,132 @@
+/*
+ * What Node (runner.js) and the browser page (page.js) share: run one feed through a TF.js graph model by
+ * its signature, and edgeport's timing protocol (edgeport/latency.py) written once in JavaScript.
+ *
+ * A feed or a result is {signatureName: {dtype, shape, data: TypedArray}}. Inputs are fed and outputs
+ * fetched by the graph tensor names the model.json `signature` section gives, then keyed back by the
+ * signature's own names. Every run uploads the inputs, executes, and downloads every output (await data()),
+ * so WebGL timings include the GPU work and the readback a web app would wait for.
+ */
+(function (root, factory) {
+  const api = factory();
+  if (typeof module === 'object' && module.exports) {
+    module.exports = api;
+  } else {
+    root.edgeportProtocol = api;
+  }
+})(typeof globalThis !== 'undefined' ? globalThis : this, function () {
+  'use strict';
+
+  const TYPED_ARRAYS = {float32: Float32Array, int32: Int32Array, bool: Uint8Array};
+
+  function typedArray(dtype, bytes) {
+    const Type = TYPED_ARRAYS[dtype];
+    if (!Type) {
+      throw new Error(`tensor dtype ${dtype} cannot be fed to TF.js (float32, int32 and bool can)`);
+    }
+    const copy = new Uint8Array(bytes.byteLength);
+    copy.set(bytes);
+    return new Type(copy.buffer);
+  }
+
+  function signatureOf(model, where) {
+    const signature = model.signature;
+    if (!signature || !signature.inputs || !signature.outputs) {
+      throw new Error(`${where} has no signature section (inputs/outputs); convert the model with edgeport`);
+    }
+    return signature;
+  }
+
+  function checkFeedNames(signature, feed, where) {
+    const expected = Object.keys(signature.inputs).sort();
+    const given = Object.keys(feed).sort();
+    if (expected.join('\u0000') !== given.join('\u0000')) {
+      throw new Error(`${where} signature inputs are [${expected}] but the samples hold [${given}]`);
+    }
+  }
+
+  /** An async function feed -> result for one loaded GraphModel. */
+  function makeRunner(tf, model, where) {
+    const signature = signatureOf(model, where);
+    const outputKeys = Object.keys(signature.outputs);
+    const outputTensorNames = outputKeys.map(key => signature.outputs[key].name);
+    let checked = false;
+    return async function run(feed) {
+      if (!checked) {
+        checkFeedNames(signature, feed, where);
+        checked = true;
+      }
+      const inputs = {};
+      for (const [key, value] of Object.entries(feed)) {
+        inputs[signature.inputs[key].name] = tf.tensor(value.data, value.shape, value.dtype);
+      }
+      let results = await model.executeAsync(inputs, outputTensorNames);
+      if (!Array.isArray(results)) {
+        results = [results];
+      }
+      const outputs = {};
+      for (let i = 0; i < outputKeys.length; i++) {
+        const tensor = results[i];
+        outputs[outputKeys[i]] = {dtype: tensor.dtype, shape: tensor.shape, data: await tensor.data()};
+      }
+      const fed = new Set(Object.values(inputs).map(t => t.id));
+      tf.dispose(results.filter(t => !fed.has(t.id)));
+      tf.dispose(Object.values(inputs));
+      return outputs;
+    };
+  }
+
+  /**
+   * edgeport's timing protocol: first inference, warm-up (runs and seconds), then timed runs over the samples
+   * until both a minimum count and a minimum time are met, capped by a maximum time. Returns raw times (ms).
+   */
+  async function timeRuns(run, feeds, protocol, now) {
+    let start = now();
+    await run(feeds[0]);
+    const firstInferenceMs = now() - start;
+    const warmStart = now();
+    let warm = 0;
+    while (warm < protocol.warmup_runs || now() - warmStart < protocol.warmup_seconds * 1e3) {
+      await run(feeds[warm % feeds.length]);
+      warm += 1;
+      if (now() - warmStart > protocol.max_seconds * 1e3) {
+        break;
+      }
+    }
+    const runMs = [];
+    const began = now();
+    for (;;) {
+      const feed = feeds[runMs.length % feeds.length];
+      start = now();
+      await run(feed);
+      runMs.push(now() - start);
+      const elapsed = now() - began;
+      if (runMs.length >= protocol.min_runs && elapsed >= protocol.min_seconds * 1e3) {
+        break;
+      }
+      if (elapsed >= protocol.max_seconds * 1e3) {
+        break;
+      }
+    }
+    return {first_inference_ms: firstInferenceMs, warmup_runs: warm, run_ms: runMs};
+  }
+
+  /** Wraps console.warn/log/info so repeated library notices are kept once instead of printed every run. */
+  function collectNotices(console) {
+    const notices = [];
+    const seen = new Set();
+    const keep = (...args) => {
+      const text = args.map(String).join(' ');
+      if (!seen.has(text)) {
+        seen.add(text);
+        notices.push(text);
+      }
+    };
+    console.warn = keep;
+    console.log = keep;
+    console.info = keep;
+    return notices;
+  }
+
+  return {typedArray, makeRunner, timeRuns, collectNotices};
+});

@@ -1,0 +1,134 @@
+"""How tensors cross into TF.js and back: one binary bundle file (Node) or base64 records (browser).
+
+Bundle file, little-endian:
+    8 bytes  magic b"EPTFJS1\\n"
+    4 bytes  uint32 header length H
+    H bytes  UTF-8 JSON header {"meta": {...}, "samples": [{name: {"dtype", "shape", "offset", "nbytes"}}]}
+    padding  to a multiple of 8
+    data     each tensor's raw bytes (C order) at its offset from the start of this section, 8-byte aligned
+
+A base64 record is {"dtype", "shape", "data": base64 of the same raw bytes}; the browser page gets and
+returns those inside the JSON Playwright passes. Never number lists: exact bytes, no float formatting.
+
+TF.js computes in float32, int32 and bool only, so feeds are cast to those here and outputs are cast back
+to the dtypes the model.json signature declares (int64 outputs come back as int64).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeport.contracts import Feeds
+from edgeport.errors import RuntimeFailure
+
+MAGIC = b"EPTFJS1\n"
+ALIGN = 8
+SIGNATURE_DTYPES = {  # model.json signature (TensorFlow DataType names) -> numpy
+    "DT_FLOAT": "float32", "DT_HALF": "float16", "DT_DOUBLE": "float64", "DT_INT32": "int32",
+    "DT_INT64": "int64", "DT_INT16": "int16", "DT_INT8": "int8", "DT_UINT8": "uint8", "DT_UINT16": "uint16",
+    "DT_BOOL": "bool",
+}
+
+
+def to_tfjs(array: np.ndarray, name: str) -> np.ndarray:
+    """The array in the dtype TF.js computes with (float32, int32, bool), C-contiguous."""
+    array = np.asarray(array)
+    if array.dtype == np.bool_:
+        return np.ascontiguousarray(array)
+    if np.issubdtype(array.dtype, np.floating):
+        return np.ascontiguousarray(array, dtype=np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        return np.ascontiguousarray(array, dtype=np.int32)
+    raise RuntimeFailure(f"input {name!r} has dtype {array.dtype}, which TF.js cannot take; "
+                         "TF.js graph models take float, int and bool inputs")
+
+
+def tfjs_dtype(array: np.ndarray) -> str:
+    return "bool" if array.dtype == np.bool_ else str(array.dtype)
+
+
+def from_tfjs(dtype: str, shape: list[int], raw: bytes) -> np.ndarray:
+    numpy_dtype = np.bool_ if dtype == "bool" else np.dtype(dtype)
+    return np.frombuffer(raw, dtype=np.uint8 if dtype == "bool" else numpy_dtype).astype(numpy_dtype).reshape(shape)
+
+
+def write_bundle(path: Path, *, meta: dict[str, Any], samples: list[Feeds]) -> None:
+    records, chunks, offset = [], [], 0
+    for feed in samples:
+        record = {}
+        for name, value in feed.items():
+            array = to_tfjs(value, name)
+            raw = array.tobytes()
+            record[name] = {"dtype": tfjs_dtype(array), "shape": list(array.shape), "offset": offset,
+                            "nbytes": len(raw)}
+            padded = _pad(len(raw))
+            chunks.append(raw + b"\0" * (padded - len(raw)))
+            offset += padded
+        records.append(record)
+    header = json.dumps({"meta": meta, "samples": records}).encode("utf-8")
+    preamble = MAGIC + struct.pack("<I", len(header)) + header
+    with open(path, "wb") as file:
+        file.write(preamble + b"\0" * (_pad(len(preamble)) - len(preamble)))
+        for chunk in chunks:
+            file.write(chunk)
+
+
+def read_bundle(path: Path) -> tuple[dict[str, Any], list[Feeds]]:
+    blob = Path(path).read_bytes()
+    if blob[: len(MAGIC)] != MAGIC:
+        raise RuntimeFailure(f"{path} is not an edgeport TF.js tensor bundle (bad magic); the runner is broken")
+    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = json.loads(blob[start: start + length].decode("utf-8"))
+    data = memoryview(blob)[_pad(start + length):]
+    samples = [
+        {name: from_tfjs(t["dtype"], t["shape"], data[t["offset"]: t["offset"] + t["nbytes"]])
+         for name, t in record.items()}
+        for record in header["samples"]
+    ]
+    return header["meta"], samples
+
+
+def encode_base64(samples: list[Feeds]) -> list[dict[str, dict[str, Any]]]:
+    encoded = []
+    for feed in samples:
+        record = {}
+        for name, value in feed.items():
+            array = to_tfjs(value, name)
+            record[name] = {"dtype": tfjs_dtype(array), "shape": list(array.shape),
+                            "data": base64.b64encode(array.tobytes()).decode("ascii")}
+        encoded.append(record)
+    return encoded
+
+
+def decode_base64(records: list[dict[str, dict[str, Any]]]) -> list[Feeds]:
+    return [{name: from_tfjs(t["dtype"], t["shape"], base64.b64decode(t["data"])) for name, t in record.items()}
+            for record in records]
+
+
+def restore_dtypes(outputs: list[Feeds], model_json: Path) -> list[Feeds]:
+    """Cast outputs back to the dtypes the model.json signature declares (TF.js returns int32 for int64)."""
+    declared = read_signature(model_json).get("outputs", {})
+    wanted = {name: SIGNATURE_DTYPES.get(info.get("dtype", "")) for name, info in declared.items()}
+    return [{name: value.astype(wanted[name]) if wanted.get(name) and value.dtype != wanted[name] else value
+             for name, value in feed.items()} for feed in outputs]
+
+
+def read_signature(model_json: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(Path(model_json).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RuntimeFailure(f"cannot read TF.js model {model_json}: {exc}; convert the model again") from None
+    signature = document.get("signature") if isinstance(document, dict) else None
+    if not isinstance(signature, dict):
+        raise RuntimeFailure(f"{model_json} has no signature section; convert the model with edgeport's tfjs target")
+    return signature
+
+
+def _pad(size: int) -> int:
+    return (size + ALIGN - 1) // ALIGN * ALIGN
