@@ -49,6 +49,9 @@ class LiteRTSession(Session):
         self._outputs = self._runner.get_output_details()
 
     def run(self, feeds: Feeds) -> Feeds:
+        if set(feeds) != set(self._inputs):
+            raise RuntimeFailure(f"the .tflite signature takes inputs {', '.join(sorted(self._inputs))}; got "
+                                 f"{', '.join(sorted(feeds))}: was it converted from this model and signature?")
         args = {name: quantize(np.asarray(feeds[name]), detail) for name, detail in self._inputs.items()}
         outputs = self._runner(**args)
         return {name: dequantize(value, self._outputs[name]) for name, value in outputs.items()}
