@@ -6,30 +6,24 @@ own error type. A budget is `max_<measurement>` in bytes (`max_arena_bytes`, `ma
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
 BOARDS_FILE = Path(__file__).with_name("tflm_boards.json")
-_UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "K": 1024, "MB": 1024**2, "MIB": 1024**2, "M": 1024**2}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 # What each budget limits, for failure lines: measurement key -> (short name, limit name)
 _LABELS = {"arena_bytes": ("arena", "RAM limit"), "flash_bytes": ("flash", "flash limit")}
 
 
 def parse_size(value: str | int, *, what: str) -> int:
-    """`256KB`, `1MB`, `1.5MB`, `65536`, `65536B` -> bytes (KB = 1024 bytes)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} {value!r}: give a size such as 256KB, 1MB or a number of bytes")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.match(str(value))
-        unit = match.group(2).upper() if match else None
-        if not match or unit not in _UNITS:
-            raise ValueError(f"{what} {value!r}: give a size such as 256KB, 1MB or a number of bytes")
-        size = int(float(match.group(1)) * _UNITS[unit])
+    """`256KB`, `1MB`, `1.5MB`, `65536`, `65536B` -> bytes (KB = 1024 bytes), with edgeport's one size parser."""
+    from edgeport.errors import UsageError  # noqa: PLC0415
+    from edgeport.options import parse_size as parse_bytes  # noqa: PLC0415
+
+    try:
+        size = parse_bytes(value, what)
+    except UsageError:
+        raise ValueError(f"{what} {value!r}: give a size such as 256KB, 1MB or a number of bytes") from None
     if size <= 0:
         raise ValueError(f"{what} {value!r}: a size must be more than 0 bytes")
     return size
