@@ -119,7 +119,8 @@ class Artifact:
     warnings: tuple[str, ...] = ()  # converter warnings, captured, never printed
     notes: tuple[str, ...] = ()  # things the report should say ("needs Flex ops: ...")
     not_checkable: str | None = None  # why this artifact cannot run here (e.g. Flex ops in Python)
-    input_permutations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # layout changes, per input
+    input_permutations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # informative: runtimes still
+    # receive signature-shaped feeds and transpose them themselves
     output_permutations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # applied to references
     details: Mapping[str, Any] = field(default_factory=dict)  # JSON-able, format specific
     measurements: Mapping[str, float] = field(default_factory=dict)  # gated by budgets `max_<key>`
