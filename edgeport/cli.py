@@ -79,6 +79,31 @@ def _sample_request(data, preprocess, sample_count, seed, input_range, input_sha
                          input_ranges=parse_input_ranges(input_range), input_shapes=parse_input_shapes(input_shape))
 
 
+def threshold_options(command):
+    """Regression thresholds shared by `compare` and `convert --baseline`; passed on as `thresholds` (a dict)."""
+    from edgeport.regression import Thresholds  # noqa: PLC0415 - light: standard library only
+
+    defaults = Thresholds()
+    options = [
+        ("--latency-threshold", "latency", "Allowed relative growth of p50/p90, on top of the noise allowance"),
+        ("--noise-allowance", "noise", "Multiples of the runs' measured spread added to the latency threshold"),
+        ("--accuracy-threshold", "accuracy", "Allowed absolute drop of the worst cosine similarity"),
+        ("--agreement-threshold", "agreement", "Allowed absolute drop of top-1/top-5 agreement"),
+        ("--snr-threshold", "snr_db", "Allowed SNR drop in dB"),
+        ("--size-threshold", "size", "Allowed relative growth of the artifact size"),
+    ]
+    for flag, key, text in reversed(options):
+        command = click.option(flag, f"threshold_{key}", type=float, default=None,
+                               help=f"{text} [default: {getattr(defaults, key):g}].")(command)
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        thresholds = {key[len("threshold_"):]: kwargs.pop(key) for key in list(kwargs) if key.startswith("threshold_")}
+        return command(*args, thresholds={k: v for k, v in thresholds.items() if v is not None}, **kwargs)
+
+    return wrapper
+
+
 @main.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("-t", "--target", "targets", multiple=True, help="Target, e.g. tflite, tflite:int8, onnx, tfjs, tflm.")
@@ -111,12 +136,20 @@ def _sample_request(data, preprocess, sample_count, seed, input_range, input_sha
 @click.option("--no-baseline", is_flag=True, help="Do not time the SavedModel on TensorFlow.")
 @click.option("--strict", is_flag=True, default=None, help="A target that could not be checked fails the run.")
 @click.option("--legacy", is_flag=True, help="Load the SavedModel in a v1 session (TF1 graphs).")
+@click.option("--baseline", "baseline_report", type=click.Path(path_type=Path),
+              help="An earlier run's report.json: exit 1 on a regression against it (see `edgeport compare`).")
+@click.option("--history", "history_path", type=click.Path(path_type=Path),
+              help="SQLite run history to append to [default: .edgeport/history.db].")
+@click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
+@threshold_options
 @handles_errors
 def convert(model, targets, output, config, data, preprocess, sample_count, seed, input_range, input_shape,
             signature, threads, as_json, calibration, jobs, extra_options, backend, min_runs, min_seconds,
-            max_seconds, warmup_runs, no_check, no_bench, no_baseline, strict, legacy, **flag_options):
+            max_seconds, warmup_runs, no_check, no_bench, no_baseline, strict, legacy, baseline_report, history_path,
+            no_history, thresholds, **flag_options):
     """Convert MODEL for each target, check accuracy on its runtime, benchmark it, write the report."""
-    from edgeport.cli_run import build_request, print_report, run_with_progress  # noqa: PLC0415
+    from edgeport.cli_run import build_request, finish_run, print_report, run_with_progress  # noqa: PLC0415
+    from edgeport.regression import load_baseline  # noqa: PLC0415
 
     shared = {key: value for key, value in flag_options.items() if value is not None}
     for item in extra_options:
@@ -132,9 +165,11 @@ def convert(model, targets, output, config, data, preprocess, sample_count, seed
                                              "max_seconds": max_seconds, "warmup_runs": warmup_runs},
         check=not no_check, bench=not no_bench, baseline=not no_baseline, strict=strict, legacy=legacy,
     )
+    baseline = load_baseline(baseline_report, thresholds)  # a bad baseline fails before the run, not after
     report = run_with_progress(request, quiet=as_json)
     print_report(report, request.out, as_json=as_json)
-    sys.exit(report.exit_code)
+    sys.exit(finish_run(report, request.out, baseline=baseline, history_path=history_path,
+                        record_history=not no_history, as_json=as_json))
 
 
 @main.command()
@@ -203,6 +238,35 @@ def targets(as_json):
     from edgeport.cli_run import list_targets  # noqa: PLC0415
 
     list_targets(as_json)
+
+
+@main.command()
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@threshold_options
+@click.option("--all", "show_all", is_flag=True, help="List every compared metric, not only what moved.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@handles_errors
+def compare(old, new, thresholds, show_all, as_json):
+    """Compare two runs' report.json (OLD is the baseline): exit 1 if accuracy, latency or size regressed."""
+    from edgeport.regression import compare_command  # noqa: PLC0415
+
+    sys.exit(compare_command(old, new, thresholds=thresholds, show_all=show_all, as_json=as_json))
+
+
+@main.command()
+@click.option("--history", "history_path", type=click.Path(path_type=Path), help="History database "
+              "[default: .edgeport/history.db].")
+@click.option("--model", help="Only this SavedModel (its path, or part of it).")
+@click.option("-t", "--target", help="Only this target.")
+@click.option("-n", "--last", type=click.IntRange(1), help="Only the last N runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@handles_errors
+def history(history_path, model, target, last, as_json):
+    """Show the trend of size, accuracy and p50 per target over the recorded `convert` runs."""
+    from edgeport.history import history_command  # noqa: PLC0415
+
+    history_command(history_path, model=model, target=target, last=last, as_json=as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +67,27 @@ def build_request(*, model, targets, output, config_path, samples: SampleRequest
 
 def run_with_progress(request: RunRequest, quiet: bool = False) -> Report:
     from edgeport import pipeline  # noqa: PLC0415
-    from edgeport.progress import ProgressPrinter  # noqa: PLC0415
+    from edgeport.progress import ProgressPrinter, RunShape  # noqa: PLC0415
 
-    with ProgressPrinter(stderr, enabled=not quiet) as printer:
+    shape = RunShape(targets=tuple(t.name for t in request.targets), check=request.check, bench=request.bench,
+                     protocol=request.protocol)
+    with ProgressPrinter(stderr, enabled=not quiet, shape=shape) as printer:
         return pipeline.run(request, printer.event)
+
+
+def finish_run(report: Report, out: Path, *, baseline, history_path: Path | None, record_history: bool,
+               as_json: bool) -> int:
+    """After a convert run: append it to the history, compare it with --baseline; returns the exit code."""
+    from edgeport.history import record_run  # noqa: PLC0415
+    from edgeport.regression import check_against  # noqa: PLC0415
+
+    data = report.to_dict()
+    if record_history:
+        record_run(history_path, data, output=out, console=stderr)
+    if baseline is None:
+        return report.exit_code
+    comparison = check_against(baseline, data, out=out, console=stderr if as_json else stdout)
+    return report.exit_code or int(comparison.exit_code)
 
 
 def print_report(report: Report, out: Path, as_json: bool) -> None:
@@ -95,9 +114,18 @@ def print_report(report: Report, out: Path, as_json: bool) -> None:
 
 
 def _colored(cell: str) -> str:
+    from rich.markup import escape  # noqa: PLC0415
+
     head = cell.split(":")[0]
     color = {"pass": "green", "FAIL": "red", "ERROR": "red", "skip": "yellow"}.get(head)
-    return f"[{color}]{cell}[/]" if color else cell
+    return f"[{color}]{escape(cell)}[/]" if color else escape(cell)
+
+
+def scratch_log(stage: str) -> Path:
+    """Where a worker's output goes for the single-artifact commands (TensorFlow and runtime chatter)."""
+    folder = Path(tempfile.gettempdir()) / "edgeport-logs"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{stage}-{os.getpid()}.log"
 
 
 def _runtime_for(artifact: Path, name: str | None):
@@ -124,7 +152,8 @@ def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool 
     from edgeport.service import ModelService  # noqa: PLC0415
 
     check_saved_model_dir(model)
-    worker = Worker(ModelService, str(model), signature, None, legacy, what="model loader")
+    worker = Worker(ModelService, str(model), signature, None, legacy, log_path=scratch_log("model"),
+                    what="model loader")
     info = worker.description
     return worker, info, load_samples(info.signature, samples)
 
@@ -132,7 +161,8 @@ def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool 
 def check_artifact(*, artifact: Path, model: Path, runtime_name, precision, backend, samples, signature, threads,
                    as_json) -> int:
     from edgeport.accuracy import compare, default_tolerance  # noqa: PLC0415
-    from edgeport.isolation import call_isolated  # noqa: PLC0415
+    from edgeport.errors import RuntimeFailure, WorkerDied  # noqa: PLC0415
+    from edgeport.isolation import PluginCrash, call_isolated  # noqa: PLC0415
     from edgeport.stages import run_check  # noqa: PLC0415
 
     runtime = _runtime_for(artifact, runtime_name)
@@ -140,7 +170,11 @@ def check_artifact(*, artifact: Path, model: Path, runtime_name, precision, back
     with worker:
         reference = worker.call("reference", sample_set)
     settings = RuntimeSettings(threads=threads, backend=backend)
-    result = call_isolated(run_check, runtime, str(artifact), sample_set, settings, what=f"{runtime.name} runtime")
+    try:
+        result = call_isolated(run_check, runtime, str(artifact), sample_set, settings, log_path=scratch_log("check"),
+                               what=f"{runtime.name} runtime")
+    except (PluginCrash, WorkerDied) as exc:  # the runtime failed on this artifact: a failed check, not a load error
+        raise RuntimeFailure(exc.message) from None
     accuracy = compare(reference, result.outputs, default_tolerance(precision))
     code = ExitCode.OK if accuracy.passed else ExitCode.GATE_FAILED
     if as_json:
@@ -179,7 +213,7 @@ def bench_artifact(*, artifact: Path, model, runtime_name, backend, samples: Sam
         raise UsageError("bench needs inputs: pass --model (synthetic inputs from its signature) or --data FILE.npz")
     protocol = TimingProtocol(**{k: v for k, v in protocol_overrides.items() if v is not None})
     raw = call_isolated(run_bench, runtime, str(artifact), sample_set, RuntimeSettings(threads=threads, backend=backend),
-                        protocol, what=f"{runtime.name} benchmark")
+                        protocol, log_path=scratch_log("bench"), what=f"{runtime.name} benchmark")
     stats = summarize(raw)
     if as_json:
         sys.stdout.write(json.dumps(_plain(dataclasses.asdict(stats)), indent=2) + "\n")
