@@ -80,6 +80,15 @@ def time_session(open_session: Callable[[], Session], samples: SampleSet, protoc
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process. On Linux from VmHWM: getrusage's ru_maxrss keeps the parent's
+    peak across fork+exec, so a worker spawned by a large process would report the parent's memory."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(usage if sys.platform == "darwin" else usage * 1024)
 

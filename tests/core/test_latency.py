@@ -45,3 +45,15 @@ def test_statistics_from_raw_times():
     assert abs(stats.throughput_per_s - 1000 / 50.5) < 1e-9 and stats.peak_rss_mb == 50
     many = summarize(RawTimings(0, 0, 0, tuple([1.0] * 5000), 1, "v"))
     assert many.runs == 5000 and len(many.run_ms) == MAX_KEPT_RUNS
+
+
+def test_peak_rss_is_this_process_not_an_inherited_peak():
+    import subprocess
+    import sys
+
+    ballast = bytearray(400 * 2**20)  # this process now peaks above 400 MB
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "from edgeport.latency import peak_rss_bytes; print(peak_rss_bytes())"
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert child < 300 * 2**20, child / 2**20
+    del ballast
