@@ -104,6 +104,13 @@ class LoadedModel:
     def frozen(self) -> FrozenGraph:
         return self._backend.freeze()
 
+    @functools.cached_property
+    def frozen_function(self) -> FrozenFunction:
+        """The frozen graph wrapped as a signature function: converters start from constants, not variables."""
+        if self.mode == "v1-session":
+            return FrozenFunction(self.concrete_function, self.trackable)
+        return wrap_frozen_graph(self.frozen, self.signature)
+
     def reference(self, feeds: list[Feeds]) -> list[Feeds]:
         return [self._backend.run(feed) for feed in feeds]
 
@@ -257,13 +264,19 @@ class _V1SessionBackend:
             inputs=tuple(spec(n, self._in[n]) for n in self.input_names),
             outputs=tuple(spec(n, self._out[n]) for n in self.output_names),
         )
-        self._concrete = None
+        self._wrapped: FrozenFunction | None = None
+        self._frozen: FrozenGraph | None = None
 
     def run(self, feed: Feeds) -> Feeds:
         values = self._session.run(self._out, feed_dict={self._in[n]: feed[n] for n in self.input_names})
         return dict(values)
 
     def freeze(self) -> FrozenGraph:
+        if self._frozen is None:
+            self._frozen = self._freeze()
+        return self._frozen
+
+    def _freeze(self) -> FrozenGraph:
         tf = self._tf
         output_nodes = sorted({name.split(":")[0] for name in self._out.values()})
         graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
@@ -273,39 +286,45 @@ class _V1SessionBackend:
         return FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
 
     def concrete_function(self):
-        if self._concrete is None:
-            self._concrete = self._wrap_frozen()
-        return self._concrete
-
-    def _wrap_frozen(self):
-        """The frozen graph as a TF2 signature function with the signature's names."""
-        tf = self._tf
-        frozen = self.freeze()
-        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(frozen.graph_def, name=""), [])
-        pruned = wrapped.prune(
-            feeds=[wrapped.graph.get_tensor_by_name(frozen.input_tensors[n]) for n in self.input_names],
-            fetches=[wrapped.graph.get_tensor_by_name(frozen.output_tensors[n]) for n in self.output_names],
-        )
-        input_names, output_names = self.input_names, self.output_names
-
-        def signature_fn(**kwargs):
-            outputs = pruned(*[kwargs[n] for n in input_names])
-            return dict(zip(output_names, outputs, strict=True))
-
-        specs = {
-            s.name: tf.TensorSpec([*s.shape] if s.shape is not None else None, s.dtype, name=s.name)
-            for s in self.signature.inputs
-        }
-        function = tf.function(signature_fn)
-        concrete = function.get_concrete_function(**specs)
-        self._module = tf.Module()
-        self._module.signature_fn = function  # keeps the wrapped graph alive; owns the function
-        self._module.keepalive = (wrapped, pruned)
-        return concrete
+        if self._wrapped is None:
+            self._wrapped = wrap_frozen_graph(self.freeze(), self.signature)
+        return self._wrapped.function
 
     def trackable(self):
         self.concrete_function()
-        return self._module
+        return self._wrapped.owner
+
+
+@dataclass(frozen=True)
+class FrozenFunction:
+    """The frozen graph as a TF2 signature function: kwargs by input name -> dict by output name."""
+
+    function: Any  # ConcreteFunction
+    owner: Any  # tf.Module keeping the imported graph alive (TFLite writes the signature from it)
+
+
+def wrap_frozen_graph(frozen: FrozenGraph, signature: Signature) -> FrozenFunction:
+    tf = import_tensorflow()
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(frozen.graph_def, name=""), [])
+    input_names = tuple(s.name for s in signature.inputs)
+    output_names = tuple(s.name for s in signature.outputs)
+    pruned = wrapped.prune(
+        feeds=[wrapped.graph.get_tensor_by_name(frozen.input_tensors[n]) for n in input_names],
+        fetches=[wrapped.graph.get_tensor_by_name(frozen.output_tensors[n]) for n in output_names],
+    )
+
+    def signature_fn(**kwargs):
+        outputs = pruned(*[kwargs[n] for n in input_names])
+        return dict(zip(output_names, outputs, strict=True))
+
+    specs = {s.name: tf.TensorSpec([*s.shape] if s.shape is not None else None, s.dtype, name=s.name)
+             for s in signature.inputs}
+    function = tf.function(signature_fn)
+    concrete = function.get_concrete_function(**specs)
+    owner = tf.Module()
+    owner.signature_fn = function
+    owner.keepalive = (wrapped, pruned)
+    return FrozenFunction(function=concrete, owner=owner)
 
 
 def _count_parameters(path: Path) -> int:

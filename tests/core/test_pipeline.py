@@ -114,7 +114,7 @@ def test_failed_target_does_not_stop_the_others(models, tmp_path):
     for target in report["targets"]:
         assert target["stages"][0]["status"] == "error" and "BesselI0e" in target["stages"][0]["reason"]
         assert [s["status"] for s in target["stages"][1:]] == ["skipped", "skipped"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "logs", "report.json", "summary.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "logs", "report.html", "report.json", "summary.md"]
 
 
 def test_jobs_two_and_config_gates(models, tmp_path):
