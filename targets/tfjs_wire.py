@@ -10,6 +10,9 @@ Bundle file, little-endian:
 A base64 record is {"dtype", "shape", "data": base64 of the same raw bytes}; the browser page gets and
 returns those inside the JSON Playwright passes. Never number lists: exact bytes, no float formatting.
 
+String outputs (string constants, hash table values) come back as per element a uint32 length then the
+raw bytes, and become object arrays of bytes, as TensorFlow returns them.
+
 TF.js computes in float32, int32 and bool only, so feeds are cast to those here and outputs are cast back
 to the dtypes the model.json signature declares (int64 outputs come back as int64).
 """
@@ -53,8 +56,32 @@ def tfjs_dtype(array: np.ndarray) -> str:
 
 
 def from_tfjs(dtype: str, shape: list[int], raw: bytes) -> np.ndarray:
+    if dtype == "string":
+        return decode_strings(raw, shape)
     numpy_dtype = np.bool_ if dtype == "bool" else np.dtype(dtype)
     return np.frombuffer(raw, dtype=np.uint8 if dtype == "bool" else numpy_dtype).astype(numpy_dtype).reshape(shape)
+
+
+def decode_strings(raw: bytes, shape: list[int]) -> np.ndarray:
+    """A string output as TensorFlow gives it (an object array of bytes) from its length-prefixed elements."""
+    raw = bytes(raw)
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise RuntimeFailure("a string output from TF.js is truncated (length prefix cut off); "
+                                 "the runner is broken")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        if offset + 4 + length > len(raw):
+            raise RuntimeFailure("a string output from TF.js is truncated (element cut off); the runner is broken")
+        elements.append(raw[offset + 4: offset + 4 + length])
+        offset += 4 + length
+    count = int(np.prod(shape)) if shape else 1
+    if len(elements) != count:
+        raise RuntimeFailure(f"a string output from TF.js has {len(elements)} elements for shape {shape}; "
+                             "the runner is broken")
+    array = np.empty(count, dtype=object)
+    array[:] = elements
+    return array.reshape(shape)
 
 
 def write_bundle(path: Path, *, meta: dict[str, Any], samples: list[Feeds]) -> None:

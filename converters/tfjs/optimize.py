@@ -3,7 +3,9 @@
 With `optimize`: Grappler simplifies (constant folding, arithmetic simplification, dependency and debug
 stripping), per-channel scale/shift chains are folded into weights, Grappler's remapper fuses
 Conv2D/MatMul + BiasAdd + activation, depthwise convolutions are fused the TF.js way, and any fusion TF.js
-cannot run is split again. Without it only debug ops are stripped.
+cannot run is split again. Either way debug ops are stripped and ops TF.js lacks are rewritten (rewrite_ops.py,
+lower_einsum.py: the wasm backend has no Einsum kernel), and loop bodies write TensorList items that outlive
+the body (rewrite_ops.py).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from edgeport.converters.tfjs.fused_ops import (
 from edgeport.converters.tfjs.graph_edit import drop_unused_constants, node_name
 from edgeport.converters.tfjs.grappler import REMAP, SIMPLIFY, run_grappler
 from edgeport.converters.tfjs.hash_tables import TableContents, materialize_tables
+from edgeport.converters.tfjs.lower_einsum import lower_einsums
+from edgeport.converters.tfjs.rewrite_ops import rewrite_missing_ops, write_loop_outputs_to_lists
 from edgeport.converters.tfjs.runtime_ops import RuntimeOps
 from edgeport.converters.tfjs.strip import strip_bookkeeping_attrs, strip_debug_ops
 
@@ -56,6 +60,8 @@ def prepare_graph(model, *, optimize: bool, runtime: RuntimeOps) -> PreparedGrap
     outputs = {node_name(t) for t in frozen.output_tensors.values()}
     protected = inputs | outputs
     strip_debug_ops(graph_def)
+    rewrite_missing_ops(graph_def, runtime.ops)
+    lower_einsums(graph_def, protected)
     folded, undone = 0, []
     if optimize:
         graph_def = run_grappler(graph_def, fetches=sorted(outputs), optimizers=SIMPLIFY)
@@ -67,6 +73,7 @@ def prepare_graph(model, *, optimize: bool, runtime: RuntimeOps) -> PreparedGrap
         fuse_depthwise(graph_def, protected, runtime.fused_activations)
         undone = undo_unsupported_fusions(graph_def, protected, runtime.fused_activations)
         drop_unused_constants(graph_def, protected)
+    write_loop_outputs_to_lists(graph_def)
     strip_bookkeeping_attrs(graph_def)
     return PreparedGraph(graph_def=graph_def, input_tensors=dict(frozen.input_tensors),
                          output_tensors=dict(frozen.output_tensors), tables=tables, folded_chains=folded,

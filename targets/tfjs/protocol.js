@@ -4,7 +4,7 @@
  *
  * A feed or a result is {signatureName: {dtype, shape, data: TypedArray}}. Inputs are fed and outputs
  * fetched by the graph tensor names the model.json `signature` section gives, then keyed back by the
- * signature's own names. Every run uploads the inputs, executes, and downloads every output (await data()),
+ * signature's own names; string outputs come back length-prefixed (encodeStrings). Every run uploads the inputs, executes, and downloads every output (await data()),
  * so WebGL timings include the GPU work and the readback a web app would wait for.
  */
 (function (root, factory) {
@@ -45,6 +45,23 @@
     }
   }
 
+  /**
+   * A string tensor's elements (Uint8Array each, from tensor.bytes(): raw bytes, no UTF-8 decoding) as one
+   * byte array: per element a little-endian uint32 length, then the bytes (tfjs_wire.py decodes it).
+   */
+  function encodeStrings(elements) {
+    const total = elements.reduce((sum, bytes) => sum + 4 + bytes.length, 0);
+    const out = new Uint8Array(total);
+    const view = new DataView(out.buffer);
+    let offset = 0;
+    for (const bytes of elements) {
+      view.setUint32(offset, bytes.length, true);
+      out.set(bytes, offset + 4);
+      offset += 4 + bytes.length;
+    }
+    return out;
+  }
+
   /** An async function feed -> result for one loaded GraphModel. */
   function makeRunner(tf, model, where) {
     const signature = signatureOf(model, where);
@@ -67,7 +84,8 @@
       const outputs = {};
       for (let i = 0; i < outputKeys.length; i++) {
         const tensor = results[i];
-        outputs[outputKeys[i]] = {dtype: tensor.dtype, shape: tensor.shape, data: await tensor.data()};
+        const data = tensor.dtype === 'string' ? encodeStrings(await tensor.bytes()) : await tensor.data();
+        outputs[outputKeys[i]] = {dtype: tensor.dtype, shape: tensor.shape, data};
       }
       const fed = new Set(Object.values(inputs).map(t => t.id));
       tf.dispose(results.filter(t => !fed.has(t.id)));
@@ -128,5 +146,5 @@
     return notices;
   }
 
-  return {typedArray, makeRunner, timeRuns, collectNotices};
+  return {typedArray, encodeStrings, makeRunner, timeRuns, collectNotices};
 });

@@ -112,6 +112,30 @@ class _Lgamma(tf.Module):
         return {"y": tf.math.lgamma(x + 1.0) * 2.0}
 
 
+class _GeluEinsum(tf.Module):
+    """Exact GELU (Erfc, which TF.js lacks) and attention-style Einsums (no Einsum kernel on wasm)."""
+
+    def __init__(self):
+        rng = np.random.default_rng(4)
+        self.w = tf.Variable(rng.normal(0, 0.5, (6, 2, 3)).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 6], tf.float32, name="x")])
+    def serve(self, x):
+        heads = tf.einsum("abc,cde->abde", x, self.w)  # dense projection into heads; batch is dynamic
+        scores = tf.nn.softmax(tf.einsum("aecd,abcd->acbe", heads, heads))
+        context = tf.einsum("acbe,aecd->abcd", scores, heads)
+        return {"y": tf.nn.gelu(tf.reshape(context, [-1, 4, 6]), approximate=False)}
+
+
+def build_gru(path: Path) -> Path:
+    """keras GRU: its loop body writes the new state into a TensorList and also carries it (Identity)."""
+    keras = tf.keras
+    tokens = keras.Input((5, 3), batch_size=1, name="tokens")
+    model = keras.Model(tokens, keras.layers.GRU(4)(tokens))
+    _randomize(model, seed=5)
+    model.export(str(path))
+    return path
+
 def save_module(module, path: Path) -> Path:
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return path
@@ -144,6 +168,8 @@ def models(tmp_path_factory):
         "control": save_module(_ControlFlow(), root / "control"),
         "table": save_module(_HashTable(), root / "table"),
         "lgamma": save_module(_Lgamma(), root / "lgamma"),
+        "gelu_einsum": save_module(_GeluEinsum(), root / "gelu_einsum"),
+        "gru": build_gru(root / "gru"),
     }
     loaded = {name: load_model(path) for name, path in paths.items()}
     loaded["v1"] = load_model(build_v1(root / "v1"), force_v1=True)  # the TF1 session freeze path
@@ -437,6 +463,48 @@ def test_tf1_builder_savedmodel(models, tmp_path):
     assert min(o.cosine for o in result.outputs) >= 0.9999, result.failures
 
 
+def test_erfc_and_einsum_are_rewritten_into_ops_wasm_runs(models, tmp_path):
+    model = models["gelu_einsum"]
+    for optimize in (True, False):
+        folder = tmp_path / f"optimize-{optimize}"
+        convert(model, "tfjs", folder, optimize=optimize)
+        ops = {n["op"] for n in read_model_json(folder)["modelTopology"]["node"]}
+        assert not ops & {"Einsum", "Erfc"} and {"Erf", "BatchMatMulV2"} <= ops
+        result = check_against_reference(model, folder, "fp32", backend="wasm")
+        assert min(o.cosine for o in result.outputs) >= 0.9999, result.failures
+
+
+def test_einsum_lowering_matches_numpy_for_each_label_layout():
+    from edgeport.converters.tfjs.lower_einsum import lower_einsums
+
+    cases = [("abc,cde->abde", (None, 3, 4), (4, 2, 5)), ("aecd,abcd->acbe", (2, 3, 4, 5), (2, 6, 4, 5)),
+             ("ij,jk->ki", (3, 4), (4, 5)), ("abc,bd->ad", (2, 3, 4), (3, 5)), ("bij,bjk->bik", (2, 3, 4), (2, 4, 5))]
+    rng = np.random.default_rng(0)
+    for equation, shape_a, shape_b in cases:
+        graph = tf.Graph()
+        with graph.as_default():
+            a = tf.compat.v1.placeholder(tf.float32, shape_a, name="a")
+            b = tf.compat.v1.placeholder(tf.float32, shape_b, name="b")
+            tf.identity(tf.raw_ops.Einsum(inputs=[a, b], equation=equation), name="out")
+        graph_def = graph.as_graph_def()
+        assert lower_einsums(graph_def, {"a", "b", "out"}) == 1
+        assert "Einsum" not in {node.op for node in graph_def.node}
+        feeds = {"a:0": rng.normal(size=[d or 2 for d in shape_a]), "b:0": rng.normal(size=shape_b)}
+        lowered = tf.Graph()
+        with lowered.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+            with tf.compat.v1.Session(graph=lowered) as session:
+                got = session.run("out:0", feeds)
+        np.testing.assert_allclose(got, np.einsum(equation, feeds["a:0"], feeds["b:0"]), rtol=1e-5, atol=1e-5)
+
+
+def test_tensor_list_written_in_a_loop_body_survives_on_wasm(models, tmp_path):
+    model = models["gru"]
+    convert(model, "tfjs", tmp_path)
+    result = check_against_reference(model, tmp_path, "fp32", backend="wasm")
+    assert min(o.cosine for o in result.outputs) >= 0.9999, result.failures
+
+
 def test_hash_table_with_initializer_and_string_constant(models, tmp_path):
     model = models["table"]
     artifact = convert(model, "tfjs", tmp_path)
@@ -455,6 +523,16 @@ def test_hash_table_with_initializer_and_string_constant(models, tmp_path):
         assert got["label"] == [s.decode() for s in want["label"]] == ["yes", "no"]
     np.testing.assert_allclose(outputs[0]["y"], [1.5, -1.0, -7.0])  # 9 is no key: the table's default
 
+
+def test_string_outputs_come_back_from_the_node_runner(models, tmp_path):
+    model = models["table"]
+    convert(model, "tfjs", tmp_path)
+    ids = np.array([[[0, 3, 9]], [[2, 1, 5]]], np.int32)
+    samples = SampleSet(arrays={"ids": ids, "x": np.ones((2, 1, 3), np.float32)}, source="fixed", synthetic=False)
+    outputs = run_in_node(tmp_path, samples, backend="wasm")
+    for got, want in zip(outputs, model.reference(samples.feeds()), strict=True):
+        assert got["label"].dtype == object and got["label"].tolist() == want["label"].tolist() == [b"yes", b"no"]
+        np.testing.assert_allclose(got["y"], want["y"])
 
 def test_op_tfjs_lacks_fails_before_writing_and_preflight_names_it(models, tmp_path):
     model = models["lgamma"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 
 import numpy as np
 import pytest
@@ -101,6 +102,17 @@ def test_wire_rejects_string_inputs():
     with pytest.raises(RuntimeFailure, match="TF.js cannot take"):
         tfjs_wire.to_tfjs(np.array(["a"]), "text")
 
+
+def test_wire_decodes_length_prefixed_string_outputs():
+    elements = [b"yes", b"", "caf\u00e9".encode(), b"\xff\x00raw"]
+    raw = b"".join(struct.pack("<I", len(e)) + e for e in elements)
+    decoded = tfjs_wire.from_tfjs("string", [2, 2], raw)
+    assert decoded.dtype == object and decoded.shape == (2, 2)
+    assert decoded.reshape(-1).tolist() == elements
+    with pytest.raises(RuntimeFailure, match="truncated"):
+        tfjs_wire.from_tfjs("string", [4], raw[:-2])
+    with pytest.raises(RuntimeFailure, match="3 elements for shape"):
+        tfjs_wire.from_tfjs("string", [4], raw[: -(4 + len(elements[-1]))])
 
 def test_outputs_get_the_signature_dtype_back(tmp_path, handmade):
     document = json.loads(handmade.model_json.read_text())
