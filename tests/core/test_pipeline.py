@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +180,27 @@ def test_device_budget_overrun_is_a_failed_gate_with_both_numbers(digits, tmp_pa
     assert check["status"] == "failed" and "arena_bytes" in check["reason"] and "budget 2,048 B" in check["reason"]
     assert target["accuracy"]["outputs"][0]["top1_agreement"] >= 0.98
     assert target["measurements"]["arena_bytes"] > 2048
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_four_tflite_variants_checked_and_benchmarked(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_tflite import RANDOM_WEIGHT_GATES
+    from common import export_keras_application
+
+    model = export_keras_application("MobileNetV2")
+    config = tmp_path / "gates.toml"
+    config.write_text(RANDOM_WEIGHT_GATES)
+    targets = [a for t in ("tflite", "tflite:fp16", "tflite:dynamic", "tflite:int8") for a in ("-t", t)]
+    result = run_cli("convert", model, *targets, "--config", config, "-o", tmp_path / "out", "--samples", "4",
+                     *quick_bench(), "--no-history")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    by_name = {t["name"]: t for t in report["targets"]}
+    assert by_name["tflite"]["accuracy"]["outputs"][0]["cosine"] >= 0.9999
+    assert by_name["tflite:int8"]["accuracy"]["outputs"][0]["cosine"] >= 0.95
+    for target in report["targets"]:
+        assert [s["status"] for s in target["stages"]] == ["passed"] * 3, target["name"]
+        assert 0 < target["latency"]["p50_ms"] <= target["latency"]["p90_ms"] <= target["latency"]["p99_ms"]
