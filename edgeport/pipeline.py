@@ -25,6 +25,7 @@ from typing import Any
 from edgeport.accuracy import compare, default_tolerance
 from edgeport.contracts import Artifact, Converter, Runtime, RuntimeSettings, SampleSet
 from edgeport.errors import EdgeportError, ModelLoadError, UsageError
+from edgeport.html_report import write_html
 from edgeport.isolation import PluginCrash, Worker, call_isolated
 from edgeport.options import build_options
 from edgeport.registry import registry
@@ -139,17 +140,8 @@ def run(request: RunRequest, progress: Progress = _quiet) -> Report:
         baseline=baseline,
     )
     write_report_files(report, request.out)
-    _publish(report, request.out)
+    write_html(report, request.out)
     return report
-
-
-def _publish(report: Report, out: Path) -> None:
-    """Extra report writers (e.g. HTML) registered by plug-in modules of the core, if present."""
-    try:
-        from edgeport import html_report  # noqa: PLC0415
-    except ImportError:
-        return
-    html_report.write_html(report, out)
 
 
 def _version() -> str:
