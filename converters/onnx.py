@@ -35,7 +35,7 @@ class ONNXOptions:
     optimization_level: str = "extended"  # onnxruntime offline optimization: none, basic, extended
     ort_format: bool = False  # also write model.ort (ORT Mobile)
     external_data_threshold_bytes: int = DEFAULT_EXTERNAL_DATA_THRESHOLD  # weights past it go to model.onnx.data
-    dynamic: bool = False  # onnx:int8 only: weight-only dynamic quantization instead of static QDQ
+    dynamic: bool = False  # onnx:int8: weight-only dynamic quantization instead of static QDQ (others ignore it)
     per_channel: bool = True  # onnx:int8: per-channel weight scales
 
 
@@ -49,8 +49,6 @@ def validate_options(options: ONNXOptions, signature: Signature, variant: str) -
     if options.optimization_level not in OPTIMIZATION_LEVELS:
         raise UsageError(f"{target}: optimization_level={options.optimization_level!r}; use one of "
                          f"{', '.join(OPTIMIZATION_LEVELS)} (the 'all' level is machine specific, applied at load)")
-    if options.dynamic and variant != "int8":
-        raise UsageError(f"{target}: option dynamic applies to onnx:int8 only; drop it or target onnx:int8")
     if isinstance(options.external_data_threshold_bytes, bool) or not isinstance(
             options.external_data_threshold_bytes, int) or options.external_data_threshold_bytes < 0:
         raise UsageError(f"{target}: external_data_threshold_bytes={options.external_data_threshold_bytes!r}; "
