@@ -1,13 +1,17 @@
 """The issue's model zoo as SavedModels with random weights (nothing downloaded), exported once into the cache.
 
   * MobileNetV2, EfficientNetB0: keras.applications, weights=None, 224x224x3, `classifier_activation=None`
-    so the check compares logits (a random-weight softmax is nearly flat and makes any cosine look perfect);
+    so the check compares logits (a random-weight softmax is nearly flat and makes any cosine look perfect),
+    built by benchmarks/common.py `export_keras_application`: BatchNorm statistics from one training-mode pass,
+    so the random-weight activations are not collapsed (logits ~1e-11 otherwise, which makes int8 meaningless);
   * transformer_block: keras MultiHeadAttention + residual + LayerNormalization + GELU Dense feed-forward,
     input [1, 16, 32];
-  * multi_io: a tf.Module taking two inputs and returning a dict of two outputs;
+  * multi_io: a tf.Module taking two inputs and returning a dict of three outputs;
   * gru_varlen: a keras GRU over a variable-length sequence, input [None, None, 8]
     (the CLI needs `--input-shape tokens=1,20,8`);
-  * tf1_builder: a TF1 graph with variables saved by tf.compat.v1.saved_model.Builder (`--legacy` not needed).
+  * tf1_builder: a TF1 graph with variables saved by tf.compat.v1.saved_model.Builder (`--legacy` not needed);
+  * lstm_text: a text classifier, Embedding(1000, 32) + LSTM(64) + Dense(5) over int32 token ids [1, 64]
+    (synthetic ids: `--input-range ids=0:1000`, the whole vocabulary; the default integer range 0:10 uses 10 tokens).
 
 Each builder runs in its own Python process (keras and TF1 graph state never mix) and returns the folder.
 Run `python benchmarks/model_zoo.py` to build them all and print their paths.
@@ -21,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
-    from benchmarks.common import CACHE
+    from benchmarks.common import CACHE, export_keras_application
 except ModuleNotFoundError:  # run as a script: benchmarks/ is on sys.path, not the repository root
-    from common import CACHE
+    from common import CACHE, export_keras_application
 
 PRELUDE = """\
 import os
@@ -34,12 +38,6 @@ import tensorflow as tf
 import keras
 keras.utils.set_random_seed(0)
 path = sys.argv[1]
-"""
-
-KERAS_APPLICATION = """\
-model = getattr(keras.applications, sys.argv[2])(weights=None, input_shape=(224, 224, 3),
-                                                  classifier_activation=None)
-model.export(path, verbose=False)
 """
 
 TRANSFORMER_BLOCK = """\
@@ -96,23 +94,33 @@ with graph.as_default():
         builder.save()
 """
 
+LSTM_TEXT = """\
+ids = keras.Input((64,), batch_size=1, dtype="int32", name="ids")
+x = keras.layers.Embedding(1000, 32)(ids)
+x = keras.layers.LSTM(64)(x)
+keras.Model(ids, keras.layers.Dense(5)(x)).export(path, verbose=False)
+"""
+
 
 @dataclass(frozen=True)
 class ZooModel:
     name: str
-    code: str
+    code: str = ""  # builder script run after PRELUDE (path = sys.argv[1]); empty for a keras application
     args: tuple[str, ...] = ()
     image: bool = False  # also checked on Chromium webgl
     input_shapes: tuple[str, ...] = field(default=())  # --input-shape values for dynamic dims
+    input_ranges: tuple[str, ...] = field(default=())  # --input-range values (token ids within the vocabulary)
+    application: str = ""  # keras.applications name, built by common.export_keras_application
 
 
 ZOO = (
-    ZooModel("mobilenet_v2", KERAS_APPLICATION, ("MobileNetV2",), image=True),
-    ZooModel("efficientnet_b0", KERAS_APPLICATION, ("EfficientNetB0",), image=True),
+    ZooModel("mobilenet_v2", application="MobileNetV2", image=True),
+    ZooModel("efficientnet_b0", application="EfficientNetB0", image=True),
     ZooModel("transformer_block", TRANSFORMER_BLOCK),
     ZooModel("multi_io", MULTI_IO),
     ZooModel("gru_varlen", GRU_VARLEN, input_shapes=("tokens=1,20,8",)),
     ZooModel("tf1_builder", TF1_BUILDER),
+    ZooModel("lstm_text", LSTM_TEXT, input_ranges=("ids=0:1000",)),
 )
 
 
@@ -124,7 +132,12 @@ def zoo_model(name: str) -> ZooModel:
 
 
 def export(model: ZooModel, *, cache: Path = CACHE) -> Path:
-    """The model's SavedModel folder in the cache, built in a fresh Python process the first time."""
+    """The model's SavedModel folder in the cache, built in a fresh Python process the first time.
+
+    Keras applications live where common.export_keras_application keeps them (common.CACHE, whatever `cache` says).
+    """
+    if model.application:
+        return export_keras_application(model.application)
     path = cache / "zoo" / model.name
     if (path / "saved_model.pb").is_file():
         return path

@@ -68,6 +68,8 @@ def command(model: ZooModel, saved_model: Path, run: Invocation, out: Path) -> l
         args += ["-t", target]
     for shape in model.input_shapes:
         args += ["--input-shape", shape]
+    for value_range in model.input_ranges:
+        args += ["--input-range", value_range]
     if not run.baseline:
         args.append("--no-baseline")
     return args

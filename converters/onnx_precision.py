@@ -7,6 +7,7 @@ staging folder the converter gives, so a failure leaves nothing outside the job'
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -19,6 +20,13 @@ from edgeport.errors import ConversionError
 
 from edgeport.converters.onnx_files import write_model
 
+ORT_WARNING, ORT_ERROR = 2, 3  # onnxruntime logger severities
+
+
+# onnxconverter_common warns once per constant it clamps into float16's range ("the float32 number 1e-09 will
+# be truncated to 1e-07"): dozens of lines on a real network, summarized as one.
+_FLOAT16_CLAMP = re.compile(r"the float32 number (\S+) will be truncated to (\S+)")
+
 
 def to_float16(model, *, target: str):
     from onnxconverter_common import float16  # noqa: PLC0415
@@ -28,7 +36,20 @@ def to_float16(model, *, target: str):
             converted = float16.convert_float_to_float16(model, keep_io_types=True)
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"{target}: float16 conversion failed: {_first_line(exc)}") from None
-    return converted, captured.warnings()
+    return converted, summarize_float16_clamps(captured.warnings(limit=10_000))
+
+
+def summarize_float16_clamps(warnings: tuple[str, ...]) -> tuple[str, ...]:
+    """One line for all "float32 number X will be truncated to Y" warnings; other warnings kept as they are."""
+    clamps = [match for line in warnings if (match := _FLOAT16_CLAMP.search(line))]
+    others = tuple(line for line in warnings if not _FLOAT16_CLAMP.search(line))[:50]
+    if not clamps:
+        return others
+    bounds = sorted({float(match.group(2)) for match in clamps})
+    example = f"{clamps[0].group(1)} -> {clamps[0].group(2)}"
+    return (f"float16: float32 constants outside float16's range were clamped to {', '.join(f'{b:g}' for b in bounds)}"
+            f" ({len(clamps)} onnxconverter_common warnings, one per constant and sign, e.g. {example}); the check "
+            "measures the effect", *others)
 
 
 def quantize_static_int8(model, *, calibration: SampleSet, input_permutations: Mapping[str, tuple[int, ...]],
@@ -40,7 +61,7 @@ def quantize_static_int8(model, *, calibration: SampleSet, input_permutations: M
         raise ConversionError(f"{target} needs calibration samples; pass --data or --calibration")
     output = staging / "int8.onnx"
     reader = _CalibrationReader(calibration, input_permutations)
-    with _temporary_files_in(staging), capture_output() as captured:
+    with _temporary_files_in(staging), _onnxruntime_errors_only(), capture_output() as captured:
         try:
             prepared = _prepare(model, staging, external_data)
             quantization.quantize_static(
@@ -61,7 +82,7 @@ def quantize_dynamic_int8(model, *, per_channel: bool, staging: Path, external_d
     from onnxruntime import quantization  # noqa: PLC0415
 
     output = staging / "dynamic.onnx"
-    with _temporary_files_in(staging), capture_output() as captured:
+    with _temporary_files_in(staging), _onnxruntime_errors_only(), capture_output() as captured:
         try:
             prepared = _prepare(model, staging, external_data)
             quantization.quantize_dynamic(str(prepared), str(output), weight_type=quantization.QuantType.QInt8,
@@ -115,6 +136,20 @@ def _temporary_files_in(folder: Path) -> Iterator[None]:
         yield
     finally:
         tempfile.tempdir = saved
+
+
+@contextlib.contextmanager
+def _onnxruntime_errors_only() -> Iterator[None]:
+    """onnxruntime.quantization opens sessions with default options, which log C++ warnings such as "Removing
+    initializer ... It is not used by any node" (one per initializer, ANSI-coloured) into the report; keep
+    errors only while it runs, then return to onnxruntime's default level (warning)."""
+    import onnxruntime  # noqa: PLC0415
+
+    onnxruntime.set_default_logger_severity(ORT_ERROR)
+    try:
+        yield
+    finally:
+        onnxruntime.set_default_logger_severity(ORT_WARNING)
 
 
 def _load(path: Path):

@@ -134,6 +134,16 @@ def bitwise_dir(tmp_path_factory) -> Path:
                        tf.TensorSpec([1, 4], tf.int32, name="x"))
 
 
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory) -> Path:
+    """Weights below float16's smallest subnormal: onnxconverter_common warns 3 times (per constant and sign)."""
+    tf = _tf()
+    small = np.array([[1e-9, 0.5], [-2e-10, 0.25]], dtype=np.float32)
+    bias = np.array([3e-9, 0.1], dtype=np.float32)
+    return _module_dir(tmp_path_factory, "tiny_weights", lambda x: {"y": tf.matmul(x, small) + bias},
+                       tf.TensorSpec([1, 2], tf.float32, name="x"))
+
+
 _LOADED: dict[Path, object] = {}
 
 
@@ -242,6 +252,33 @@ def test_int8_static_qdq(keras_cnn_dir, tmp_path):
     result = check(keras_cnn_dir, tmp_path, artifact)
     # An untrained net's class scores are near ties, so top-1 agreement says little here: judge by cosine.
     assert result.outputs[0].cosine >= 0.99, result.failures
+
+
+def test_fp16_clamp_warnings_are_one_line(tiny_weights_dir, tmp_path):
+    artifact = convert(tiny_weights_dir, tmp_path, "fp16")
+    clamps = [w for w in artifact.warnings if "float16" in w and "clamped" in w]
+    assert len(clamps) == 1, artifact.warnings
+    assert "(3 onnxconverter_common warnings" in clamps[0] and "-1e-07, 1e-07" in clamps[0]
+    assert not any("will be truncated" in w for w in artifact.warnings), artifact.warnings
+    assert check(tiny_weights_dir, tmp_path, artifact).passed
+
+
+def test_summarize_float16_clamps_keeps_other_warnings():
+    from edgeport.converters.onnx_precision import summarize_float16_clamps
+
+    assert summarize_float16_clamps(("UserWarning: something else",)) == ("UserWarning: something else",)
+    summary = summarize_float16_clamps(("UserWarning: the float32 number 1e+06 will be truncated to 65504.0",
+                                        "UserWarning: the float32 number -1e-09 will be truncated to -1e-07",
+                                        "UserWarning: other"))
+    assert len(summary) == 2 and summary[1] == "UserWarning: other"
+    assert "(2 onnxconverter_common warnings" in summary[0] and "-1e-07, 65504" in summary[0]
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_int8_warnings_carry_no_onnxruntime_log_lines(keras_cnn_dir, tmp_path, dynamic):
+    """onnxruntime.quantization's own sessions log C++ warnings ("Removing initializer ..."), one per line."""
+    artifact = convert(keras_cnn_dir, tmp_path, "int8", dynamic=dynamic)
+    assert not any("onnxruntime:" in w or "\x1b[" in w for w in artifact.warnings), artifact.warnings
 
 
 def test_int8_calibrates_nchw_inputs(keras_cnn_dir, tmp_path):
