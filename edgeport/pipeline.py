@@ -111,13 +111,12 @@ def run(request: RunRequest, progress: Progress = _quiet) -> Report:
             progress(Event("model", "reference", "started", f"{samples.count} samples"))
             reference = service.call("reference", samples)
             progress(Event("model", "reference", "passed"))
+        baseline = _bench_baseline(service, samples, request.protocol, progress, warnings) \
+            if request.bench and request.baseline else None
         converted = _convert_all(request, plans, service, calibration, progress)
     finally:
         service.close()
 
-    baseline = None
-    if request.bench and request.baseline:
-        baseline = _bench_baseline(request, samples, logs, progress)
     results = []
     for plan in plans:
         artifact, convert_stage = converted[plan.config.name]
@@ -163,7 +162,7 @@ def _machine(request: RunRequest, seconds: float) -> dict[str, Any]:
 def _start_service(request: RunRequest, log: Path) -> Worker:
     try:
         return Worker(ModelService, str(request.model), request.signature, request.tags, request.force_v1,
-                      log_path=log, what="model loader")
+                      request.threads, log_path=log, what="model loader")
     except PluginCrash as exc:
         raise ModelLoadError(f"cannot load {request.model}: {exc.message}") from None
 
@@ -263,18 +262,16 @@ def _check_files(artifact: Artifact, folder: Path) -> None:
         raise ConversionError(f"converter wrote no {artifact.main_file}; the plug-in is broken")
 
 
-def _bench_baseline(request: RunRequest, samples: SampleSet, logs: Path, progress: Progress):
+def _bench_baseline(service: Worker, samples: SampleSet, protocol, progress: Progress, warnings: list[str]):
+    """Time the SavedModel in the model service (its own process, before any conversion)."""
     from edgeport.latency import summarize  # noqa: PLC0415
 
     progress(Event("savedmodel", "baseline", "started"))
-    runtime = registry().runtime("tensorflow")
-    settings = RuntimeSettings(threads=request.threads, extra={"signature": request.signature, "tags": request.tags,
-                                                               "force_v1": request.force_v1})
     try:
-        raw = call_isolated(run_bench, runtime, str(request.model), samples, settings, request.protocol,
-                            log_path=logs / "baseline.log", what="tensorflow baseline")
+        raw = service.call("benchmark", samples, protocol)
     except EdgeportError as exc:
         progress(Event("savedmodel", "baseline", "error", exc.message))
+        warnings.append(f"the SavedModel baseline was not timed: {exc.message}")
         return None
     progress(Event("savedmodel", "baseline", "passed"))
     return summarize(raw)

@@ -5,11 +5,14 @@ graph. The orchestrating process never imports TensorFlow.
 """
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeport.contracts import Artifact, ConversionJob, Converter, Feeds, Finding, SampleSet, Signature, TargetSpec
+from edgeport.contracts import (Artifact, ConversionJob, Converter, Feeds, Finding, RawTimings, SampleSet, Session,
+                                Signature, TargetSpec, TimingProtocol)
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,26 @@ class ModelInfo:
     tensorflow_version: str
 
 
-class ModelService:
-    def __init__(self, path: str, signature: str | None, tags: tuple[str, ...] | None, force_v1: bool):
-        from edgeport.model import load_model  # noqa: PLC0415
+class _Runner(Session):
+    def __init__(self, run):
+        self._run = run
 
+    def run(self, feeds: Feeds) -> Feeds:
+        return self._run(feeds)
+
+
+class ModelService:
+    def __init__(self, path: str, signature: str | None, tags: tuple[str, ...] | None, force_v1: bool,
+                 threads: int = 1):
+        from edgeport.model import load_model  # noqa: PLC0415
+        from edgeport.tf_quiet import import_tensorflow  # noqa: PLC0415
+
+        start = time.perf_counter()
+        tf = import_tensorflow()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)  # the baseline runs with the run's threads
+        tf.config.threading.set_inter_op_parallelism_threads(1)
         self.model = load_model(Path(path), signature, tags, force_v1=force_v1)
+        self.load_ms = (time.perf_counter() - start) * 1e3
 
     def describe(self) -> ModelInfo:
         from importlib.metadata import version  # noqa: PLC0415
@@ -42,6 +60,20 @@ class ModelService:
 
     def reference(self, samples: SampleSet) -> list[Feeds]:
         return self.model.reference(samples.feeds())
+
+    def benchmark(self, samples: SampleSet, protocol: TimingProtocol) -> RawTimings:
+        """The baseline row: the SavedModel on TensorFlow, timed with the same protocol as every artifact.
+
+        It runs here, in the model service's own process, before any conversion, so TensorFlow is imported
+        and the SavedModel loaded once per run; its load time is the service's.
+        """
+        from importlib.metadata import version  # noqa: PLC0415
+
+        from edgeport.latency import time_session  # noqa: PLC0415
+
+        run = self.model.session_runner()
+        raw = time_session(lambda: _Runner(run), samples, protocol, f"tensorflow {version('tensorflow')}")
+        return dataclasses.replace(raw, load_ms=self.load_ms)
 
     def convert(self, converter: Converter, target: TargetSpec, options: Any, calibration: SampleSet,
                 workdir: str) -> Artifact:
