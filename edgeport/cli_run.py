@@ -129,19 +129,26 @@ def scratch_log(stage: str) -> Path:
 
 
 def _runtime_for(artifact: Path, name: str | None):
+    """(runtime, file): --runtime if given, else by the file's suffix (in a folder: the first file a runtime loads).
+
+    Where several runtimes load a suffix, a converter's default runtime wins (model.json: tfjs-node).
+    """
     from edgeport.registry import registry  # noqa: PLC0415
 
     if not artifact.exists():
         raise UsageError(f"artifact {artifact} does not exist")
+    files = sorted(p for p in artifact.iterdir() if p.is_file()) if artifact.is_dir() else [artifact]
+    runtimes = registry().runtimes()
     if name:
-        return registry().runtime(name)
-    file = artifact
-    if artifact.is_dir():
-        candidates = [p for p in artifact.iterdir() if p.is_file()]
-        file = next((p for p in candidates for r in registry().runtimes().values() if p.name.endswith(r.artifact_suffixes or ("\0",))), artifact)
-    for runtime in registry().runtimes().values():
-        if runtime.artifact_suffixes and file.name.endswith(runtime.artifact_suffixes):
-            return runtime
+        runtime = registry().runtime(name)
+        suffixes = runtime.artifact_suffixes or ("",)
+        return runtime, next((f for f in files if f.name.endswith(suffixes)), files[0] if files else artifact)
+    defaults = {c.default_runtime for c in registry().converters().values()}
+    ranked = sorted(runtimes.values(), key=lambda r: (r.name not in defaults, r.name))
+    for file in files:
+        for runtime in ranked:
+            if runtime.artifact_suffixes and file.name.endswith(runtime.artifact_suffixes):
+                return runtime, file
     raise UsageError(f"no runtime loads {artifact.name}; pass --runtime (see `edgeport targets`)")
 
 
@@ -165,7 +172,7 @@ def check_artifact(*, artifact: Path, model: Path, runtime_name, precision, back
     from edgeport.isolation import PluginCrash, call_isolated  # noqa: PLC0415
     from edgeport.stages import run_check  # noqa: PLC0415
 
-    runtime = _runtime_for(artifact, runtime_name)
+    runtime, artifact = _runtime_for(artifact, runtime_name)
     worker, info, sample_set = _model_samples(model, signature, samples)
     with worker:
         reference = worker.call("reference", sample_set)
@@ -203,7 +210,7 @@ def bench_artifact(*, artifact: Path, model, runtime_name, backend, samples: Sam
     from edgeport.samples import _npz  # noqa: PLC0415
     from edgeport.stages import run_bench  # noqa: PLC0415
 
-    runtime = _runtime_for(artifact, runtime_name)
+    runtime, artifact = _runtime_for(artifact, runtime_name)
     if model:
         worker, _, sample_set = _model_samples(model, signature, samples)
         worker.close()

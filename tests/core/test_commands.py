@@ -72,3 +72,25 @@ def test_targets_lists_every_builtin():
     for name in ("tflite", "tflite:int8", "onnx:fp16", "tfjs:uint8", "tflm", "litert", "tfjs-browser"):
         assert name in rows
     assert rows["tflite:int8"]["available"] is True
+
+
+def test_a_folder_or_file_picks_its_runtime():
+    from pathlib import Path
+
+    from edgeport.cli_run import _runtime_for
+    from edgeport.errors import UsageError
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "model.json").write_text("{}")
+        (folder / "group1-shard1of1.bin").write_bytes(b"")
+        runtime, file = _runtime_for(folder, None)
+        assert runtime.name == "tfjs-node" and file.name == "model.json"
+        assert _runtime_for(folder, "tfjs-browser")[0].name == "tfjs-browser"
+        (folder / "model.tflite").write_bytes(b"")
+        assert _runtime_for(folder / "model.tflite", None)[0].name == "litert"
+        (folder / "notes.txt").write_text("x")
+        with pytest.raises(UsageError, match="no runtime loads notes.txt"):
+            _runtime_for(folder / "notes.txt", None)
