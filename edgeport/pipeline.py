@@ -91,8 +91,9 @@ def run(request: RunRequest, progress: Progress = _quiet) -> Report:
 
     check_saved_model_dir(request.model)
     plans = plan_targets(request)
-    if request.samples.data is not None and not Path(request.samples.data).exists():
-        raise UsageError(f"data {request.samples.data} does not exist; pass an .npz, .npy or a folder of images")
+    for flag, sample_request in (("--data", request.samples), ("--calibration", request.calibration)):
+        if sample_request is not None and sample_request.data is not None and not Path(sample_request.data).exists():
+            raise UsageError(f"{flag} {sample_request.data} does not exist; pass an .npz, .npy or a folder of images")
     prepare_output(request.out)
     logs = request.out / "logs"
     logs.mkdir(exist_ok=True)

@@ -114,3 +114,10 @@ def test_dynamic_dims_without_shape_ask_for_input_shape(tmp_path):
 def test_string_input_needs_data(models, tmp_path):
     result = run_cli("convert", models["strings"], "-t", "tflite", "-o", tmp_path / "out")
     assert_one_line_error(result, 2, "'text'", "string", "--data")
+
+
+def test_missing_calibration_file_is_named_before_any_work(models, tmp_path):
+    result = run_cli("convert", models["cnn"], "-t", "tflite:int8", "--calibration", tmp_path / "calib.npz",
+                     "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "--calibration", "calib.npz", "does not exist")
+    assert not (tmp_path / "out").exists()
