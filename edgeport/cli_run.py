@@ -51,7 +51,7 @@ def build_request(*, model, targets, output, config_path, samples: SampleRequest
         raise UsageError("no targets: pass -t TARGET (see `edgeport targets`)")
     configs = target_configs(names, tables, shared_options)
     if backend:
-        configs = tuple(dataclasses.replace(c, backend=c.backend or backend) for c in configs)
+        configs = _with_backend(configs, backend)
     protocol = TimingProtocol(**{**(config.protocol if config else {}),
                                  **{k: v for k, v in protocol_overrides.items() if v is not None}})
     return RunRequest(
@@ -63,6 +63,16 @@ def build_request(*, model, targets, output, config_path, samples: SampleRequest
         bench=bench, baseline=baseline, strict=bool(strict if strict is not None else get("strict", False)),
         force_v1=legacy,
     )
+
+
+def _with_backend(configs, backend: str):
+    """--backend goes to every target whose runtime has backends (tfjs-node, tfjs-browser)."""
+    from edgeport.registry import registry  # noqa: PLC0415
+
+    takers = {c.name for c in configs if registry().resolve(c.spec)[1].backends}
+    if not takers:
+        raise UsageError(f"--backend {backend}: none of the selected targets runs on a runtime with backends")
+    return tuple(dataclasses.replace(c, backend=c.backend or backend) if c.name in takers else c for c in configs)
 
 
 def run_with_progress(request: RunRequest, quiet: bool = False) -> Report:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from edgeport.errors import UsageError
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
@@ -227,6 +229,7 @@ class Runtime(ABC):
 
     name: ClassVar[str]
     artifact_suffixes: ClassVar[tuple[str, ...]] = ()  # for `edgeport check FILE`: which files it loads
+    backends: ClassVar[tuple[str, ...]] = ()  # choices for RuntimeSettings.backend (first = default)
     description: ClassVar[str] = ""
 
     def availability(self) -> Availability:
@@ -234,6 +237,12 @@ class Runtime(ABC):
 
     @abstractmethod
     def version(self) -> str: ...
+
+    def validate_settings(self, settings: RuntimeSettings) -> None:
+        """Cheap checks of the settings before any work; raise UsageError."""
+        if settings.backend is not None and settings.backend not in self.backends:
+            choices = f"use one of {', '.join(self.backends)}" if self.backends else "it has none"
+            raise UsageError(f"runtime {self.name} has no backend {settings.backend!r}; {choices}")
 
     def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
         raise NotImplementedError(f"runtime {self.name} does not open sessions in Python")

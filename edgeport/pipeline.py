@@ -72,6 +72,7 @@ def plan_targets(request: RunRequest) -> list[_Plan]:
         converter, runtime = registry().resolve(config.spec)
         options = build_options(converter.Options, config.options, f"target {config.name}")
         settings = RuntimeSettings(threads=request.threads, backend=config.backend)
+        runtime.validate_settings(settings)
         plans.append(_Plan(config, converter, runtime, options, settings))
     return plans
 

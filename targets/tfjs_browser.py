@@ -54,6 +54,7 @@ def chromium_executable() -> str | None:
 class TFJSBrowserRuntime(Runtime):
     name = "tfjs-browser"
     artifact_suffixes = (".json",)
+    backends = BACKENDS
     description = "TF.js in headless Chromium (wasm, webgl or cpu), model fetched over HTTP like a web app"
 
     def availability(self) -> Availability:

@@ -37,6 +37,7 @@ def node_executable() -> str | None:
 class TFJSNodeRuntime(Runtime):
     name = "tfjs-node"
     artifact_suffixes = (".json",)
+    backends = BACKENDS
     description = "TF.js in Node.js (wasm backend, or cpu), loading model.json + weight shards from disk"
 
     def availability(self) -> Availability:

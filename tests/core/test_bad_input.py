@@ -121,3 +121,11 @@ def test_missing_calibration_file_is_named_before_any_work(models, tmp_path):
                      "-o", tmp_path / "out")
     assert_one_line_error(result, 2, "--calibration", "calib.npz", "does not exist")
     assert not (tmp_path / "out").exists()
+
+
+def test_backend_is_checked_before_any_work(models, tmp_path):
+    result = run_cli("convert", models["cnn"], "-t", "tfjs", "--backend", "webgl", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "tfjs-node has no backend 'webgl'", "wasm, cpu")
+    result = run_cli("convert", models["cnn"], "-t", "tflite", "--backend", "wasm", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "--backend wasm", "no")
+    assert not (tmp_path / "out").exists()
