@@ -45,7 +45,7 @@ def inspect_model(model: Path, *, signature: str | None = None, families=(), for
 
 
 def print_inspection(result: dict[str, Any]) -> None:
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=150)  # logs: long lines, no wrapping
     sig = result["signature"]
     console.print(f"[bold]{result['path']}[/]  tags {'/'.join(result['tags'])}  loaded as {result['mode']}  "
                   f"{human_bytes(result['size_bytes'])}  {result['parameters']:,} parameters")
