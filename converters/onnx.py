@@ -93,6 +93,12 @@ class ONNXConverter(Converter):
         return [Finding("onnx", "error", f"no tf2onnx handler at opset {opset}: {support.advice(opset, max_opset)}")
                 for support in missing]
 
+    def validate(self, model, variant: str, options: ONNXOptions) -> None:
+        from edgeport.converters.onnx_opsets import resolve_opset  # noqa: PLC0415
+
+        validate_options(options, model.signature, variant)
+        resolve_opset(options.opset)  # an opset above what tf2onnx or onnxruntime supports is a usage error
+
     def convert(self, job: ConversionJob) -> Artifact:
         variant, options = job.target.variant, job.options
         target = target_name(variant)

@@ -139,6 +139,9 @@ class TFLiteConverter(Converter):
     def needs_calibration(self, variant: str) -> bool:
         return variant in ("int8", "int16x8")
 
+    def validate(self, model, variant: str, options: TFLiteOptions) -> None:
+        _validate_io_type(variant, options.io_type)
+
     def preflight(self, model, options: TFLiteOptions) -> list[Finding]:
         findings = []
         missing = non_builtin_ops(model.frozen.op_histogram())

@@ -201,6 +201,12 @@ class Converter(ABC):
     def availability(self) -> Availability:
         return Availability(True)
 
+    def validate(self, model: LoadedModel, variant: str, options: Any) -> None:
+        """Checks of the options against the model and the installed tools, before any target converts.
+
+        Raise UsageError: the run stops with exit 2 before anything is written.
+        """
+
     def preflight(self, model: LoadedModel, options: Any) -> list[Finding]:
         """Cheap checks that need no conversion (shown by `edgeport inspect`)."""
         return []

@@ -105,6 +105,7 @@ def run(request: RunRequest, progress: Progress = _quiet) -> Report:
     info: ModelInfo = service.description
     progress(Event("model", "load", "passed", f"{info.mode}, signature {info.signature.key}"))
     try:
+        service.call("validate", [(p.converter, p.config.spec.variant, p.options) for p in plans])
         samples = load_samples(info.signature, request.samples)
         calibration = load_samples(info.signature, request.calibration) if request.calibration else samples
         warnings = _sample_warnings(request, samples, calibration, plans)

@@ -81,6 +81,10 @@ class ModelService:
                             workdir=Path(workdir))
         return converter.convert(job)
 
+    def validate(self, plans: list[tuple[Converter, str, Any]]) -> None:
+        for converter, variant, options in plans:
+            converter.validate(self.model, variant, options)
+
     def preflight(self, checks: list[tuple[Converter, Any]]) -> list[Finding]:
         findings: list[Finding] = []
         for converter, options in checks:

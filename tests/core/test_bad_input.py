@@ -129,3 +129,13 @@ def test_backend_is_checked_before_any_work(models, tmp_path):
     result = run_cli("convert", models["cnn"], "-t", "tflite", "--backend", "wasm", "-o", tmp_path / "out")
     assert_one_line_error(result, 2, "--backend wasm", "no")
     assert not (tmp_path / "out").exists()
+
+
+def test_option_errors_found_by_plugins_stop_the_run_before_any_conversion(models, tmp_path):
+    result = run_cli("convert", models["cnn"], "-t", "tflite", "-t", "onnx", "--opset", "99", "-o", tmp_path / "out",
+                     "--no-history")
+    assert_one_line_error(result, 2, "opset=99", "above what onnxruntime")
+    assert not (tmp_path / "out" / "tflite").exists() and not (tmp_path / "out" / "onnx").exists()
+    result = run_cli("convert", models["cnn"], "-t", "tflite:int16x8", "--io-type", "int8", "-o", tmp_path / "out",
+                     "--no-history")
+    assert_one_line_error(result, 2, "--io-type int8", "int16")
