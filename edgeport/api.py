@@ -62,9 +62,17 @@ def convert(
     bench: bool = True,
     baseline: bool = True,
     strict: bool = False,
+    baseline_report: str | Path | None = None,
+    history: str | Path | None = None,
     progress=None,
 ) -> Report:
-    """Convert, check and benchmark; returns the Report (also written to `output`)."""
+    """Convert, check and benchmark; returns the Report (also written to `output`).
+
+    `baseline`: time the SavedModel on TensorFlow as the baseline row (CLI: --no-baseline turns it off).
+    `baseline_report`: an earlier report.json; regressions against it are written to OUTPUT/comparison.json and make
+    the returned report's exit_code 1, as `edgeport convert --baseline` does. `history`: a SQLite file the
+    run's summary is appended to (the CLI's default is .edgeport/history.db).
+    """
     from edgeport import pipeline  # noqa: PLC0415
 
     sample_request = SampleRequest(data=Path(data) if data else None, preprocess=preprocess or Preprocess(),
@@ -79,4 +87,33 @@ def convert(
         signature=signature, samples=sample_request, calibration=calibration_request, threads=threads, jobs=jobs,
         protocol=protocol or TimingProtocol(), check=check, bench=bench, baseline=baseline, strict=strict,
     )
-    return pipeline.run(request, progress or pipeline._quiet)  # noqa: SLF001
+    earlier = _load_baseline(baseline_report)
+    report = pipeline.run(request, progress or pipeline._quiet)  # noqa: SLF001
+    if history is not None:
+        from edgeport.history import append_run  # noqa: PLC0415
+
+        append_run(Path(history), report.to_dict(), output=request.out)
+    if earlier is None:
+        return report
+    return _compared(report, earlier, request.out)
+
+
+def _load_baseline(path: str | Path | None):
+    if path is None:
+        return None
+    from edgeport.regression import load_baseline  # noqa: PLC0415
+
+    return load_baseline(Path(path), {})
+
+
+def _compared(report: Report, baseline, out: Path) -> Report:
+    import dataclasses  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from edgeport.regression import compare_reports  # noqa: PLC0415
+    from edgeport.report import atomic_write  # noqa: PLC0415
+
+    comparison = compare_reports(baseline.report, report.to_dict(), baseline.thresholds, old_name=str(baseline.path),
+                                 new_name=str(out / "report.json"))
+    atomic_write(out / "comparison.json", json.dumps(comparison.to_dict(), indent=2) + "\n")
+    return dataclasses.replace(report, exit_code=report.exit_code or int(comparison.exit_code))

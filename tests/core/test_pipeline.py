@@ -204,3 +204,31 @@ def test_mobilenet_v2_four_tflite_variants_checked_and_benchmarked(tmp_path):
     for target in report["targets"]:
         assert [s["status"] for s in target["stages"]] == ["passed"] * 3, target["name"]
         assert 0 < target["latency"]["p50_ms"] <= target["latency"]["p90_ms"] <= target["latency"]["p99_ms"]
+
+
+def test_python_api_records_history_and_compares_with_a_baseline(models, tmp_path):
+    import sqlite3
+
+    import edgeport
+    from edgeport.contracts import TimingProtocol
+
+    protocol = TimingProtocol(min_runs=20, min_seconds=0.1, warmup_runs=2)
+    first = edgeport.convert(models["cnn"], targets=["tflite"], output=tmp_path / "a", protocol=protocol,
+                             history=tmp_path / "history.db")
+    assert first.exit_code == 0
+    faster = json.loads((tmp_path / "a" / "report.json").read_text())  # a baseline 10x faster than reality
+    latency = faster["targets"][0]["latency"]
+    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms"):
+        latency[key] /= 10
+    latency["run_ms"] = [t / 10 for t in latency["run_ms"]]
+    (tmp_path / "faster.json").write_text(json.dumps(faster))
+    second = edgeport.convert(models["cnn"], targets=["tflite"], output=tmp_path / "b", protocol=protocol,
+                              history=tmp_path / "history.db", baseline_report=tmp_path / "faster.json")
+    assert second.exit_code == 1
+    comparison = json.loads((tmp_path / "b" / "comparison.json").read_text())
+    assert comparison["regression"] is True
+    assert any(c["target"] == "tflite" and c["metric"].startswith("p50") and c["status"] == "regression"
+               for c in comparison["changes"])
+    with sqlite3.connect(tmp_path / "history.db") as db:
+        runs = db.execute("SELECT COUNT(DISTINCT run_id) FROM results WHERE target = 'tflite'").fetchone()[0]
+    assert runs == 2
