@@ -87,6 +87,7 @@ def threshold_options(command):
     options = [
         ("--latency-threshold", "latency", "Allowed relative growth of p50/p90, on top of the noise allowance"),
         ("--noise-allowance", "noise", "Multiples of the runs' measured spread added to the latency threshold"),
+        ("--latency-floor-ms", "latency_floor_ms", "Latency changes smaller than this (ms) are never a regression"),
         ("--accuracy-threshold", "accuracy", "Allowed absolute drop of the worst cosine similarity"),
         ("--agreement-threshold", "agreement", "Allowed absolute drop of top-1/top-5 agreement"),
         ("--snr-threshold", "snr_db", "Allowed SNR drop in dB"),

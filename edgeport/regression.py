@@ -34,6 +34,7 @@ BOOTSTRAP_RESAMPLES = 300
 class Thresholds:
     latency: float = 0.10  # relative growth of p50/p90 allowed on top of the noise allowance
     noise: float = 1.0  # multiples of the measured spread added to the latency threshold (0: threshold only)
+    latency_floor_ms: float = 0.05  # smaller absolute changes are timer and scheduler jitter, never a regression
     accuracy: float = 0.001  # absolute drop of the worst cosine similarity
     agreement: float = 0.01  # absolute drop of top-1/top-5 agreement
     snr_db: float = 3.0  # drop of SNR in dB
@@ -200,10 +201,11 @@ def _latency(name: str, before: Mapping, after: Mapping, thresholds: Thresholds)
         change = new_value / old_value - 1.0
         fastest = float(new["min_ms"]) / float(old["min_ms"]) - 1.0 if float(old["min_ms"]) > 0 else change
         fastest_allowed = thresholds.latency + thresholds.noise * max(_low_tail(old), _low_tail(new))
-        confirmed = fastest > fastest_allowed
+        confirmed = fastest > fastest_allowed and new_value - old_value > thresholds.latency_floor_ms
         changes.append(Change(name, metric, old_value, new_value, change, allowed, change > allowed and confirmed,
                               f"{thresholds.latency:.0%} + noise {noise:.0%}; fastest run {fastest:+.0%} of "
-                              f"+{fastest_allowed:.0%}", relative=True, unconfirmed=change > allowed and not confirmed))
+                              f"+{fastest_allowed:.0%}; floor {thresholds.latency_floor_ms:g} ms", relative=True,
+                              unconfirmed=change > allowed and not confirmed))
     return changes
 
 

@@ -53,7 +53,9 @@ def test_slower_and_less_accurate_copy_exits_1_naming_target_and_metric(baseline
     output = target(new, "tflite:int8")["accuracy"]["outputs"][0]
     output["cosine"] -= 0.01
     output["top1_agreement"] -= 0.05
-    code, text = compare_cli(digits_report.out / "report.json", write(tmp_path / "new" / "report.json", new))
+    # the digits model runs in ~0.02 ms: below the default 0.05 ms floor any change is jitter, so the floor is off
+    code, text = compare_cli(digits_report.out / "report.json", write(tmp_path / "new" / "report.json", new),
+                             "--latency-floor-ms", "0")
     assert code == 1, text
     lines = text.splitlines()
     assert any("tflite " in line and "p50_ms" in line and "REGRESSION" in line and "+200.0%" in line for line in lines)
@@ -63,7 +65,8 @@ def test_slower_and_less_accurate_copy_exits_1_naming_target_and_metric(baseline
     for column in ("target", "metric", "old", "new", "change", "threshold"):
         assert column in lines[1] or column in lines[2]
 
-    code, text = compare_cli(digits_report.out / "report.json", tmp_path / "new", "--json")  # a folder works too
+    code, text = compare_cli(digits_report.out / "report.json", tmp_path / "new", "--json",  # a folder works too
+                             "--latency-floor-ms", "0")
     data = json.loads(text)
     assert code == 1 and data["regression"] is True and data["exit_code"] == 1
     moved = {(c["target"], c["metric"]) for c in data["changes"] if c["status"] == "regression"}
@@ -84,8 +87,9 @@ def test_thresholds_are_options(baseline, digits_report, tmp_path):
     new = copy.deepcopy(baseline)
     slower(new, "tflite", 3.0)
     path = write(tmp_path / "report.json", new)
-    assert compare_cli(digits_report.out / "report.json", path, "--latency-threshold", "5")[0] == 0
-    assert compare_cli(digits_report.out / "report.json", path, "--latency-threshold", "0.5")[0] == 1
+    no_floor = ("--latency-floor-ms", "0")
+    assert compare_cli(digits_report.out / "report.json", path, "--latency-threshold", "5", *no_floor)[0] == 0
+    assert compare_cli(digits_report.out / "report.json", path, "--latency-threshold", "0.5", *no_floor)[0] == 1
 
 
 def test_p50_moving_while_the_fastest_run_stays_is_noise(baseline):
@@ -96,7 +100,7 @@ def test_p50_moving_while_the_fastest_run_stays_is_noise(baseline):
     latency["run_ms"] = [max(fastest, t * 1.8) for t in latency["run_ms"]]
     latency["p50_ms"] *= 1.8
     latency["p90_ms"] *= 1.8
-    comparison = compare_reports(baseline, new, Thresholds(noise=0.0))
+    comparison = compare_reports(baseline, new, Thresholds(noise=0.0, latency_floor_ms=0.0))
     p50 = next(c for c in comparison.changes if c.target == "tflite" and c.metric == "p50_ms")
     assert p50.change == pytest.approx(0.8) and p50.change > p50.allowed
     assert p50.status == "noise" and not comparison.regressions
@@ -213,3 +217,14 @@ def test_same_files_written_relative_or_absolute_are_the_same_samples_and_model(
     other["model"]["path"] = "elsewhere/saved_model"
     notes = compare_reports(baseline, other).notes
     assert any("different samples" in n for n in notes) and any("different model paths" in n for n in notes)
+
+
+def test_changes_below_the_latency_floor_are_jitter(baseline, digits_report, tmp_path):
+    new = copy.deepcopy(baseline)
+    assert target(new, "tflite")["latency"]["p50_ms"] < 0.04  # the digits model: ~0.02 ms
+    slower(new, "tflite", 2.0)  # twice as slow, yet the change is below the 0.05 ms floor
+    code, text = compare_cli(digits_report.out / "report.json", write(tmp_path / "new" / "report.json", new), "--json")
+    data = json.loads(text)
+    assert code == 0 and data["regression"] is False
+    p50 = next(c for c in data["changes"] if c["target"] == "tflite" and c["metric"] == "p50_ms")
+    assert p50["status"] == "noise" and "floor 0.05 ms" in p50["basis"]
