@@ -216,18 +216,15 @@ def test_python_api_records_history_and_compares_with_a_baseline(models, tmp_pat
     first = edgeport.convert(models["cnn"], targets=["tflite"], output=tmp_path / "a", protocol=protocol,
                              history=tmp_path / "history.db")
     assert first.exit_code == 0
-    faster = json.loads((tmp_path / "a" / "report.json").read_text())  # a baseline 10x faster than reality
-    latency = faster["targets"][0]["latency"]
-    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms"):
-        latency[key] /= 10
-    latency["run_ms"] = [t / 10 for t in latency["run_ms"]]
-    (tmp_path / "faster.json").write_text(json.dumps(faster))
+    smaller = json.loads((tmp_path / "a" / "report.json").read_text())  # a baseline half the real size
+    smaller["targets"][0]["size_bytes"] //= 2
+    (tmp_path / "smaller.json").write_text(json.dumps(smaller))
     second = edgeport.convert(models["cnn"], targets=["tflite"], output=tmp_path / "b", protocol=protocol,
-                              history=tmp_path / "history.db", baseline_report=tmp_path / "faster.json")
+                              history=tmp_path / "history.db", baseline_report=tmp_path / "smaller.json")
     assert second.exit_code == 1
     comparison = json.loads((tmp_path / "b" / "comparison.json").read_text())
     assert comparison["regression"] is True
-    assert any(c["target"] == "tflite" and c["metric"].startswith("p50") and c["status"] == "regression"
+    assert any(c["target"] == "tflite" and c["metric"] == "size_bytes" and c["status"] == "regression"
                for c in comparison["changes"])
     with sqlite3.connect(tmp_path / "history.db") as db:
         runs = db.execute("SELECT COUNT(DISTINCT run_id) FROM results WHERE target = 'tflite'").fetchone()[0]
