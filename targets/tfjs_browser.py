@@ -64,11 +64,8 @@ class TFJSBrowserRuntime(Runtime):
         if chromium_executable() is None:
             return Availability(False, f"Chromium not found: {missing_program(CHROMIUM_ENV, 'chromium')}; "
                                        "install it: apt-get install -y chromium")
-        missing = tfjs_project.missing_packages()
-        if missing:
-            return Availability(False, f"{', '.join(missing)} not installed in {tfjs_project.NODE_MODULES}; "
-                                       f"run {tfjs_project.setup_command()}")
-        return Availability(True)
+        problem = tfjs_project.packages_problem()
+        return Availability(problem is None, problem or "")
 
     def version(self) -> str:
         return f"tfjs {tfjs_project.tfjs_version()} on {self._chromium_version()}"

@@ -47,11 +47,8 @@ class TFJSNodeRuntime(Runtime):
                                        f"install it: {INSTALL_NODE}")
         if not tfjs_project.program_version(node):
             return Availability(False, f"{node} --version fails; install Node.js: {INSTALL_NODE}")
-        missing = tfjs_project.missing_packages()
-        if missing:
-            return Availability(False, f"{', '.join(missing)} not installed in {tfjs_project.NODE_MODULES}; "
-                                       f"run {tfjs_project.setup_command()}")
-        return Availability(True)
+        problem = tfjs_project.packages_problem()
+        return Availability(problem is None, problem or "")
 
     def version(self) -> str:
         node = node_executable()

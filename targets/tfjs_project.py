@@ -25,6 +25,14 @@ def missing_packages() -> tuple[str, ...]:
     return tuple(name for name in REQUIRED_PACKAGES if not (NODE_MODULES / name / "package.json").is_file())
 
 
+def packages_problem() -> str | None:
+    """Why the npm packages cannot be used, with the command that installs them; None when they are there."""
+    missing = missing_packages()
+    if not missing:
+        return None
+    return f"{', '.join(missing)} not installed in {NODE_MODULES}; run {setup_command()}"
+
+
 def package_dir(name: str) -> Path:
     return NODE_MODULES / name
 

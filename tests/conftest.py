@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edgeport_testing import (save_multi_io, save_small_cnn, save_string_input, save_tf1_builder,  # noqa: E402
-                              save_with_op)
+                              save_tiny_digits_model, save_with_op)
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +32,9 @@ def digits(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("digits")
     train(out, epochs=12)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(tmp_path_factory):
+    """(SavedModel, calibration images, held-out images) of the tiny digits CNN, trained once per session."""
+    return save_tiny_digits_model(tmp_path_factory.mktemp("tiny-digits") / "saved_model")

@@ -97,6 +97,44 @@ def save_string_input(path: Path) -> Path:
     return path
 
 
+def save_tiny_digits_model(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A tiny CNN (logits out, `scores`) trained on scikit-learn's 8x8 digits in seconds.
+
+    Returns (SavedModel folder, 200 training images for calibration, held-out images), images as feeds.
+    """
+    from sklearn.datasets import load_digits
+
+    t = tf()
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    order = np.random.default_rng(0).permutation(len(images))
+    train, held_out = order[:1400], order[1400:]
+    t.keras.utils.set_random_seed(0)
+    model = t.keras.Sequential([
+        t.keras.Input((8, 8, 1)),
+        t.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        t.keras.layers.MaxPooling2D(),
+        t.keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        t.keras.layers.Flatten(),
+        t.keras.layers.Dense(10),
+    ])
+    model.compile("adam", t.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images[train], digits.target[train], epochs=15, batch_size=32, verbose=0)
+
+    class Serving(t.Module):
+        def __init__(self, keras_model):
+            super().__init__()
+            self.keras_model = keras_model
+
+        @t.function(input_signature=[t.TensorSpec([None, 8, 8, 1], t.float32, name="image")])
+        def serve(self, image):
+            return {"scores": self.keras_model(image)}
+
+    module = Serving(model)
+    t.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder, images[train[:200]][:, None], images[held_out][:, None]
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgeport", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=900)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgeport.converters.tfjs.graph_edit import node_name
+from edgeport.converters.tfjs.graph_edit import node_name, unique_name
 from edgeport.errors import ConversionError
 
 TABLE_READERS = ("LookupTableFindV2", "LookupTableSizeV2", "LookupTableFind", "LookupTableSize")
@@ -104,23 +104,15 @@ def initializer_graph(tables: tuple[TableContents, ...], taken_names: set[str]):
         created.attr["shared_name"].s = table.node.encode()
         inputs = [table.node]
         for label, value, dtype in (("keys", table.keys, table.key_dtype), ("values", table.values, table.value_dtype)):
-            name = _unique(f"{table.node}/initializer/{label}", taken_names)
+            name = unique_name(f"{table.node}/initializer/{label}", taken_names)
             const = graph.node.add(name=name, op="Const")
             const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(value))
             const.attr["dtype"].type = dtype
             inputs.append(name)
-        imported = graph.node.add(name=_unique(f"{table.node}/initializer/import", taken_names),
+        imported = graph.node.add(name=unique_name(f"{table.node}/initializer/import", taken_names),
                                   op="LookupTableImportV2")
         imported.input.extend(inputs)
         imported.attr["Tin"].type = table.key_dtype
         imported.attr["Tout"].type = table.value_dtype
     graph.versions.producer = 1
     return graph
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, suffix = name, 1
-    while candidate in taken:
-        candidate, suffix = f"{name}_{suffix}", suffix + 1
-    taken.add(candidate)
-    return candidate

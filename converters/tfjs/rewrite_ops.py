@@ -9,6 +9,8 @@ Also here: `write_loop_outputs_to_lists`, a rewrite for a TF.js wasm memory bug 
 """
 from __future__ import annotations
 
+from edgeport.converters.tfjs.graph_edit import unique_name
+
 REWRITTEN = ("Erfc",)
 
 
@@ -27,7 +29,7 @@ def _erfc_in_graph(nodes) -> int:
     names = {node.name for node in nodes}
     targets = [node for node in nodes if node.op == "Erfc"]
     for node in targets:
-        one, erf = _unique(f"{node.name}/one", names), _unique(f"{node.name}/erf", names)
+        one, erf = unique_name(f"{node.name}/one", names), unique_name(f"{node.name}/erf", names)
         _become_sub(nodes, node, one_name=one, erf_name=erf, one_ref=one, erf_ref=erf)
     return len(targets)
 
@@ -38,7 +40,7 @@ def _erfc_in_function(function) -> int:
     names = {node.name for node in nodes}
     targets = [node for node in nodes if node.op == "Erfc"]
     for node in targets:
-        one, erf = _unique(f"{node.name}_one", names), _unique(f"{node.name}_erf", names)
+        one, erf = unique_name(f"{node.name}_one", names), unique_name(f"{node.name}_erf", names)
         _become_sub(nodes, node, one_name=one, erf_name=erf, one_ref=f"{one}:output:0", erf_ref=f"{erf}:y:0")
     renamed = {f"{node.name}:y:0": f"{node.name}:z:0" for node in targets}
     if renamed:
@@ -72,13 +74,6 @@ def _become_sub(nodes, node, *, one_name: str, erf_name: str, one_ref: str, erf_
     node.ClearField("attr")
     node.attr["T"].type = dtype
 
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, suffix = name, 1
-    while candidate in taken:
-        candidate, suffix = f"{name}_{suffix}", suffix + 1
-    taken.add(candidate)
-    return candidate
 
 
 

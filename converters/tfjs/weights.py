@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeport.converters.tfjs.graph_edit import unique_name
 from edgeport.converters.tfjs.quantize import quantize
 
 SHARD_PREFIX = "group1-shard"
@@ -55,7 +56,7 @@ def take_constants(graph_def) -> list[tuple[str, np.ndarray]]:
         for node in function.node_def:
             if node.op != "Const":
                 continue
-            unique = _unique(f"{function.signature.name}/{node.name}", used)
+            unique = unique_name(f"{function.signature.name}/{node.name}", used)
             renames[node.name] = unique
             taken.append((unique, tensor_util.MakeNdarray(node.attr["value"].tensor)))
             del node.attr["value"]
@@ -63,13 +64,6 @@ def take_constants(graph_def) -> list[tuple[str, np.ndarray]]:
         _rename_references(function, renames)
     return taken
 
-
-def _unique(name: str, used: set[str]) -> str:
-    candidate, suffix = name, 1
-    while candidate in used:
-        candidate, suffix = f"{name}_{suffix}", suffix + 1
-    used.add(candidate)
-    return candidate
 
 
 def _rename_references(function, renames: dict[str, str]) -> None:

@@ -24,41 +24,6 @@ TFLM_METHODS = ("AddAveragePool2D", "AddConv2D", "AddDepthwiseConv2D", "AddDequa
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
 
 
-def save_digits_model(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A small CNN trained on scikit-learn's bundled 8x8 digits; returns (SavedModel, calibration, held-out)."""
-    from sklearn.datasets import load_digits
-
-    tf = import_tensorflow()
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[..., None]
-    order = np.random.default_rng(0).permutation(len(images))
-    train, held_out = order[:1400], order[1400:]
-    tf.keras.utils.set_random_seed(0)
-    model = tf.keras.Sequential([
-        tf.keras.Input((8, 8, 1)),
-        tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-        tf.keras.layers.MaxPooling2D(),
-        tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(10),
-    ])
-    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(images[train], digits.target[train], epochs=15, batch_size=32, verbose=0)
-
-    class Serving(tf.Module):
-        def __init__(self, keras_model):
-            super().__init__()
-            self.keras_model = keras_model
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="image")])
-        def serve(self, image):
-            return {"scores": self.keras_model(image)}
-
-    module = Serving(model)
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
-    return folder, images[train[:200]][:, None], images[held_out][:, None]
-
-
 def convert(model, calibration: SampleSet, workdir: Path, **options):
     workdir.mkdir(parents=True, exist_ok=True)
     job = ConversionJob(model=model, target=TARGET, options=TFLMOptions(**options), calibration=calibration,
@@ -67,8 +32,8 @@ def convert(model, calibration: SampleSet, workdir: Path, **options):
 
 
 @pytest.fixture(scope="session")
-def digits(tmp_path_factory):
-    folder, calibration, held_out = save_digits_model(tmp_path_factory.mktemp("digits") / "saved_model")
+def digits(tiny_digits, tmp_path_factory):
+    folder, calibration, held_out = tiny_digits
     model = load_model(folder)
     workdir = tmp_path_factory.mktemp("digits-tflm")
     artifact = convert(model, SampleSet({"image": calibration}, "digits train", False), workdir,

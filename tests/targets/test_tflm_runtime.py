@@ -46,30 +46,11 @@ def convert(folder: Path, calibration: dict, workdir: Path, options: TFLMOptions
 
 
 @pytest.fixture(scope="session")
-def digits(tmp_path_factory):
-    """A small CNN trained on scikit-learn's 8x8 digits; converted with 200 training images as calibration."""
-    from sklearn.datasets import load_digits
-
-    tf = import_tensorflow()
-    data = load_digits()
-    images = (data.images / 16.0).astype(np.float32)[..., None]
-    order = np.random.default_rng(0).permutation(len(images))
-    train, held_out = order[:1400], order[1400:]
-    tf.keras.utils.set_random_seed(0)
-    net = tf.keras.Sequential([
-        tf.keras.Input((8, 8, 1)),
-        tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-        tf.keras.layers.MaxPooling2D(),
-        tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(10),
-    ])
-    net.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    net.fit(images[train], data.target[train], epochs=15, batch_size=32, verbose=0)
-    spec = tf.TensorSpec([None, 8, 8, 1], tf.float32, name="image")
-    folder = save_module(tf, keras_serving(tf, net, spec), tmp_path_factory.mktemp("digits") / "saved_model")
-    model, path = convert(folder, {"image": images[train[:200]][:, None]}, tmp_path_factory.mktemp("digits-tflm"))
-    return model, path, SampleSet({"image": images[held_out][:, None]}, "digits held-out", False)
+def digits(tiny_digits, tmp_path_factory):
+    """The tiny digits CNN, converted with 200 training images as calibration."""
+    folder, calibration, held_out = tiny_digits
+    model, path = convert(folder, {"image": calibration}, tmp_path_factory.mktemp("digits-tflm"))
+    return model, path, SampleSet({"image": held_out}, "digits held-out", False)
 
 
 def kws_model(tf, *, channels: int, blocks: int, first_stride: int):
