@@ -4,14 +4,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-NODE_DIR := targets/tfjs
 DEMO_DIR := examples/digits
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: setup python-deps node-deps system-deps demo test bench clean
+.PHONY: setup python-deps system-deps lint demo test bench clean
 
-setup: python-deps node-deps system-deps
+setup: python-deps system-deps
 
 python-deps: $(VENV)/.stamp-deps
 $(VENV)/.stamp-deps: pyproject.toml
@@ -21,15 +20,10 @@ $(VENV)/.stamp-deps: pyproject.toml
 	! $(PY) -m pip show -q tensorflowjs 2>/dev/null  # edgeport emits TF.js itself: never the tensorflowjs package
 	touch $@
 
-# Node.js runtime for the TF.js targets: exact versions from the committed lockfile, installed once here.
-node-deps: $(NODE_DIR)/node_modules/.package-lock.json
-$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
-	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
-	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
-
-# Debian's Chromium for the browser target and the HTML report tests (Playwright drives it; no browser download).
-system-deps:
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+# What the targets need outside Python: the TF.js npm packages (from the lockfile shipped in the package, into
+# ~/.cache/edgeport), Debian's Chromium and Node.js (apt, as root). `edgeport setup` does it; it is idempotent.
+system-deps: python-deps
+	$(VENV)/bin/edgeport setup
 
 $(DEMO_DIR)/saved_model: | python-deps
 	$(PY) examples/train_digits.py --out $(DEMO_DIR)

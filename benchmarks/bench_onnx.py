@@ -23,18 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import ConversionJob, RuntimeSettings, TargetSpec
-from edgeport.latency import cpu_name
-from edgeport.model import load_model
-from edgeport.samples import SampleRequest, synthetic_samples
+from edgeport.checks.latency import cpu_name
+from edgeport.model.savedmodel import load_model
+from edgeport.model.samples import SampleRequest, synthetic_samples
 
 IMAGE_MODELS = ("MobileNetV2", "EfficientNetB0")
 BLOCK = 5  # runs per block; blocks alternate between the two files
 
 
 def export_image_model(name: str, folder: Path) -> Path:
-    from edgeport.tf_quiet import import_tensorflow
+    from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
     model = getattr(tf.keras.applications, name)(weights=None, input_shape=(224, 224, 3))
@@ -44,7 +44,7 @@ def export_image_model(name: str, folder: Path) -> Path:
 
 
 def export_lstm_classifier(folder: Path) -> Path:
-    from edgeport.tf_quiet import import_tensorflow
+    from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
     keras = tf.keras
@@ -57,7 +57,7 @@ def export_lstm_classifier(folder: Path) -> Path:
 
 
 def edgeport_convert(saved_model: Path, workdir: Path):
-    from edgeport.converters.onnx import ONNXConverter, ONNXOptions
+    from edgeport.converters.onnx.converter import ONNXConverter, ONNXOptions
 
     start = time.perf_counter()
     model = load_model(saved_model)
@@ -86,7 +86,7 @@ def import_time() -> float:
 
 
 def check(model, samples, artifact, workdir: Path) -> float:
-    from edgeport.targets.onnxruntime import ONNXRuntime
+    from edgeport.targets.onnxruntime.runtime import ONNXRuntime
 
     candidate = ONNXRuntime().infer(workdir / artifact.main_file, samples, RuntimeSettings(threads=1))
     result = compare(model.reference(samples.feeds()), candidate, default_tolerance(artifact.precision),
@@ -99,7 +99,7 @@ def alternating_p50(files: dict[str, Path], feed: dict[str, np.ndarray], threads
 
     Both sessions use edgeport's session options; they run in alternating blocks of BLOCK runs.
     """
-    from edgeport.targets.onnxruntime import ONNXRuntimeSession
+    from edgeport.targets.onnxruntime.runtime import ONNXRuntimeSession
 
     sessions = {label: ONNXRuntimeSession(path, threads) for label, path in files.items()}
     times: dict[str, list[float]] = {label: [] for label in files}

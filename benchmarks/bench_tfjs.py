@@ -19,20 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgeport.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import ConversionJob, RuntimeSettings, TargetSpec, TimingProtocol
-from edgeport.converters.tfjs import TFJSConverter, TFJSOptions
-from edgeport.latency import cpu_name
-from edgeport.model import load_model
-from edgeport.samples import SampleRequest, synthetic_samples
-from edgeport.targets.tfjs_node import TFJSNodeRuntime
+from edgeport.converters.tfjs.converter import TFJSConverter, TFJSOptions
+from edgeport.checks.latency import cpu_name
+from edgeport.model.savedmodel import load_model
+from edgeport.model.samples import SampleRequest, synthetic_samples
+from edgeport.targets.tfjs.node import TFJSNodeRuntime
 
 MODEL = "MobileNetV2"
 VARIANTS = (("tfjs", True), ("tfjs", False), ("tfjs:fp16", True), ("tfjs:uint8", True))
 
 
 def export_model(folder: Path) -> Path:
-    from edgeport.tf_quiet import import_tensorflow
+    from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
     model = getattr(tf.keras.applications, MODEL)(weights=None, input_shape=(224, 224, 3))

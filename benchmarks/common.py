@@ -44,6 +44,6 @@ def timed_process(args: list[str], **kwargs) -> tuple[float, subprocess.Complete
 
 
 def cpu_line() -> str:
-    from edgeport.latency import cpu_name
+    from edgeport.checks.latency import cpu_name
 
     return cpu_name()

@@ -1,1 +1,1 @@
-"""edgeport.converters: one module per output format (each a Converter plug-in)."""
+"""edgeport.converters: one package per format family, each a Converter plug-in (never importing a runtime)."""

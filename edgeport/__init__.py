@@ -11,7 +11,7 @@ __all__ = ["convert"]
 
 def __getattr__(name: str):  # lazy: `import edgeport` and `edgeport --help` stay light
     if name == "convert":
-        from edgeport.api import convert  # noqa: PLC0415
+        from edgeport.cli.api import convert  # noqa: PLC0415
 
         return convert
     raise AttributeError(f"module 'edgeport' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from edgeport.cli import main
+from edgeport.cli.main import main
 
 main()

@@ -18,7 +18,8 @@ from edgeport.errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from edgeport.model import LoadedModel
+    from edgeport.model.savedmodel import LoadedModel
+    from edgeport.run.requirements import Requirement
 
 Feeds = dict[str, "np.ndarray"]  # one inference: input (or output) name -> array shaped as in the signature
 
@@ -143,6 +144,14 @@ class Availability:
     reason: str = ""  # why not, with the one command that installs it
 
 
+def availability_of(name: str, requirements: tuple[Requirement, ...]) -> Availability:
+    """Available when every requirement is installed; else what is missing and the command that installs it."""
+    missing = [r.name for r in requirements if not r.present]
+    if not missing:
+        return Availability(True)
+    return Availability(False, f"{', '.join(missing)} not installed; run: edgeport setup --target {name}")
+
+
 @dataclass(frozen=True)
 class TimingProtocol:
     warmup_runs: int = 3
@@ -198,8 +207,12 @@ class Converter(ABC):
     def needs_calibration(self, variant: str) -> bool:
         return False
 
+    def requirements(self) -> tuple[Requirement, ...]:
+        """What must be installed beyond edgeport's own dependencies (`edgeport setup` installs it)."""
+        return ()
+
     def availability(self) -> Availability:
-        return Availability(True)
+        return availability_of(self.name, self.requirements())
 
     def validate(self, model: LoadedModel, variant: str, options: Any) -> None:
         """Checks of the options against the model and the installed tools, before any target converts.
@@ -238,8 +251,12 @@ class Runtime(ABC):
     backends: ClassVar[tuple[str, ...]] = ()  # choices for RuntimeSettings.backend (first = default)
     description: ClassVar[str] = ""
 
+    def requirements(self) -> tuple[Requirement, ...]:
+        """What must be installed beyond edgeport's own dependencies (`edgeport setup` installs it)."""
+        return ()
+
     def availability(self) -> Availability:
-        return Availability(True)
+        return availability_of(self.name, self.requirements())
 
     @abstractmethod
     def version(self) -> str: ...
@@ -270,6 +287,6 @@ class Runtime(ABC):
     def benchmark(
         self, artifact: Path, samples: SampleSet, settings: RuntimeSettings, protocol: TimingProtocol
     ) -> RawTimings:
-        from edgeport.latency import time_session
+        from edgeport.checks.latency import time_session
 
         return time_session(lambda: self.open(artifact, settings), samples, protocol, self.version())

@@ -1,1 +1,1 @@
-"""edgeport.targets: one module per runtime (each a Runtime plug-in)."""
+"""edgeport.targets: one package per runtime family, each holding Runtime plug-ins."""

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 
 def tf():
-    from edgeport.tf_quiet import import_tensorflow
+    from edgeport.model.tf_quiet import import_tensorflow
 
     return import_tensorflow()
 

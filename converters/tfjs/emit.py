@@ -7,7 +7,7 @@ from edgeport.contracts import Artifact, ConversionJob
 from edgeport.converters.tfjs.hash_tables import initializer_graph
 from edgeport.converters.tfjs.model_json import MODEL_FILE, model_json, signature_json, write_model_json
 from edgeport.converters.tfjs.optimize import prepare_graph
-from edgeport.converters.tfjs.runtime_ops import RuntimeOps, unsupported_message, unsupported_ops
+from edgeport.formats.tfjs.ops import RuntimeOps, unsupported_message, unsupported_ops
 from edgeport.converters.tfjs.weights import encode_weights, shard, take_constants
 from edgeport.errors import ConversionError
 
@@ -15,7 +15,7 @@ COMPRESSION = {"": None, "fp16": "float16", "uint8": "uint8", "uint16": "uint16"
 
 
 def emit_graph_model(job: ConversionJob, *, runtime: RuntimeOps, default_runtime: str) -> Artifact:
-    from edgeport.tf_quiet import import_tensorflow  # noqa: PLC0415
+    from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
 
     tf = import_tensorflow()
     variant = job.target.variant

@@ -83,7 +83,7 @@ def _table_dtypes(readers) -> tuple[int, int]:
 
 
 def _export(handle, key_dtype: int, value_dtype: int):
-    from edgeport.tf_quiet import import_tensorflow  # noqa: PLC0415
+    from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
 
     tf = import_tensorflow()
     keys, values = tf.raw_ops.LookupTableExportV2(table_handle=handle, Tkeys=tf.as_dtype(key_dtype),

@@ -16,7 +16,7 @@ MODEL_FILE = "model.json"
 def tensor_info(spec, tensor_name: str) -> dict:
     from tensorflow.core.framework import types_pb2  # noqa: PLC0415
 
-    from edgeport.tf_quiet import import_tensorflow  # noqa: PLC0415
+    from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
 
     tf = import_tensorflow()
     info = {"name": tensor_name, "dtype": types_pb2.DataType.Name(tf.as_dtype(spec.dtype).as_datatype_enum)}

@@ -24,7 +24,7 @@ from edgeport.converters.tfjs.grappler import REMAP, SIMPLIFY, run_grappler
 from edgeport.converters.tfjs.hash_tables import TableContents, materialize_tables
 from edgeport.converters.tfjs.lower_einsum import lower_einsums
 from edgeport.converters.tfjs.rewrite_ops import rewrite_missing_ops, write_loop_outputs_to_lists
-from edgeport.converters.tfjs.runtime_ops import RuntimeOps
+from edgeport.formats.tfjs.ops import RuntimeOps
 from edgeport.converters.tfjs.strip import strip_bookkeeping_attrs, strip_debug_ops
 
 

@@ -9,23 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import ConversionJob, RuntimeSettings, SampleSet, TargetSpec
 from edgeport.errors import ConversionError, UsageError
-from edgeport.model import load_model
-from edgeport.samples import SampleRequest, synthetic_samples
+from edgeport.model.savedmodel import load_model
+from edgeport.model.samples import SampleRequest, synthetic_samples
 
 pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
 
-from edgeport.converters.onnx import ONNXConverter, ONNXOptions  # noqa: E402
-from edgeport.converters.onnx_opsets import onnxruntime_max_opset, tf2onnx_max_opset  # noqa: E402
-from edgeport.targets.onnxruntime import ONNXRuntime  # noqa: E402
+from edgeport.converters.onnx.converter import ONNXConverter, ONNXOptions  # noqa: E402
+from edgeport.converters.onnx.opsets import onnxruntime_max_opset, tf2onnx_max_opset  # noqa: E402
+from edgeport.targets.onnxruntime.runtime import ONNXRuntime  # noqa: E402
 
 
 # ---------------------------------------------------------------- small SavedModels, built once per session
 def _tf():
-    from edgeport.tf_quiet import import_tensorflow
+    from edgeport.model.tf_quiet import import_tensorflow
 
     return import_tensorflow()
 
@@ -264,7 +264,7 @@ def test_fp16_clamp_warnings_are_one_line(tiny_weights_dir, tmp_path):
 
 
 def test_summarize_float16_clamps_keeps_other_warnings():
-    from edgeport.converters.onnx_precision import summarize_float16_clamps
+    from edgeport.converters.onnx.precision import summarize_float16_clamps
 
     assert summarize_float16_clamps(("UserWarning: something else",)) == ("UserWarning: something else",)
     summary = summarize_float16_clamps(("UserWarning: the float32 number 1e+06 will be truncated to 65504.0",
@@ -460,7 +460,7 @@ def test_preflight_knows_the_opset(bitwise_dir):
 
 
 def test_registered_by_entry_point():
-    from edgeport.registry import Registry
+    from edgeport.run.registry import Registry
 
     registry = Registry()
     converter, runtime = registry.resolve(TargetSpec.parse("onnx:int8"))

@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import ConversionJob, RuntimeSettings, SampleSet, TargetSpec
-from edgeport.converters.tfjs import TFJSConverter, TFJSOptions
+from edgeport.converters.tfjs.converter import TFJSConverter, TFJSOptions
 from edgeport.converters.tfjs.quantize import dequantize, quantize
-from edgeport.converters.tfjs.runtime_ops import NODE_MODULES_ENV, load_runtime_ops, parse_op_list
+from edgeport.formats.tfjs import packages
+from edgeport.formats.tfjs.ops import load_runtime_ops, parse_op_list, read_installed, read_shipped, shipped_table
 from edgeport.errors import ConversionError, UsageError
-from edgeport.model import load_model
-from edgeport.samples import SampleRequest, synthetic_samples
-from edgeport.tf_quiet import import_tensorflow
+from edgeport.model.savedmodel import load_model
+from edgeport.model.samples import SampleRequest, synthetic_samples
+from edgeport.model.tf_quiet import import_tensorflow
 
 tf = import_tensorflow()
 
@@ -187,7 +188,7 @@ def convert(model, target: str, workdir: Path, **options):
 
 
 def run_in_node(artifact_dir: Path, samples: SampleSet, backend: str = "cpu"):
-    from edgeport.targets.tfjs_node import TFJSNodeRuntime
+    from edgeport.targets.tfjs.node import TFJSNodeRuntime
 
     return TFJSNodeRuntime().infer(artifact_dir / "model.json", samples, RuntimeSettings(backend=backend))
 
@@ -231,14 +232,12 @@ def run_with_tfjs_loader(artifact_dir: Path, feeds: list[dict], scratch: Path) -
     """tf.loadGraphModel + executeAsync in Node (cpu), for outputs the wire format of the runner lacks (strings)."""
     import subprocess
 
-    from edgeport.converters.tfjs.runtime_ops import node_modules_dir
-
     script, feeds_file = scratch / "load.js", scratch / "feeds.json"
     script.write_text(NODE_SCRIPT)
     feeds_file.write_text(json.dumps([{name: {"data": value.reshape(-1).tolist(), "shape": list(value.shape),
                                               "dtype": "int32" if value.dtype.kind in "iu" else "float32"}
                                        for name, value in feed.items()} for feed in feeds]))
-    done = subprocess.run(["node", str(script), str(node_modules_dir()), str(artifact_dir), str(feeds_file)],
+    done = subprocess.run(["node", str(script), str(packages.node_modules()), str(artifact_dir), str(feeds_file)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
@@ -279,14 +278,25 @@ def test_op_list_parser_reads_js_literals():
     assert parse_op_list(source) == [{"tfOpName": "Foo", "attrs": [{"name": "it's"}]}]
 
 
-def test_missing_runtime_is_a_conversion_error_and_writes_nothing(models, tmp_path, monkeypatch):
-    monkeypatch.setenv(NODE_MODULES_ENV, str(tmp_path / "no_node_modules"))
-    with pytest.raises(ConversionError, match="npm ci --prefix"):
-        convert(models["multi"], "tfjs", tmp_path / "out")
-    assert not any((tmp_path / "out").iterdir())
-    assert not TFJSConverter().availability().available
-    findings = TFJSConverter().preflight(models["multi"], TFJSOptions())
-    assert findings[0].severity == "error" and findings[0].target == "tfjs"
+def test_shipped_op_tables_are_the_lockfiles_version_and_match_the_installed_packages():
+    shipped = read_shipped(shipped_table())
+    assert shipped.version == packages.pinned_version("@tensorflow/tfjs-converter") == packages.pinned_version()
+    installed = read_installed(packages.node_modules())
+    assert (shipped.ops, shipped.fused_activations, shipped.version) == \
+        (installed.ops, installed.fused_activations, installed.version)
+
+
+def test_converting_needs_no_node_packages_and_writes_the_same_model(models, tmp_path, monkeypatch):
+    with_packages = convert(models["cnn"], "tfjs", tmp_path / "installed")
+    assert load_runtime_ops().source.endswith("op_list")
+    monkeypatch.setenv(packages.NODE_MODULES_ENV, str(tmp_path / "no_node_modules"))
+    assert load_runtime_ops().source == f"{shipped_table().name} (shipped)"
+    assert TFJSConverter().availability().available
+    without = convert(models["cnn"], "tfjs", tmp_path / "shipped")
+    assert without.main_file == with_packages.main_file
+    assert read_model_json(tmp_path / "shipped") == read_model_json(tmp_path / "installed")
+    findings = TFJSConverter().preflight(models["cnn"], TFJSOptions())
+    assert not [f for f in findings if f.severity == "error"]
 
 
 # ---------------------------------------------------------------- the CNN: structure, fusions, accuracy
@@ -551,7 +561,7 @@ def test_preflight_reports_fusions_for_a_supported_model(models):
 
 
 def test_registered_under_its_entry_point():
-    from edgeport.registry import registry
+    from edgeport.run.registry import registry
 
     converter, runtime = registry().resolve(TargetSpec.parse("tfjs:uint8"))
     assert isinstance(converter, TFJSConverter)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from edgeport_testing import run_cli
 
-from edgeport.tf_quiet import import_tensorflow
+from edgeport.model.tf_quiet import import_tensorflow
 
 tf = import_tensorflow()
 CLI_FLAGS = ("-t", "tfjs@tfjs-node", "--backend", "wasm", "--samples", "3", "--no-bench", "--no-baseline",

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from edgeport.contracts import ConversionJob, SampleSet, TargetSpec
-from edgeport.converters.tflm import TFLMConverter, TFLMOptions
-from edgeport.converters.tflm_budget import board_profile, boards, budget_failures, parse_size
-from edgeport.converters.tflm_csource import c_identifier_problem, resolver_method
+from edgeport.converters.tflm.converter import TFLMConverter, TFLMOptions
+from edgeport.converters.tflm.boards import board_profile, boards, budget_failures, parse_size
+from edgeport.converters.tflm.csource import c_identifier_problem, resolver_method
 from edgeport.errors import ConversionError, UsageError
-from edgeport.model import load_model
-from edgeport.tf_quiet import import_tensorflow
+from edgeport.model.savedmodel import load_model
+from edgeport.model.tf_quiet import import_tensorflow
 
 TARGET = TargetSpec.parse("tflm")
 # MicroMutableOpResolver method names as TFLite Micro's micro_mutable_op_resolver.h spells them.

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeport.accuracy import compare, default_tolerance, measure
+from edgeport.checks.accuracy import compare, default_tolerance, measure
 from edgeport.contracts import Precision
 
 

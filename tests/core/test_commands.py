@@ -77,7 +77,7 @@ def test_targets_lists_every_builtin():
 def test_a_folder_or_file_picks_its_runtime():
     from pathlib import Path
 
-    from edgeport.cli_run import _runtime_for
+    from edgeport.cli.commands import _runtime_for
     from edgeport.errors import UsageError
 
     import tempfile

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from edgeport.config import load_config
+from edgeport.cli.config import load_config
 from edgeport.errors import UsageError
-from edgeport.options import build_options, parse_size
-from edgeport.request import split_target_settings
+from edgeport.run.options import build_options, parse_size
+from edgeport.run.request import split_target_settings
 
 
 def write(tmp_path, text: str):
@@ -65,7 +65,7 @@ def test_target_tables_split_into_options_tolerances_budgets_and_runtime():
 
 
 def test_options_are_typed_from_the_plugin_dataclass():
-    from edgeport.converters.tflite import TFLiteOptions
+    from edgeport.converters.tflite.converter import TFLiteOptions
 
     options = build_options(TFLiteOptions, {"allow_tf_ops": "yes", "io_type": "int8"}, "target tflite:int8")
     assert options == TFLiteOptions(allow_tf_ops=True, io_type="int8")

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from digits_runs import DIGITS_TARGETS, digits_report_once
-from edgeport.cli import main
-from edgeport.history import append_run, read_history, record_run, sparkline, summary_rows
+from edgeport.cli.main import main
+from edgeport.report.history import append_run, read_history, record_run, sparkline, summary_rows
 
 WRITERS, RUNS_PER_WRITER = 8, 15
 

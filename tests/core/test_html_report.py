@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from digits_runs import DIGITS_TARGETS, digits_report_once
-from edgeport.html_report import NO_PLOTS, render, write_html
-from edgeport.report import StageResult
+from edgeport.report.html import NO_PLOTS, render, write_html
+from edgeport.report.files import StageResult
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
@@ -147,7 +147,7 @@ def test_without_matplotlib_the_page_says_so_and_keeps_the_tables(digits_report,
 
 
 def test_degenerate_latencies_and_a_failing_plot_never_cost_the_page(digits_report):
-    from edgeport.html_report import _Plotter
+    from edgeport.report.html import _Plotter
 
     report = digits_report.report
     tflite, int8 = report.target("tflite"), report.target("tflite:int8")

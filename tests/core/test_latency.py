@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeport.contracts import RawTimings, SampleSet, Session, TimingProtocol
-from edgeport.latency import MAX_KEPT_RUNS, summarize, time_session
+from edgeport.checks.latency import MAX_KEPT_RUNS, summarize, time_session
 
 
 class CountingSession(Session):
@@ -53,7 +53,7 @@ def test_peak_rss_is_this_process_not_an_inherited_peak():
 
     ballast = bytearray(400 * 2**20)  # this process now peaks above 400 MB
     ballast[::4096] = b"x" * len(ballast[::4096])
-    code = "from edgeport.latency import peak_rss_bytes; print(peak_rss_bytes())"
+    code = "from edgeport.checks.latency import peak_rss_bytes; print(peak_rss_bytes())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert child < 300 * 2**20, child / 2**20
     del ballast

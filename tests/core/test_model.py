@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgeport.errors import ModelLoadError, UsageError
-from edgeport.model import load_model
+from edgeport.model.savedmodel import load_model
 
 
 def test_multi_input_signature_keyed_by_names(models):
@@ -33,7 +33,7 @@ def test_builder_savedmodel_in_a_v1_session_gives_the_same_numbers(models):
 
 
 def test_loader_failure_falls_back_to_the_v1_session(models, tmp_path, monkeypatch):
-    from edgeport.tf_quiet import import_tensorflow
+    from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
 

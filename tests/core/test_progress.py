@@ -8,8 +8,8 @@ from io import StringIO
 from rich.console import Console
 
 from edgeport.contracts import TimingProtocol
-from edgeport.pipeline import Event
-from edgeport.progress import ProgressPrinter, RunShape
+from edgeport.run.pipeline import Event
+from edgeport.cli.progress import ProgressPrinter, RunShape
 
 SHAPE = RunShape(targets=("tflite", "tflite:int8", "onnx"), check=True, bench=True,
                  protocol=TimingProtocol(warmup_seconds=0.1, min_seconds=0.3, max_seconds=5.0))

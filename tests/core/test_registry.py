@@ -10,12 +10,12 @@ import pytest
 from edgeport_testing import run_cli
 from edgeport.contracts import TargetSpec
 from edgeport.errors import UsageError
-from edgeport.registry import Registry
+from edgeport.run.registry import Registry
 
 PLUGIN_DIR = Path(__file__).with_name("fake_plugin")
 PLUGIN_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")]))}
 BUILTIN_CONVERTERS = {"tflite", "onnx", "tfjs", "tflm"}
-BUILTIN_RUNTIMES = {"litert", "tensorflow", "onnxruntime", "tfjs-node", "tfjs-browser", "tflm"}
+BUILTIN_RUNTIMES = {"litert", "onnxruntime", "tfjs-node", "tfjs-browser", "tflm"}
 
 
 def test_every_builtin_is_registered_through_entry_points():
@@ -23,7 +23,7 @@ def test_every_builtin_is_registered_through_entry_points():
     assert BUILTIN_CONVERTERS <= set(registry.converters())
     assert BUILTIN_RUNTIMES <= set(registry.runtimes())
     assert not registry.broken()
-    assert registry.origin("converter", "tflite") == "edgeport.converters.tflite:TFLiteConverter"
+    assert registry.origin("converter", "tflite") == "edgeport.converters.tflite.converter:TFLiteConverter"
     for converter in registry.converters().values():
         assert converter.default_runtime in registry.runtimes(), converter.name
 
@@ -39,7 +39,7 @@ def test_unknown_names_list_the_known_ones():
 
 
 def test_registering_a_name_twice_is_refused_unless_overriding():
-    from edgeport.converters.tflite import TFLiteConverter
+    from edgeport.converters.tflite.converter import TFLiteConverter
 
     class Other(TFLiteConverter):
         pass

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from edgeport_testing import run_cli
 from digits_runs import digits_cli_args, digits_report_once
-from edgeport.cli import main
-from edgeport.regression import Thresholds, compare_reports, load_report
+from edgeport.cli.main import main
+from edgeport.report.regression import Thresholds, compare_reports, load_report
 
 
 @pytest.fixture(scope="session")

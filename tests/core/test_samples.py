@@ -5,7 +5,7 @@ import pytest
 
 from edgeport.contracts import Signature, TensorSpec
 from edgeport.errors import UsageError
-from edgeport.samples import (Preprocess, SampleRequest, conform, load_samples, parse_input_ranges,
+from edgeport.model.samples import (Preprocess, SampleRequest, conform, load_samples, parse_input_ranges,
                               parse_input_shapes, synthetic_samples)
 
 IMAGE = Signature("serving_default", (TensorSpec("image", "float32", (None, 8, 8, 1)),), ())

@@ -101,7 +101,7 @@ def handmade_samples() -> SampleSet:
 
 
 def _save_two_head_keras(path: Path) -> Path:
-    from edgeport.tf_quiet import import_tensorflow
+    from edgeport.model.tf_quiet import import_tensorflow
 
     keras = import_tensorflow().keras
     keras.utils.set_random_seed(5)
@@ -119,10 +119,10 @@ def _save_two_head_keras(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def converted_keras(tmp_path_factory) -> ConvertedModel:
     """A small Keras CNN converted by edgeport's TFJSConverter (skipped until that converter imports)."""
-    converter_module = pytest.importorskip("edgeport.converters.tfjs")
+    converter_module = pytest.importorskip("edgeport.converters.tfjs.converter")
     from edgeport.contracts import ConversionJob, TargetSpec
-    from edgeport.model import load_model
-    from edgeport.samples import SampleRequest, synthetic_samples
+    from edgeport.model.savedmodel import load_model
+    from edgeport.model.samples import SampleRequest, synthetic_samples
 
     base = tmp_path_factory.mktemp("tfjs_keras")
     model = load_model(_save_two_head_keras(base / "saved_model"))

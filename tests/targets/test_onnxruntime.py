@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from edgeport.targets.onnxruntime import INPUT_PERMUTATIONS_KEY, ONNXRuntime, session_options  # noqa: E402
+from edgeport.targets.onnxruntime.runtime import INPUT_PERMUTATIONS_KEY, ONNXRuntime, session_options  # noqa: E402
 
 OPSET = 17
 

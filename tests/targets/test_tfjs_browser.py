@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import RawTimings, RuntimeSettings, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable, UsageError
-from edgeport.targets import tfjs_project, tfjs_server
-from edgeport.targets.tfjs_browser import TFJSBrowserRuntime, _descendants, browser_page
+from edgeport.formats.tfjs import packages as tfjs_project
+from edgeport.targets.tfjs import server as tfjs_server
+from edgeport.targets.tfjs.browser import TFJSBrowserRuntime, _descendants, browser_page
 
 QUICK = TimingProtocol(warmup_runs=2, warmup_seconds=0.0, min_runs=10, min_seconds=0.05, max_seconds=10.0)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -73,7 +74,7 @@ def test_benchmark_returns_raw_timings_from_the_page(runtime, handmade, handmade
     assert len(raw.run_ms) >= QUICK.min_runs
     assert raw.warmup_runs >= QUICK.warmup_runs and raw.load_ms > 0 and raw.first_inference_ms > 0
     assert 20 * 2**20 < raw.peak_rss_bytes < 8 * 2**30  # the page's renderer plus the GPU process
-    assert f"tfjs {tfjs_project.tfjs_version()} {backend}" in raw.runtime_version and "Chromium" in raw.runtime_version
+    assert f"tfjs {tfjs_project.installed_version()} {backend}" in raw.runtime_version and "Chromium" in raw.runtime_version
     if backend == "webgl":
         assert "SwiftShader" in raw.runtime_version
     else:
@@ -99,9 +100,9 @@ def test_playwright_missing_is_unavailable_with_the_install_command(monkeypatch)
 
 
 def test_node_modules_missing_is_unavailable_with_the_setup_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(tfjs_project, "NODE_MODULES", tmp_path / "node_modules")
+    monkeypatch.setenv(tfjs_project.NODE_MODULES_ENV, str(tmp_path / "node_modules"))
     availability = TFJSBrowserRuntime().availability()
-    assert not availability.available and "npm ci --prefix" in availability.reason
+    assert not availability.available and "edgeport setup --target tfjs" in availability.reason
 
 
 def test_console_and_page_errors_are_collected(runtime, handmade):
@@ -175,6 +176,6 @@ def test_server_serves_only_its_routes(handmade):
 
 
 def test_is_registered_under_its_entry_point():
-    from edgeport.registry import registry
+    from edgeport.run.registry import registry
 
     assert isinstance(registry().runtime("tfjs-browser"), TFJSBrowserRuntime)

@@ -8,11 +8,12 @@ import struct
 import numpy as np
 import pytest
 
-from edgeport.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import RawTimings, RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable, UsageError
-from edgeport.targets import tfjs_project, tfjs_wire
-from edgeport.targets.tfjs_node import TFJSNodeRuntime
+from edgeport.formats.tfjs import packages as tfjs_project
+from edgeport.targets.tfjs import wire as tfjs_wire
+from edgeport.targets.tfjs.node import TFJSNodeRuntime
 
 QUICK = TimingProtocol(warmup_runs=2, warmup_seconds=0.0, min_runs=15, min_seconds=0.05, max_seconds=10.0)
 
@@ -66,7 +67,7 @@ def test_benchmark_returns_raw_timings_from_the_protocol(runtime, handmade, hand
     assert raw.warmup_runs >= QUICK.warmup_runs
     assert raw.load_ms > 0 and raw.first_inference_ms > 0
     assert 20 * 2**20 < raw.peak_rss_bytes < 4 * 2**30
-    assert f"tfjs {tfjs_project.tfjs_version()} {backend}" in raw.runtime_version
+    assert f"tfjs {tfjs_project.installed_version()} {backend}" in raw.runtime_version
     assert "2 requested" in raw.runtime_version  # Node has no wasm threads: the request is recorded
 
 
@@ -135,11 +136,11 @@ def test_node_missing_is_unavailable_with_the_install_command(monkeypatch, handm
 
 
 def test_node_modules_missing_is_unavailable_with_the_setup_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(tfjs_project, "NODE_MODULES", tmp_path / "node_modules")
+    monkeypatch.setenv(tfjs_project.NODE_MODULES_ENV, str(tmp_path / "node_modules"))
     availability = TFJSNodeRuntime().availability()
     assert not availability.available
     assert "@tensorflow/tfjs" in availability.reason
-    assert f"npm ci --prefix {tfjs_project.PROJECT_DIR}" in availability.reason
+    assert "edgeport setup --target tfjs" in availability.reason and str(tmp_path / "node_modules") in availability.reason
 
 
 def test_runner_killed_mid_run_is_a_runtime_failure_naming_the_signal(monkeypatch, runtime, handmade, handmade_samples):
@@ -150,7 +151,7 @@ def test_runner_killed_mid_run_is_a_runtime_failure_naming_the_signal(monkeypatc
 
 
 def test_runner_exit_code_is_reported_when_node_says_nothing():
-    from edgeport.targets.tfjs_node import runner_failure
+    from edgeport.targets.tfjs.node import runner_failure
 
     message = runner_failure(134, "some output\nAborted (core dumped)\n", {"backend": "wasm", "model": "m.json"})
     assert message == "tfjs-node (wasm) on m.json: the Node runner exited with code 134: Aborted (core dumped)"
@@ -183,6 +184,6 @@ def test_unknown_backend_is_a_usage_error(runtime, handmade, handmade_samples):
 
 
 def test_is_registered_under_its_entry_point():
-    from edgeport.registry import registry
+    from edgeport.run.registry import registry
 
     assert isinstance(registry().runtime("tfjs-node"), TFJSNodeRuntime)

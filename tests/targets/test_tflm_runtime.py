@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import ConversionJob, RuntimeSettings, SampleSet, TargetSpec, TimingProtocol
-from edgeport.converters.tflm import TFLMConverter, TFLMOptions
-from edgeport.converters.tflm_budget import budget_failures
+from edgeport.converters.tflm.converter import TFLMConverter, TFLMOptions
+from edgeport.converters.tflm.boards import budget_failures
 from edgeport.errors import RuntimeFailure
-from edgeport.model import load_model
-from edgeport.targets.tflm import TFLMRuntime
-from edgeport.tf_quiet import import_tensorflow
+from edgeport.model.savedmodel import load_model
+from edgeport.targets.tflm.runtime import TFLMRuntime
+from edgeport.model.tf_quiet import import_tensorflow
 
 SETTINGS = RuntimeSettings()
 KWS_BUDGET = TFLMOptions(ram_limit="64KB", flash_limit="256KB")
@@ -108,7 +108,7 @@ def test_measure_reports_arena_flash_macs_and_litert_agreement(digits):
 
 
 def test_the_arena_found_is_the_smallest_that_runs(digits):
-    from edgeport.targets.tflm_arena import probe, search_minimum_arena
+    from edgeport.formats.tflm.arena import probe, search_minimum_arena
 
     _, path, _ = digits
     data = path.read_bytes()
@@ -172,7 +172,7 @@ def test_benchmark_is_labelled_host_reference_kernels(digits):
 
 
 def test_registered_ops_come_from_the_installed_interpreter():
-    from edgeport.targets.tflm_kernels import registered_builtin_ops
+    from edgeport.formats.tflm.kernels import registered_builtin_ops
 
     ops = registered_builtin_ops()
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX", "QUANTIZE"} <= ops
@@ -184,7 +184,7 @@ def test_a_kernel_that_refuses_the_model_is_reported_with_its_op():
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    from edgeport.targets.tflm_arena import search_minimum_arena
+    from edgeport.formats.tflm.arena import search_minimum_arena
 
     model = schema.ModelT()
     model.version = 3

@@ -34,7 +34,7 @@ class FrozenGraphConverter(Converter):
 
 class _GraphSession(Session):
     def __init__(self, path: Path):
-        from edgeport.tf_quiet import import_tensorflow
+        from edgeport.model.tf_quiet import import_tensorflow
 
         tf = import_tensorflow()
         io = json.loads(path.with_name("io.json").read_text())

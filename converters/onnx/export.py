@@ -1,0 +1,85 @@
+"""The frozen graph the run already holds -> an ONNX ModelProto, through tf2onnx's Python API.
+
+Graph inputs and outputs are renamed to the signature's names. Layout: inputs/outputs named in
+`inputs_as_nchw`/`outputs_as_nchw` become NCHW (tf2onnx inserts the transposes and pushes them away).
+tf2onnx continues past ops it cannot map and leaves them as TensorFlow nodes; those are found in the result
+and reported together, each with what would help (a higher opset, allow_custom_ops).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from edgeport.run.capture import capture_output
+from edgeport.errors import ConversionError
+from edgeport.model.savedmodel import FrozenGraph
+
+from edgeport.converters.onnx.opsets import CUSTOM_DOMAINS, ONNX_DOMAINS, op_support, tf2onnx_max_opset
+
+_UNSUPPORTED_LOG = re.compile(r"Tensorflow op \[[^\]]*: (\w+)\] is not supported")
+
+
+def export_onnx(frozen: FrozenGraph, *, opset: int, inputs_as_nchw: tuple[str, ...],
+                outputs_as_nchw: tuple[str, ...], allow_custom_ops: bool, target: str):
+    """Convert; return (ModelProto, captured warnings). Names in the *_as_nchw tuples are signature names."""
+    import tf2onnx  # noqa: PLC0415
+    from onnx import helper  # noqa: PLC0415
+
+    renames = {tensor: name for name, tensor in {**frozen.input_tensors, **frozen.output_tensors}.items()}
+    extra_opset = [helper.make_opsetid(domain, 1) for domain in CUSTOM_DOMAINS] if allow_custom_ops else None
+    with capture_output() as captured:
+        try:
+            model, _ = tf2onnx.convert.from_graph_def(
+                frozen.graph_def,
+                name="edgeport",
+                input_names=list(frozen.input_tensors.values()),
+                output_names=list(frozen.output_tensors.values()),
+                opset=opset,
+                extra_opset=extra_opset,
+                inputs_as_nchw=[frozen.input_tensors[name] for name in inputs_as_nchw],
+                outputs_as_nchw=[frozen.output_tensors[name] for name in outputs_as_nchw],
+                tensors_to_rename=renames,
+            )
+        except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types; each becomes one line
+            raise ConversionError(f"{target}: tf2onnx failed at opset {opset}: {_first_line(exc)}") from None
+    unconverted = sorted({node.op_type for node in _all_nodes(model.graph)
+                          if not _is_runnable(node, opset, allow_custom_ops)}
+                         | {m.group(1) for line in captured.lines for m in _UNSUPPORTED_LOG.finditer(line)})
+    if unconverted:
+        max_opset = tf2onnx_max_opset()
+        advice = "; ".join(op_support(op).advice(opset, max_opset) for op in unconverted)
+        raise ConversionError(f"{target}: tf2onnx cannot map {len(unconverted)} op(s) at opset {opset}: {advice}")
+    _check_names(model, frozen, target)
+    return model, captured.warnings()
+
+
+def _is_runnable(node, opset: int, allow_custom_ops: bool) -> bool:
+    from onnx import defs  # noqa: PLC0415
+
+    if node.domain in ONNX_DOMAINS:
+        return defs.has(node.op_type, opset, "")
+    return allow_custom_ops and node.domain in CUSTOM_DOMAINS
+
+
+def _all_nodes(graph) -> Iterator:
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _all_nodes(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _all_nodes(subgraph)
+
+
+def _check_names(model, frozen: FrozenGraph, target: str) -> None:
+    inputs = {value.name for value in model.graph.input}
+    outputs = {value.name for value in model.graph.output}
+    missing = sorted((set(frozen.input_tensors) - inputs) | (set(frozen.output_tensors) - outputs))
+    if missing:
+        raise ConversionError(f"{target}: the ONNX graph lost signature tensors {', '.join(missing)} "
+                              f"(inputs {sorted(inputs)}, outputs {sorted(outputs)}); please report it")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:400]

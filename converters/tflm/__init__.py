@@ -1,0 +1,1 @@
+"""TFLite Micro converter family: `tflm` (int8 .tflite, C sources, op resolver, device budgets)."""

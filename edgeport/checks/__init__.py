@@ -1,0 +1,1 @@
+"""What every target is judged by: the accuracy metrics, the one timing protocol, budgets."""

@@ -1,0 +1,1 @@
+"""Front ends: the `edgeport` command (click), its progress display, edgeport.toml, and the Python API."""

@@ -1,0 +1,189 @@
+"""Progress of a run on stderr: live bars on a terminal, plain lines otherwise (CI logs).
+
+On a terminal every running stage shows its elapsed time; the benchmark (and the SavedModel baseline) also a
+bar and an ETA from the timing protocol (warm-up plus minimum timed seconds, plus the start-up the previous
+benchmark needed); an overall bar counts finished targets with an ETA from the pace of the finished ones.
+Off a terminal nothing is redrawn: one line when a stage starts, one when it ends (with its time), and the
+count of finished targets.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress_bar import ProgressBar
+from rich.text import Text
+
+from edgeport.contracts import TimingProtocol
+from edgeport.run.pipeline import Event
+
+ICONS = {"passed": "[green]ok[/]", "failed": "[red]FAIL[/]", "error": "[red]ERROR[/]", "skipped": "[yellow]skip[/]"}
+TIMED_STAGES = ("bench", "baseline")
+DEFAULT_STARTUP_S = 2.0  # a fresh runtime process before its first timed run, until one was measured
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What the printer knows in advance about a run: its targets, which stages run, the timing protocol."""
+
+    targets: tuple[str, ...] = ()
+    check: bool = True
+    bench: bool = True
+    protocol: TimingProtocol | None = None
+
+
+class ProgressPrinter:
+    def __init__(self, console: Console, enabled: bool = True, *, shape: RunShape | None = None):
+        self._console = console
+        self._enabled = enabled
+        self._shape = shape or RunShape()
+        self._live = enabled and console.is_terminal
+        self._progress: Progress | None = None
+        self._overall = None
+        self._tasks: dict[tuple[str, str], int] = {}
+        self._started: dict[tuple[str, str], float] = {}
+        self._done: list[str] = []
+        self._pace_start: float | None = None
+        self._startup_s = {stage: DEFAULT_STARTUP_S for stage in TIMED_STAGES}  # learned per kind of stage
+        self._lock = threading.Lock()  # with --jobs N, conversions report from several threads
+
+    def __enter__(self) -> ProgressPrinter:
+        if self._live:
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), _StageBar(),
+                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), _EtaColumn(self),
+                                      console=self._console, transient=True, refresh_per_second=8)
+            self._progress.start()
+            if self._shape.targets:
+                total = len(self._shape.targets)
+                self._overall = self._progress.add_task("targets", total=total, expected=None, stage="",
+                                                        count=f"0/{total}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress:
+            self._progress.stop()
+
+    # ---- events --------------------------------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        if not self._enabled:
+            return
+        key = (event.target, event.stage)
+        with self._lock:
+            if event.status == "started":
+                self._start(key, event)
+            else:
+                self._finish(key, event)
+
+    def _start(self, key: tuple[str, str], event: Event) -> None:
+        now = time.perf_counter()
+        self._started[key] = now
+        if event.stage in ("check", "bench") and self._pace_start is None:
+            self._pace_start = now  # conversions are over: targets now finish one after the other
+        expected = self._expected_seconds(event.stage)
+        text = escape(f"{event.target}: {event.stage}" + (f" ({event.message})" if event.message else ""))
+        if self._progress:
+            self._tasks[key] = self._progress.add_task(text, total=None, expected=expected, count="",
+                                                     stage=event.stage)
+            return
+        hint = ""
+        if expected and self._shape.protocol:
+            hint = f" (about {expected:.0f}s, at most {self._max_seconds(event.stage):.0f}s)"
+        self._print(f"{text} ...{hint}")
+
+    def _finish(self, key: tuple[str, str], event: Event) -> None:
+        started = self._started.pop(key, None)
+        seconds = time.perf_counter() - started if started is not None else 0.0
+        if event.stage in TIMED_STAGES and started is not None and event.status == "passed":
+            self._learn_startup(event.stage, seconds)
+        if self._progress and key in self._tasks:
+            self._progress.remove_task(self._tasks.pop(key))
+        message = escape(f" {event.message}") if event.message else ""
+        line = (f"{escape(event.target)}: {event.stage} {ICONS.get(event.status, event.status)} ({seconds:.1f}s)"
+                f"{message}")
+        if self._target_finished(event):
+            self._done.append(event.target)
+            line += escape(f" [{len(self._done)}/{len(self._shape.targets)} targets done{self._eta_suffix()}]")
+            if self._progress and self._overall is not None:
+                self._progress.update(self._overall, completed=len(self._done),
+                                      count=f"{len(self._done)}/{len(self._shape.targets)}")
+        self._print(line)
+
+    def _print(self, text: str) -> None:
+        (self._progress.console if self._progress else self._console).print(text, highlight=False)
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------------
+
+    def _target_finished(self, event: Event) -> bool:
+        if event.target not in self._shape.targets or event.target in self._done:
+            return False
+        shape, status = self._shape, event.status
+        if event.stage == "convert":
+            return status in ("error", "failed") or not (shape.check or shape.bench)
+        if event.stage == "check":
+            return status in ("failed", "error", "skipped") or not shape.bench
+        return event.stage == "bench"
+
+    def _expected_seconds(self, stage: str) -> float | None:
+        protocol = self._shape.protocol
+        if stage not in TIMED_STAGES or protocol is None:
+            return None
+        return self._startup_s[stage] + protocol.warmup_seconds + protocol.min_seconds
+
+    def _max_seconds(self, stage: str) -> float:
+        protocol = self._shape.protocol or TimingProtocol()
+        return self._startup_s[stage] + 2 * protocol.max_seconds  # warm-up and timed runs: each capped by max
+
+    def _learn_startup(self, stage: str, seconds: float) -> None:
+        protocol = self._shape.protocol
+        if protocol is not None:
+            self._startup_s[stage] = max(0.0, seconds - protocol.warmup_seconds - protocol.min_seconds)
+
+    def remaining_targets_s(self) -> float | None:
+        """ETA of the whole run from the pace of the targets finished since conversions ended."""
+        total, done = len(self._shape.targets), len(self._done)
+        if not done or done >= total or self._pace_start is None:
+            return None
+        return (time.perf_counter() - self._pace_start) / done * (total - done)
+
+    def _eta_suffix(self) -> str:
+        eta = self.remaining_targets_s()
+        return f", about {eta:.0f}s left" if eta is not None else ""
+
+    def eta_text(self, task) -> str:
+        if task.id == self._overall:
+            eta = self.remaining_targets_s()
+            return f"~{eta:.0f}s left" if eta is not None else ""
+        expected = task.fields.get("expected")
+        if not expected or task.elapsed is None:
+            return ""
+        left = expected - task.elapsed
+        if left > 0:
+            return f"~{left:.0f}s left"
+        return f"≤{max(0.0, self._max_seconds(task.fields['stage']) - task.elapsed):.0f}s left"
+
+
+class _StageBar(ProgressColumn):
+    """A bar filled by elapsed time against a stage's expected duration; a pulse when none is known."""
+
+    def render(self, task) -> ProgressBar:
+        expected = task.fields.get("expected")
+        if task.total is not None:
+            return ProgressBar(total=task.total, completed=task.completed, width=24)
+        if expected:
+            return ProgressBar(total=expected, completed=min(task.elapsed or 0.0, expected), width=24)
+        return ProgressBar(total=None, width=24, pulse=True, animation_time=task.get_time())
+
+
+class _EtaColumn(ProgressColumn):
+    def __init__(self, printer: ProgressPrinter):
+        super().__init__()
+        self._printer = printer
+
+    def render(self, task) -> Text:
+        return Text(self._printer.eta_text(task), style="progress.remaining")
+

@@ -1,0 +1,182 @@
+"""`edgeport setup` installs what the chosen targets need; `edgeport doctor` shows what is there.
+
+Both read the plug-ins' `requirements()`. Setup installs, outside site-packages: Python extras with this
+interpreter's pip, the TF.js npm packages from the shipped lockfile into edgeport's cache, and system
+programs (Chromium, Node.js) through apt when run as root; otherwise it prints the exact command. Installed
+requirements are left alone, so running it twice does nothing the second time.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from edgeport.contracts import TargetSpec
+from edgeport.errors import ExitCode
+from edgeport.run.registry import registry
+from edgeport.run.requirements import NPM, PYTHON, SYSTEM, Requirement
+
+PIP_TIMEOUT_S = 1800
+APT_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Plugin:
+    kind: str  # "converter" or "runtime"
+    name: str
+    plugin: object
+
+
+@dataclass(frozen=True)
+class Outcome:
+    requirement: Requirement
+    action: str  # "present", "installed", "missing", "failed"
+    detail: str = ""
+
+
+def chosen_plugins(targets: Iterable[str]) -> list[Plugin]:
+    """The converters and runtimes that `targets` name (target specs or runtime names); all when none."""
+    reg = registry()
+    names = list(targets)
+    if not names:
+        return ([Plugin("converter", n, c) for n, c in reg.converters().items()]
+                + [Plugin("runtime", n, r) for n, r in reg.runtimes().items()])
+    chosen: dict[tuple[str, str], Plugin] = {}
+    for name in names:
+        if name in reg.runtimes() and TargetSpec.parse(name).converter not in reg.converters():
+            chosen[("runtime", name)] = Plugin("runtime", name, reg.runtime(name))
+            continue
+        converter, runtime = reg.resolve(TargetSpec.parse(name))
+        chosen[("converter", converter.name)] = Plugin("converter", converter.name, converter)
+        chosen[("runtime", runtime.name)] = Plugin("runtime", runtime.name, runtime)
+    return list(chosen.values())
+
+
+def requirements_of(plugins: list[Plugin]) -> list[Requirement]:
+    unique: dict[tuple[str, str], Requirement] = {}
+    for plugin in plugins:
+        for requirement in plugin.plugin.requirements():
+            unique.setdefault((requirement.kind, requirement.name), requirement)
+    return list(unique.values())
+
+
+def run_setup(targets: Iterable[str], *, check_only: bool, echo) -> int:
+    plugins = chosen_plugins(targets)
+    outcomes = []
+    for requirement in requirements_of(plugins):
+        if requirement.present:
+            outcomes.append(Outcome(requirement, "present", requirement.found or ""))
+        elif check_only:
+            outcomes.append(Outcome(requirement, "missing", requirement.fix))
+        else:
+            outcomes.append(_install(requirement, echo))
+    for outcome in outcomes:
+        r = outcome.requirement
+        echo(f"{outcome.action:>9}  {r.name} ({r.kind}){': ' + outcome.detail if outcome.detail else ''}")
+    missing = [o for o in outcomes if o.action in ("missing", "failed")]
+    if not outcomes:
+        echo("nothing to install for the chosen targets")
+    return int(ExitCode.GATE_FAILED) if missing else int(ExitCode.OK)
+
+
+def _install(requirement: Requirement, echo) -> Outcome:
+    echo(f"installing {requirement.name} ({requirement.kind}) ...")
+    try:
+        if requirement.kind == PYTHON:
+            _run([sys.executable, "-m", "pip", "install", "-q", *requirement.install], PIP_TIMEOUT_S)
+        elif requirement.kind == SYSTEM:
+            if os.geteuid() != 0:
+                return Outcome(requirement, "missing", f"not root: run `sudo {requirement.fix}`")
+            _apt_install(requirement.install)
+        elif requirement.kind == NPM:
+            return _install_tfjs(requirement)
+        else:
+            return Outcome(requirement, "failed", f"unknown kind {requirement.kind!r}")
+    except _CommandFailed as exc:
+        return Outcome(requirement, "failed", f"{exc}; run it by hand: {requirement.fix}")
+    return Outcome(requirement, "installed", requirement.fix)
+
+
+def _install_tfjs(requirement: Requirement) -> Outcome:
+    from edgeport.formats.tfjs.install import InstallFailed, install_packages  # noqa: PLC0415
+
+    npm = shutil.which("npm")
+    if npm is None and os.geteuid() == 0:
+        try:
+            _apt_install(("nodejs", "npm"))
+        except _CommandFailed as exc:
+            return Outcome(requirement, "failed", f"npm is missing and apt could not install it: {exc}")
+        npm = shutil.which("npm")
+    if npm is None:
+        return Outcome(requirement, "missing", "npm is not on PATH: run `sudo apt-get install -y nodejs npm`, "
+                                               "then edgeport setup --target tfjs again")
+    try:
+        folder = install_packages(npm)
+    except InstallFailed as exc:
+        return Outcome(requirement, "failed", str(exc))
+    return Outcome(requirement, "installed", f"{folder} (verified against the lockfile)")
+
+
+class _CommandFailed(Exception):
+    pass
+
+
+def _apt_install(packages: tuple[str, ...]) -> None:
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], APT_TIMEOUT_S, environment)
+    _run(["apt-get", "install", "-y", "-qq", *packages], APT_TIMEOUT_S, environment)
+
+
+def _run(command: list[str], timeout: float, environment: dict[str, str] | None = None) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, check=False)
+    except subprocess.TimeoutExpired:
+        raise _CommandFailed(f"`{' '.join(command)}` did not finish within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise _CommandFailed(f"`{command[0]}` cannot run ({exc.strerror})") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        raise _CommandFailed(f"`{' '.join(command)}` failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+
+
+def doctor_rows(targets: Iterable[str]) -> list[dict[str, object]]:
+    """One row per registered converter and runtime; `wanted` marks those the targets need."""
+    wanted = {(p.kind, p.name) for p in chosen_plugins(targets)}
+    rows: list[dict[str, object]] = []
+    for plugin in chosen_plugins(()):
+        availability = plugin.plugin.availability()
+        missing = [r for r in plugin.plugin.requirements() if not r.present]
+        rows.append({
+            "kind": plugin.kind, "name": plugin.name, "available": availability.available,
+            "version": _version(plugin) if availability.available else "",
+            "missing": ", ".join(r.name for r in missing) or ("" if availability.available else availability.reason),
+            "fix": "" if availability.available else f"edgeport setup --target {plugin.name}",
+            "wanted": (plugin.kind, plugin.name) in wanted, "origin": registry().origin(plugin.kind, plugin.name),
+        })
+    for (kind, name), error in registry().broken().items():
+        rows.append({"kind": kind, "name": name, "available": False, "version": "", "missing": f"broken: {error}",
+                     "fix": "reinstall or uninstall the plug-in", "wanted": True, "origin": ""})
+    return rows
+
+
+def _version(plugin: Plugin) -> str:
+    if plugin.kind == "runtime":
+        try:
+            return str(plugin.plugin.version())
+        except Exception as exc:  # noqa: BLE001 - a plug-in's version probe must not break the table
+            return f"? ({type(exc).__name__})"
+    tools = [f"{r.name} {r.found}" for r in plugin.plugin.requirements() if r.kind == PYTHON and r.found]
+    return ", ".join(tools) or f"edgeport {_edgeport_version()}"
+
+
+def _edgeport_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("edgeport")
+    except PackageNotFoundError:
+        return "0+unknown"
+

@@ -1,0 +1,1 @@
+"""TFLite flatbuffers: reading them, quantization parameters, and the TFLite conversion call."""

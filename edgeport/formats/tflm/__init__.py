@@ -1,0 +1,1 @@
+"""TFLite Micro: the kernels the installed tflite-micro registers, and the tensor arena search."""

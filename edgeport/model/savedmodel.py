@@ -1,0 +1,345 @@
+"""SavedModel front-end: load once, pick the signature, run reference outputs, freeze once.
+
+Two ways in: `tf.saved_model.load` (TF2 object graph) and, when that fails on a legacy SavedModel, the
+MetaGraph loaded in a v1 session. Either way the rest of edgeport sees the same `LoadedModel`: a `Signature`
+keyed by the signature's own names, a signature function (a TF2 ConcreteFunction taking keyword arguments
+named like the inputs and returning a dict named like the outputs) and a frozen GraphDef computed once.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeport.contracts import Feeds, Signature, TensorSpec
+from edgeport.errors import ModelLoadError, UsageError
+from edgeport.model.tf_quiet import import_tensorflow
+
+DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_TAGS = ("serve",)
+CONTROL_FLOW_OPS = frozenset(
+    {"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase", "Enter", "Exit", "Switch", "Merge",
+     "LoopCond", "NextIteration"}
+)
+
+
+@dataclass(frozen=True)
+class FrozenGraph:
+    """The signature with variables folded to constants; tensor names map signature names into the graph."""
+
+    graph_def: Any  # tf.compat.v1.GraphDef, function library included (control flow bodies)
+    input_tensors: dict[str, str]  # signature input name -> "placeholder:0"
+    output_tensors: dict[str, str]  # signature output name -> "Identity:0"
+
+    def op_histogram(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        nodes = list(self.graph_def.node)
+        for function in self.graph_def.library.function:
+            nodes.extend(function.node_def)
+        for node in nodes:
+            counts[node.op] = counts.get(node.op, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def check_saved_model_dir(path: Path) -> None:
+    """Cheap checks before TensorFlow is imported: each failure is one line naming the path."""
+    if not path.exists():
+        raise ModelLoadError(f"model not found: {path} does not exist; pass the folder that holds saved_model.pb")
+    if not path.is_dir():
+        raise ModelLoadError(f"model {path} is a file; pass the SavedModel folder that holds saved_model.pb")
+    if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+        raise ModelLoadError(
+            f"{path} is not a SavedModel: it has no saved_model.pb; export one with model.export(...) or "
+            "tf.saved_model.save(...)"
+        )
+
+
+def read_saved_model_proto(path: Path):
+    tf = import_tensorflow()
+    from google.protobuf import message, text_format  # noqa: PLC0415
+    from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
+
+    proto = saved_model_pb2.SavedModel()
+    pb = path / "saved_model.pb"
+    try:
+        if pb.is_file():
+            proto.ParseFromString(pb.read_bytes())
+        else:
+            text_format.Parse((path / "saved_model.pbtxt").read_text(), proto)
+    except (message.DecodeError, text_format.ParseError, UnicodeDecodeError, RuntimeWarning) as exc:
+        raise ModelLoadError(
+            f"{pb} is corrupt or truncated ({type(exc).__name__}); re-export the SavedModel"
+        ) from None
+    if not proto.meta_graphs:
+        raise ModelLoadError(f"{pb} holds no MetaGraph (truncated?); re-export the SavedModel")
+    del tf
+    return proto
+
+
+class LoadedModel:
+    """One SavedModel signature, loaded once per run. Built by `load_model`."""
+
+    def __init__(self, *, path: Path, tags: tuple[str, ...], signature: Signature, mode: str,
+                 signature_keys: tuple[str, ...], notes: tuple[str, ...], backend: Any):
+        self.path = path
+        self.tags = tags
+        self.signature = signature
+        self.mode = mode  # "tf2" or "v1-session"
+        self.signature_keys = signature_keys
+        self.notes = notes
+        self._backend = backend
+
+    @property
+    def concrete_function(self):
+        """TF2 ConcreteFunction: kwargs by input name -> dict by output name."""
+        return self._backend.concrete_function()
+
+    @property
+    def trackable(self):
+        """The object that owns the function's variables (TFLite needs it to write a signature)."""
+        return self._backend.trackable()
+
+    @functools.cached_property
+    def frozen(self) -> FrozenGraph:
+        return self._backend.freeze()
+
+    @functools.cached_property
+    def frozen_function(self) -> FrozenFunction:
+        """The frozen graph wrapped as a signature function: converters start from constants, not variables."""
+        if self.mode == "v1-session":
+            return FrozenFunction(self.concrete_function, self.trackable)
+        return wrap_frozen_graph(self.frozen, self.signature)
+
+    def reference(self, feeds: list[Feeds]) -> list[Feeds]:
+        return [self._backend.run(feed) for feed in feeds]
+
+    def session_runner(self):
+        """A callable feed -> outputs for timing the SavedModel on TensorFlow (the baseline row)."""
+        return self._backend.run
+
+    def parameter_count(self) -> int:
+        return _count_parameters(self.path)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def load_model(path: Path, signature_key: str | None = None, tags: tuple[str, ...] | None = None,
+               force_v1: bool = False) -> LoadedModel:
+    path = Path(path)
+    check_saved_model_dir(path)
+    proto = read_saved_model_proto(path)
+    meta = _pick_meta_graph(proto, path, tags)
+    tags = tuple(meta.meta_info_def.tags)
+    keys = tuple(sorted(k for k in meta.signature_def if not k.startswith("__")))
+    key = _pick_signature(keys, signature_key, path)
+    notes: list[str] = []
+    backend = None
+    if not force_v1:
+        try:
+            backend = _TF2Backend(path, tags, key)
+        except Exception as exc:  # noqa: BLE001 - any loader failure means: try the v1 session
+            notes.append(
+                f"tf.saved_model.load failed ({type(exc).__name__}: {_first_line(exc)}); "
+                "loaded the MetaGraph in a v1 session instead"
+            )
+    else:
+        notes.append("loaded the MetaGraph in a v1 session (forced)")
+    if backend is None:
+        try:
+            backend = _V1SessionBackend(path, tags, key, meta.signature_def[key])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"cannot load SavedModel {path}: {type(exc).__name__}: {_first_line(exc)}") from None
+    return LoadedModel(path=path, tags=tags, signature=backend.signature, mode=backend.mode,
+                       signature_keys=keys, notes=tuple(notes), backend=backend)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+def _pick_meta_graph(proto, path: Path, tags):
+    wanted = set(tags or DEFAULT_TAGS)
+    for meta in proto.meta_graphs:
+        if set(meta.meta_info_def.tags) == wanted:
+            return meta
+    if tags is None and len(proto.meta_graphs) == 1:
+        return proto.meta_graphs[0]
+    present = ["/".join(m.meta_info_def.tags) or "(none)" for m in proto.meta_graphs]
+    raise UsageError(f"{path} has no MetaGraph tagged {'/'.join(sorted(wanted))}; present: {', '.join(present)}")
+
+
+def _pick_signature(keys: tuple[str, ...], wanted: str | None, path: Path) -> str:
+    if wanted:
+        if wanted not in keys:
+            raise UsageError(
+                f"signature {wanted!r} not found in {path}; present: {', '.join(keys) or '(none)'}; "
+                "pass one with --signature"
+            )
+        return wanted
+    if DEFAULT_SIGNATURE in keys:
+        return DEFAULT_SIGNATURE
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise ModelLoadError(f"{path} has no signatures; export the model with a serving signature")
+    raise UsageError(f"{path} has several signatures and none is {DEFAULT_SIGNATURE}: {', '.join(keys)}; "
+                     "pick one with --signature")
+
+
+def _spec(tf, name: str, dtype, shape) -> TensorSpec:
+    dims = None if shape.rank is None else tuple(shape.as_list())
+    return TensorSpec(name=name, dtype=tf.as_dtype(dtype).name, shape=dims)
+
+
+class _TF2Backend:
+    mode = "tf2"
+
+    def __init__(self, path: Path, tags, key: str):
+        tf = import_tensorflow()
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(path), tags=list(tags))
+        self._fn = self._loaded.signatures[key]
+        _, kwargs = self._fn.structured_input_signature
+        self.input_names = tuple(sorted(kwargs))
+        self.output_names = tuple(sorted(self._fn.structured_outputs))
+        self.signature = Signature(
+            key=key,
+            inputs=tuple(_spec(tf, n, kwargs[n].dtype, kwargs[n].shape) for n in self.input_names),
+            outputs=tuple(
+                _spec(tf, n, self._fn.structured_outputs[n].dtype, self._fn.structured_outputs[n].shape)
+                for n in self.output_names
+            ),
+        )
+
+    def concrete_function(self):
+        return self._fn
+
+    def trackable(self):
+        return self._loaded
+
+    def run(self, feed: Feeds) -> Feeds:
+        tf = self._tf
+        args = {name: tf.constant(feed[name]) for name in self.input_names}
+        return {name: value.numpy() for name, value in self._fn(**args).items()}
+
+    def freeze(self) -> FrozenGraph:
+        from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
+            convert_variables_to_constants_v2,
+        )
+
+        frozen = convert_variables_to_constants_v2(self._fn, lower_control_flow=False, aggressive_inlining=True)
+        graph_def = frozen.graph.as_graph_def(add_shapes=True)
+        inputs = [t for t in frozen.inputs if t.dtype != self._tf.resource]
+        return FrozenGraph(
+            graph_def=graph_def,
+            input_tensors=dict(zip(self.input_names, (t.name for t in inputs), strict=True)),
+            output_tensors=dict(zip(self.output_names, (t.name for t in frozen.outputs), strict=True)),
+        )
+
+
+class _V1SessionBackend:
+    mode = "v1-session"
+
+    def __init__(self, path: Path, tags, key: str, signature_def):
+        tf = import_tensorflow()
+        self._tf = tf
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        with self._graph.as_default():
+            tf.compat.v1.saved_model.loader.load(self._session, list(tags), str(path))
+        self.input_names = tuple(sorted(signature_def.inputs))
+        self.output_names = tuple(sorted(signature_def.outputs))
+        self._in = {n: signature_def.inputs[n].name for n in self.input_names}
+        self._out = {n: signature_def.outputs[n].name for n in self.output_names}
+
+        def spec(name, tensor_name):
+            tensor = self._graph.get_tensor_by_name(tensor_name)
+            return _spec(tf, name, tensor.dtype, tensor.shape)
+
+        self.signature = Signature(
+            key=key,
+            inputs=tuple(spec(n, self._in[n]) for n in self.input_names),
+            outputs=tuple(spec(n, self._out[n]) for n in self.output_names),
+        )
+        self._wrapped: FrozenFunction | None = None
+        self._frozen: FrozenGraph | None = None
+
+    def run(self, feed: Feeds) -> Feeds:
+        values = self._session.run(self._out, feed_dict={self._in[n]: feed[n] for n in self.input_names})
+        return dict(values)
+
+    def freeze(self) -> FrozenGraph:
+        if self._frozen is None:
+            self._frozen = self._freeze()
+        return self._frozen
+
+    def _freeze(self) -> FrozenGraph:
+        tf = self._tf
+        output_nodes = sorted({name.split(":")[0] for name in self._out.values()})
+        graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
+            self._session, self._graph.as_graph_def(add_shapes=True), output_nodes
+        )
+        graph_def = tf.compat.v1.graph_util.remove_training_nodes(graph_def, protected_nodes=output_nodes)
+        return FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
+
+    def concrete_function(self):
+        if self._wrapped is None:
+            self._wrapped = wrap_frozen_graph(self.freeze(), self.signature)
+        return self._wrapped.function
+
+    def trackable(self):
+        self.concrete_function()
+        return self._wrapped.owner
+
+
+@dataclass(frozen=True)
+class FrozenFunction:
+    """The frozen graph as a TF2 signature function: kwargs by input name -> dict by output name."""
+
+    function: Any  # ConcreteFunction
+    owner: Any  # tf.Module keeping the imported graph alive (TFLite writes the signature from it)
+
+
+def wrap_frozen_graph(frozen: FrozenGraph, signature: Signature) -> FrozenFunction:
+    tf = import_tensorflow()
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(frozen.graph_def, name=""), [])
+    input_names = tuple(s.name for s in signature.inputs)
+    output_names = tuple(s.name for s in signature.outputs)
+    pruned = wrapped.prune(
+        feeds=[wrapped.graph.get_tensor_by_name(frozen.input_tensors[n]) for n in input_names],
+        fetches=[wrapped.graph.get_tensor_by_name(frozen.output_tensors[n]) for n in output_names],
+    )
+
+    def signature_fn(**kwargs):
+        outputs = pruned(*[kwargs[n] for n in input_names])
+        return dict(zip(output_names, outputs, strict=True))
+
+    specs = {s.name: tf.TensorSpec([*s.shape] if s.shape is not None else None, s.dtype, name=s.name)
+             for s in signature.inputs}
+    function = tf.function(signature_fn)
+    concrete = function.get_concrete_function(**specs)
+    owner = tf.Module()
+    owner.signature_fn = function
+    owner.keepalive = (wrapped, pruned)
+    return FrozenFunction(function=concrete, owner=owner)
+
+
+def _count_parameters(path: Path) -> int:
+    """Weights in the checkpoint, without optimizer slots or bookkeeping."""
+    tf = import_tensorflow()
+    prefix = path / "variables" / "variables"
+    if not prefix.with_suffix(".index").is_file():
+        return 0
+    total = 0
+    for name, shape in tf.train.list_variables(str(prefix)):
+        lowered = name.lower()
+        if name == "_CHECKPOINTABLE_OBJECT_GRAPH" or "optimizer" in lowered or "OPTIMIZER_SLOT" in name or "save_counter" in lowered or "global_step" in lowered:
+            continue
+        count = 1
+        for dim in shape:
+            count *= dim
+        total += count
+    return total

@@ -1,0 +1,234 @@
+"""The report: one record per run (schema versioned), written as report.json, junit.xml and summary.md.
+
+Schema (report.json, `schema_version` 1): see README "Report schema". Non-finite floats are written as
+the strings "inf", "-inf", "nan" so the file stays strict JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from edgeport.checks.accuracy import AccuracyResult
+from edgeport.errors import ExitCode
+from edgeport.checks.latency import LatencyStats
+
+SCHEMA_VERSION = 1
+STAGES = ("convert", "check", "bench")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str  # convert | check | bench
+    status: str  # passed | failed | error | skipped
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    name: str
+    converter: str
+    variant: str
+    runtime: str
+    stages: tuple[StageResult, ...]
+    precision: str | None = None
+    folder: str | None = None  # relative to the output folder
+    artifact: str | None = None  # the file checked and benchmarked, relative to the output folder
+    size_bytes: int | None = None
+    files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+    accuracy: AccuracyResult | None = None
+    latency: LatencyStats | None = None
+    measurements: Mapping[str, Any] = field(default_factory=dict)
+    runtime_version: str | None = None
+    threads: int = 1
+    backend: str | None = None
+
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in self.stages if s.stage == name), None)
+
+    @property
+    def verdict(self) -> str:
+        statuses = {s.status for s in self.stages}
+        if "error" in statuses and self.stage("convert") and self.stage("convert").status == "error":
+            return "error"
+        if "failed" in statuses or "error" in statuses:
+            return "failed"
+        return "passed"
+
+
+@dataclass(frozen=True)
+class Report:
+    model: Mapping[str, Any]
+    samples: Mapping[str, Any]
+    calibration: Mapping[str, Any] | None
+    targets: tuple[TargetResult, ...]
+    exit_code: int
+    created: str
+    machine: Mapping[str, Any]
+    edgeport_version: str
+    warnings: tuple[str, ...] = ()
+    baseline: LatencyStats | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    def target(self, name: str) -> TargetResult:
+        return next(t for t in self.targets if t.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _jsonable(dataclasses.asdict(self))
+        data["verdicts"] = {t.name: t.verdict for t in self.targets}
+        return data
+
+
+def exit_code_for(targets: tuple[TargetResult, ...]) -> ExitCode:
+    if any(t.stage("convert") and t.stage("convert").status == "error" for t in targets):
+        return ExitCode.LOAD_OR_CONVERSION
+    if any(s.status in ("failed", "error") for t in targets for s in t.stages):
+        return ExitCode.GATE_FAILED
+    return ExitCode.OK
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _jsonable(value.item())
+    return value
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_report_files(report: Report, out: Path) -> dict[str, Path]:
+    written = {
+        "json": out / "report.json",
+        "junit": out / "junit.xml",
+        "summary": out / "summary.md",
+    }
+    atomic_write(written["json"], json.dumps(report.to_dict(), indent=2) + "\n")
+    atomic_write(written["junit"], junit_xml(report))
+    atomic_write(written["summary"], summary_markdown(report))
+    return written
+
+
+def junit_xml(report: Report) -> str:
+    cases = []
+    failures = errors = skipped = 0
+    for target in report.targets:
+        for stage in target.stages:
+            body = ""
+            if stage.status == "failed":
+                failures += 1
+                body = f"<failure message={quoteattr(stage.reason)}>{escape(stage.reason)}</failure>"
+            elif stage.status == "error":
+                errors += 1
+                body = f"<error message={quoteattr(stage.reason)}>{escape(stage.reason)}</error>"
+            elif stage.status == "skipped":
+                skipped += 1
+                body = f"<skipped message={quoteattr(stage.reason)}/>"
+            cases.append(f'    <testcase classname={quoteattr("edgeport." + target.name)} name="{stage.stage}" '
+                         f'time="{stage.seconds:.3f}">{body}</testcase>')
+    total = len(cases)
+    model = quoteattr(f"edgeport {report.model.get('path', '')}")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuites tests="{total}" failures="{failures}" errors="{errors}" skipped="{skipped}">\n'
+            f'  <testsuite name={model} tests="{total}" failures="{failures}" errors="{errors}" '
+            f'skipped="{skipped}" timestamp="{report.created}">\n' + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n")
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "∞" if value > 0 else str(value)
+    return f"{value:.{digits}f}"
+
+
+def human_bytes(size: float | None) -> str:
+    if size is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def stage_cell(stage: StageResult | None) -> str:
+    if stage is None:
+        return "–"
+    mark = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}[stage.status]
+    return f"{mark}: {stage.reason}" if stage.reason and stage.status != "passed" else mark
+
+
+def accuracy_cell(target: TargetResult) -> str:
+    if not target.accuracy or not target.accuracy.outputs:
+        return "–"
+    worst = min(target.accuracy.outputs, key=lambda o: o.cosine)
+    text = f"cos {worst.cosine:.6f}"
+    if worst.top1_agreement is not None:
+        text += f", top-1 {worst.top1_agreement:.1%}"
+    return text
+
+
+def summary_markdown(report: Report) -> str:
+    verdict = {0: "passed", 1: "FAILED (a gate)", 2: "usage error", 3: "FAILED (load/conversion)"}.get(
+        report.exit_code, str(report.exit_code))
+    lines = [f"# edgeport: {verdict}", "",
+             f"Model `{report.model.get('path')}` signature `{report.model.get('signature', {}).get('key')}` "
+             f"({report.model.get('mode')}), {human_bytes(report.model.get('size_bytes'))}; samples: "
+             f"{report.samples.get('source')}.", ""]
+    lines += ["| target | convert | check | bench | size | accuracy (worst output) | p50 ms | p90 ms |",
+              "|---|---|---|---|---|---|---|---|"]
+    if report.baseline:
+        lines.append(f"| savedmodel (tensorflow) | – | – | – | {human_bytes(report.model.get('size_bytes'))} | reference "
+                     f"| {_fmt(report.baseline.p50_ms)} | {_fmt(report.baseline.p90_ms)} |")
+    for t in report.targets:
+        lat = t.latency
+        lines.append(f"| {t.name} | {stage_cell(t.stage('convert'))} | {stage_cell(t.stage('check'))} | "
+                     f"{stage_cell(t.stage('bench'))} | {human_bytes(t.size_bytes)} | {accuracy_cell(t)} | "
+                     f"{_fmt(lat.p50_ms if lat else None)} | {_fmt(lat.p90_ms if lat else None)} |")
+    if report.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in report.warnings]
+    notes = [(t.name, n) for t in report.targets for n in t.notes]
+    if notes:
+        lines += ["", "**Notes**", ""] + [f"- {name}: {note}" for name, note in notes]
+    cpu = report.machine.get("cpu", "")
+    lines += ["", f"Measured on {cpu}, {report.created}."]
+    return "\n".join(lines) + "\n"

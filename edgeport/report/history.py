@@ -1,0 +1,274 @@
+"""Run history: every `convert` run's summary, one row per target, in a local SQLite database.
+
+Concurrent runs may share one database: WAL journal (readers never block the writer), a busy timeout
+(writers wait for each other instead of failing) and one IMMEDIATE transaction per run (a run's rows
+appear all together or not at all). The SavedModel's own latency is kept as the row `savedmodel`, so a
+trend can tell a slower machine from a slower artifact.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeport.errors import UsageError
+
+DEFAULT_HISTORY = Path(".edgeport") / "history.db"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+BASELINE_ROW = "savedmodel"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,           -- the report's time (UTC, ISO 8601)
+    model TEXT NOT NULL,             -- absolute SavedModel path
+    output TEXT,                     -- the run's output folder
+    exit_code INTEGER NOT NULL,
+    cpu TEXT,
+    edgeport_version TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    target TEXT NOT NULL,
+    verdict TEXT NOT NULL,           -- passed | failed | error | reference (the SavedModel row)
+    size_bytes INTEGER,
+    worst_cosine REAL,
+    top1_agreement REAL,
+    p50_ms REAL,
+    p90_ms REAL,
+    PRIMARY KEY (run_id, target)
+);
+CREATE INDEX IF NOT EXISTS results_by_target ON results (target);
+CREATE INDEX IF NOT EXISTS runs_by_model ON runs (model, created);
+"""
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    run_id: int
+    created: str
+    model: str
+    target: str
+    verdict: str
+    size_bytes: int | None
+    worst_cosine: float | None
+    top1_agreement: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    exit_code: int
+    output: str | None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the history database, ready for concurrent use."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise UsageError(f"cannot open the history database {path} ({exc}); pass --history with a writable path") \
+            from None
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        _retry(lambda: connection.execute("PRAGMA journal_mode = WAL"))
+        connection.execute("PRAGMA synchronous = NORMAL")
+        _retry(lambda: _create_schema(connection))
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise UsageError(f"{path} is not an edgeport history database ({exc}); pass --history with another path") \
+            from None
+    return connection
+
+
+def _create_schema(connection: sqlite3.Connection) -> None:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version not in (0, SCHEMA_VERSION):
+        raise sqlite3.DatabaseError(f"history schema {version}, this edgeport writes {SCHEMA_VERSION}")
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _retry(action, attempts: int = 20):
+    """Retry what SQLite refuses with 'locked'/'busy' beyond its own busy handler (e.g. journal mode changes)."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    return None
+
+
+def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per target (and the SavedModel baseline) from a report dict (`Report.to_dict()` / report.json)."""
+    rows = []
+    baseline = report.get("baseline")
+    if baseline:
+        rows.append({"target": BASELINE_ROW, "verdict": "reference", "size_bytes": report["model"].get("size_bytes"),
+                     "worst_cosine": None, "top1_agreement": None, "p50_ms": baseline["p50_ms"],
+                     "p90_ms": baseline["p90_ms"]})
+    verdicts = report.get("verdicts", {})
+    for target in report["targets"]:
+        outputs = (target.get("accuracy") or {}).get("outputs", [])
+        cosines = [float(o["cosine"]) for o in outputs]
+        top1 = [o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None]
+        latency = target.get("latency") or {}
+        rows.append({"target": target["name"], "verdict": verdicts.get(target["name"], _verdict(target)),
+                     "size_bytes": target.get("size_bytes"), "worst_cosine": min(cosines) if cosines else None,
+                     "top1_agreement": min(top1) if top1 else None, "p50_ms": latency.get("p50_ms"),
+                     "p90_ms": latency.get("p90_ms")})
+    return rows
+
+
+def _verdict(target: Mapping[str, Any]) -> str:
+    statuses = {s["status"] for s in target.get("stages", [])}
+    return "failed" if statuses & {"failed", "error"} else "passed"
+
+
+def append_run(path: Path, report: Mapping[str, Any], *, output: Path | None = None) -> int:
+    """Record one run (all its targets in one transaction); returns the run's id."""
+    rows = summary_rows(report)
+    model = str(Path(report["model"]["path"]).resolve())
+    connection = connect(path)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = connection.execute(
+                "INSERT INTO runs (created, model, output, exit_code, cpu, edgeport_version) VALUES (?, ?, ?, ?, ?, ?)",
+                (report.get("created") or _now(), model, str(Path(output).resolve()) if output else None,
+                 int(report.get("exit_code", 0)), report.get("machine", {}).get("cpu"), report.get("edgeport_version")))
+            run_id = cursor.lastrowid
+            connection.executemany(
+                "INSERT INTO results (run_id, target, verdict, size_bytes, worst_cosine, top1_agreement, p50_ms, "
+                "p90_ms) VALUES (:run_id, :target, :verdict, :size_bytes, :worst_cosine, :top1_agreement, :p50_ms, "
+                ":p90_ms)", [{**row, "run_id": run_id} for row in rows])
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.close()
+    return int(run_id)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def read_history(path: Path, *, model: str | None = None, target: str | None = None,
+                 limit: int | None = None) -> list[HistoryRow]:
+    """Rows oldest first; `model` matches the absolute path or any part of it; `limit`: newest N runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no history at {path}; `edgeport convert` records one there (or pass --history PATH)")
+    where, params = [], []
+    if model:
+        where.append("(r.model = ? OR instr(r.model, ?) > 0)")
+        params += [str(Path(model).resolve()), model.rstrip("/")]
+    if target:
+        where.append("x.target = ?")
+        params.append(target)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    query = ("SELECT r.id, r.created, r.model, x.target, x.verdict, x.size_bytes, x.worst_cosine, x.top1_agreement, "
+             f"x.p50_ms, x.p90_ms, r.exit_code, r.output FROM results x JOIN runs r ON r.id = x.run_id {clause} "
+             "ORDER BY r.created, r.id, x.target")
+    connection = connect(path)
+    try:
+        rows = [HistoryRow(*row) for row in connection.execute(query, params)]
+    finally:
+        connection.close()
+    if limit:
+        newest = set(list(dict.fromkeys(row.run_id for row in rows))[-limit:])
+        rows = [row for row in rows if row.run_id in newest]
+    return rows
+
+
+# ---- output -----------------------------------------------------------------------------------------------
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    low, high = min(known), max(known)
+    scale = (high - low) or 1.0
+    return "".join(" " if v is None else SPARKS[min(7, int((v - low) / scale * 7.999))] for v in values)
+
+
+def history_json(rows: Sequence[HistoryRow]) -> str:
+    return json.dumps([asdict(row) for row in rows], indent=2) + "\n"
+
+
+def print_history(rows: Sequence[HistoryRow], console) -> None:
+    """One table per (model, target): each run's size, accuracy and p50 with the change from the run before."""
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from edgeport.report.files import human_bytes  # noqa: PLC0415
+
+    if not rows:
+        console.print("no runs recorded for this selection", highlight=False)
+        return
+    groups: dict[tuple[str, str], list[HistoryRow]] = {}
+    for row in rows:
+        groups.setdefault((row.model, row.target), []).append(row)
+    for (model, target), runs in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] != BASELINE_ROW,
+                                                                           item[0][1])):
+        table = Table(title=f"{escape(target)}  [dim]{escape(model)}[/]  p50 {sparkline([r.p50_ms for r in runs])}  "
+                            f"size {sparkline([r.size_bytes for r in runs])}", title_justify="left")
+        for column in ("run", "time (UTC)", "verdict", "size", "worst cosine", "top-1", "p50 ms", "p50 change"):
+            table.add_column(column, justify="right" if column not in ("time (UTC)", "verdict") else "left")
+        previous = None
+        for row in runs:
+            change = ""
+            if previous and previous.p50_ms and row.p50_ms:
+                change = f"{row.p50_ms / previous.p50_ms - 1:+.1%}"
+            color = {"passed": "green", "failed": "red", "error": "red"}.get(row.verdict, "dim")
+            table.add_row(str(row.run_id), row.created.replace("+00:00", ""), f"[{color}]{row.verdict}[/]",
+                          human_bytes(row.size_bytes), "–" if row.worst_cosine is None else f"{row.worst_cosine:.6f}",
+                          "–" if row.top1_agreement is None else f"{row.top1_agreement:.1%}",
+                          "–" if row.p50_ms is None else f"{row.p50_ms:.4g}", change)
+            previous = row
+        console.print(table)
+
+
+# ---- commands ---------------------------------------------------------------------------------------------
+
+def record_run(path: Path | None, report: Mapping[str, Any], *, output: Path, console) -> int | None:
+    """Append a finished run; a history that cannot be written is a warning, never a failed run."""
+    path = Path(path) if path else DEFAULT_HISTORY
+    try:
+        return append_run(path, report, output=output)
+    except (UsageError, sqlite3.Error, OSError) as exc:
+        message = exc.message if isinstance(exc, UsageError) else f"{path}: {exc}"
+        console.print(f"[yellow]warning:[/] run not recorded in the history: {message}", highlight=False)
+        return None
+
+
+def history_command(path: Path | None, *, model: str | None, target: str | None, last: int | None,
+                    as_json: bool) -> None:
+    from rich.console import Console  # noqa: PLC0415
+
+    rows = read_history(Path(path) if path else DEFAULT_HISTORY, model=model, target=target, limit=last)
+    if as_json:
+        print(history_json(rows), end="")
+        return
+    print_history(rows, Console() if Console().is_terminal else Console(width=150))

@@ -1,0 +1,110 @@
+"""The model service: lives in one TensorFlow worker process, holds the SavedModel loaded once.
+
+Reference outputs, pre-flight and every conversion run here, on the same loaded model and the same frozen
+graph. The orchestrating process never imports TensorFlow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeport.contracts import (Artifact, ConversionJob, Converter, Feeds, Finding, RawTimings, SampleSet, Session,
+                                Signature, TargetSpec, TimingProtocol)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    tags: tuple[str, ...]
+    signature: Signature
+    signature_keys: tuple[str, ...]
+    mode: str
+    notes: tuple[str, ...]
+    size_bytes: int
+    parameters: int
+    tensorflow_version: str
+
+
+class _Runner(Session):
+    def __init__(self, run):
+        self._run = run
+
+    def run(self, feeds: Feeds) -> Feeds:
+        return self._run(feeds)
+
+
+class ModelService:
+    def __init__(self, path: str, signature: str | None, tags: tuple[str, ...] | None, force_v1: bool,
+                 threads: int = 1):
+        from edgeport.model.savedmodel import load_model  # noqa: PLC0415
+        from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
+
+        start = time.perf_counter()
+        tf = import_tensorflow()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)  # the baseline runs with the run's threads
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        self.model = load_model(Path(path), signature, tags, force_v1=force_v1)
+        self.load_ms = (time.perf_counter() - start) * 1e3
+
+    def describe(self) -> ModelInfo:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        model = self.model
+        return ModelInfo(path=str(model.path), tags=model.tags, signature=model.signature,
+                         signature_keys=model.signature_keys, mode=model.mode, notes=model.notes,
+                         size_bytes=model.size_bytes(), parameters=model.parameter_count(),
+                         tensorflow_version=version("tensorflow"))
+
+    def reference(self, samples: SampleSet) -> list[Feeds]:
+        return self.model.reference(samples.feeds())
+
+    def benchmark(self, samples: SampleSet, protocol: TimingProtocol) -> RawTimings:
+        """The baseline row: the SavedModel on TensorFlow, timed with the same protocol as every artifact.
+
+        It runs here, in the model service's own process, before any conversion, so TensorFlow is imported
+        and the SavedModel loaded once per run; its load time is the service's.
+        """
+        from importlib.metadata import version  # noqa: PLC0415
+
+        from edgeport.checks.latency import time_session  # noqa: PLC0415
+
+        run = self.model.session_runner()
+        raw = time_session(lambda: _Runner(run), samples, protocol, f"tensorflow {version('tensorflow')}")
+        return dataclasses.replace(raw, load_ms=self.load_ms)
+
+    def convert(self, converter: Converter, target: TargetSpec, options: Any, calibration: SampleSet,
+                workdir: str) -> Artifact:
+        job = ConversionJob(model=self.model, target=target, options=options, calibration=calibration,
+                            workdir=Path(workdir))
+        return converter.convert(job)
+
+    def validate(self, plans: list[tuple[Converter, str, Any]]) -> None:
+        for converter, variant, options in plans:
+            converter.validate(self.model, variant, options)
+
+    def preflight(self, checks: list[tuple[Converter, Any]]) -> list[Finding]:
+        findings: list[Finding] = []
+        for converter, options in checks:
+            try:
+                findings.extend(converter.preflight(self.model, options))
+            except Exception as exc:  # noqa: BLE001 - one plug-in's pre-flight failing must not hide the others
+                findings.append(Finding(converter.name, "warning", f"pre-flight failed: {type(exc).__name__}: {exc}"))
+        return findings
+
+    def graph_summary(self) -> dict[str, Any]:
+        from edgeport.model.savedmodel import CONTROL_FLOW_OPS  # noqa: PLC0415
+
+        histogram = self.model.frozen.op_histogram()
+        signature = self.model.signature
+        dynamic = [s.describe() for s in signature.inputs + signature.outputs
+                   if s.shape is None or any(d is None for d in s.shape[1:])]
+        special = [s.describe() for s in signature.inputs + signature.outputs if s.dtype in ("string", "resource", "variant")]
+        return {
+            "op_histogram": histogram,
+            "control_flow_ops": sorted(op for op in histogram if op in CONTROL_FLOW_OPS),
+            "dynamic_shapes": dynamic,
+            "string_or_resource_tensors": special,
+        }

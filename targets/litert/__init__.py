@@ -1,0 +1,1 @@
+"""LiteRT runtime family: the ai-edge-litert interpreter."""

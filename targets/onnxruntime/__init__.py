@@ -1,0 +1,1 @@
+"""ONNX Runtime family: the CPU execution provider."""

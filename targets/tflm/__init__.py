@@ -1,0 +1,1 @@
+"""TFLite Micro runtime family: TFLM's reference kernels on the host."""

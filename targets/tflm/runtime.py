@@ -1,0 +1,191 @@
+"""TFLite Micro runtime: TFLM's reference kernels on the host, through the `tflite-micro` Python package.
+
+Inputs and outputs are keyed by the .tflite signature's names (TFLM's interpreter indexes them by position;
+the signature def maps names to tensors, the subgraph's input/output lists give positions). Float feeds are
+quantized with each input's scale and zero point; outputs are dequantized. `measure` searches the smallest
+tensor arena, reports flash (the model's bytes), MACs per op and in total, and how closely TFLM's integer
+outputs agree with LiteRT's on the same .tflite. Latency is host-simulated: not what a device will show.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeport.contracts import Feeds, Runtime, RuntimeSettings, SampleSet, Session
+from edgeport.errors import RuntimeFailure
+from edgeport.targets.litert.runtime import dequantize, quantize
+
+SESSION_ARENA_BYTES = 16 << 20  # a generous arena for checking and timing; `measure` finds the real minimum
+MAX_SESSION_ARENA_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Signature names -> positions in the main subgraph's input and output lists."""
+
+    inputs: dict[str, int]
+    outputs: dict[str, int]
+
+
+def signature_binding(model) -> Binding:
+    subgraph = model.subgraphs[0]
+    positions_in = {int(t): i for i, t in enumerate(subgraph.inputs)}
+    positions_out = {int(t): i for i, t in enumerate(subgraph.outputs)}
+    if model.signatureDefs:
+        signature = model.signatureDefs[0]
+        return Binding(inputs={m.name.decode(): positions_in[m.tensorIndex] for m in signature.inputs},
+                       outputs={m.name.decode(): positions_out[m.tensorIndex] for m in signature.outputs})
+    return Binding(inputs={subgraph.tensors[t].name.decode(): i for t, i in positions_in.items()},
+                   outputs={subgraph.tensors[t].name.decode(): i for t, i in positions_out.items()})
+
+
+def _open_interpreter(data: bytes, where: Path):
+    from tflite_micro.python.tflite_micro import runtime  # noqa: PLC0415
+
+    from edgeport.run.capture import capture_output  # noqa: PLC0415
+
+    arena = max(SESSION_ARENA_BYTES, 20 * len(data))
+    while True:
+        with capture_output() as captured:
+            try:
+                return runtime.Interpreter.from_bytes(data, arena_size=arena)
+            except (RuntimeError, ValueError) as exc:
+                error = exc
+        log = [line.strip() for line in captured.lines if line.strip()]
+        if arena >= MAX_SESSION_ARENA_BYTES or not any("allocate" in line for line in log):
+            detail = "; ".join(log[-3:]) or str(error)
+            raise RuntimeFailure(f"TFLite Micro cannot load {where}: {detail[:400]}")
+        arena *= 2
+
+
+class TFLMSession(Session):
+    def __init__(self, path: Path):
+        from edgeport.formats.tflite.flatbuffer import read_model  # noqa: PLC0415
+
+        data = Path(path).read_bytes()
+        if data[4:8] != b"TFL3":
+            raise RuntimeFailure(f"TFLite Micro cannot load {path}: not a .tflite flatbuffer (no TFL3 identifier); "
+                                 "pass the model.tflite a tflm conversion wrote")
+        try:
+            binding = signature_binding(read_model(data))
+        except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer fails in many ways
+            raise RuntimeFailure(f"TFLite Micro cannot load {path}: damaged flatbuffer ({type(exc).__name__}); "
+                                 "convert the model again") from None
+        self._interpreter = _open_interpreter(data, path)
+        self.binding = binding
+        self._inputs = {name: self._interpreter.get_input_details(i) for name, i in self.binding.inputs.items()}
+        self._outputs = {name: self._interpreter.get_output_details(i) for name, i in self.binding.outputs.items()}
+
+    def quantize_feeds(self, feeds: Feeds) -> Feeds:
+        return {name: quantize(np.asarray(feeds[name]), detail) for name, detail in self._inputs.items()}
+
+    def run_raw(self, quantized: Feeds) -> Feeds:
+        """Feeds already in the inputs' own dtypes; outputs as the model stores them (int8 for int8 I/O)."""
+        for name, position in self.binding.inputs.items():
+            shape = tuple(int(d) for d in self._inputs[name]["shape"])
+            self._interpreter.set_input(np.ascontiguousarray(quantized[name]).reshape(shape), position)
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:
+            raise RuntimeFailure(f"TFLite Micro failed to run the model: {exc}") from None
+        return {name: np.array(self._interpreter.get_output(i)) for name, i in self.binding.outputs.items()}
+
+    def run(self, feeds: Feeds) -> Feeds:
+        raw = self.run_raw(self.quantize_feeds(feeds))
+        return {name: dequantize(value, self._outputs[name]) for name, value in raw.items()}
+
+
+def _output_steps(model, names: dict[int, str]) -> dict[int, float]:
+    """Per output position: one quantization step in the output's own units.
+
+    Integer outputs: 1. Float outputs (io_type float) come from a final DEQUANTIZE: the scale of its input.
+    """
+    from ai_edge_litert.schema_py_generated import TensorType  # noqa: PLC0415
+
+    subgraph = model.subgraphs[0]
+    producers = {int(tensor): op for op in subgraph.operators or [] for tensor in op.outputs}
+    steps = {}
+    for position, tensor_index in enumerate(subgraph.outputs):
+        steps[position] = 1.0
+        producer = producers.get(int(tensor_index))
+        if subgraph.tensors[tensor_index].type != TensorType.FLOAT32 or producer is None:
+            continue
+        code = model.operatorCodes[producer.opcodeIndex]
+        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) == "DEQUANTIZE":
+            quantization = subgraph.tensors[producer.inputs[0]].quantization
+            if quantization is not None and quantization.scale is not None and len(quantization.scale):
+                steps[position] = float(quantization.scale[0])
+    return steps
+
+
+def litert_agreement(path: Path, session: TFLMSession, samples: SampleSet) -> dict[str, float]:
+    """Max |TFLM - LiteRT| in quantization steps, and the share of output values equal / within one step."""
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model  # noqa: PLC0415
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    runner = interpreter.get_signature_runner(next(iter(interpreter.get_signature_list())))
+    steps = _output_steps(read_model(path), builtin_names())
+    differences = []
+    for feed in samples.feeds():
+        quantized = session.quantize_feeds(feed)
+        ours = session.run_raw(quantized)
+        theirs = runner(**quantized)
+        for name, position in session.binding.outputs.items():
+            difference = np.abs(ours[name].astype(np.float64) - np.asarray(theirs[name]).astype(np.float64))
+            differences.append((difference / steps[position]).ravel())
+    every = np.concatenate(differences) if differences else np.zeros(0)
+    return {
+        "litert_max_diff_steps": float(np.round(every.max(initial=0.0), 3)),
+        "litert_equal_share": float(np.mean(every < 1e-3)) if every.size else 1.0,
+        "litert_within_one_step_share": float(np.mean(every <= 1.0 + 1e-3)) if every.size else 1.0,
+    }
+
+
+def macs_report(path: Path) -> dict[str, Any]:
+    from edgeport.targets.tflm.macs import count_macs  # noqa: PLC0415
+    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model  # noqa: PLC0415
+
+    per_op = count_macs(read_model(path), builtin_names())
+    return {"macs": sum(op.macs for op in per_op), "macs_per_op": {f"{op.index}:{op.op}": op.macs for op in per_op}}
+
+
+class TFLMRuntime(Runtime):
+    name = "tflm"
+    artifact_suffixes = (".tflite",)
+    description = "TFLite Micro reference kernels on the host (tflite-micro); arena, flash, MACs; not device latency"
+
+    def requirements(self):
+        from edgeport.run.requirements import python_package  # noqa: PLC0415
+
+        return (python_package("tflite-micro", extra="tflm", why="TFLM's reference kernels on the host"),)
+
+    def version(self) -> str:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return f"tflite-micro {version('tflite-micro')} (host, reference kernels; not device latency)"
+
+    def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
+        return TFLMSession(artifact)
+
+    def measure(self, artifact: Path, settings: RuntimeSettings, samples: SampleSet) -> dict[str, Any]:
+        from edgeport.formats.tflm.arena import search_in_subprocess  # noqa: PLC0415
+
+        try:
+            search = search_in_subprocess(artifact)
+        except RuntimeError as exc:
+            raise RuntimeFailure(f"{exc} ({artifact})") from None
+        if search.arena_bytes is None:
+            op = f" at op {search.failed_op} (node {search.failed_node})" if search.failed_op else ""
+            raise RuntimeFailure(f"TFLite Micro cannot run {artifact}{op}: {search.failure}")
+        session = TFLMSession(artifact)
+        try:
+            agreement = litert_agreement(artifact, session, samples)
+        finally:
+            session.close()
+        return {"arena_bytes": search.arena_bytes, "flash_bytes": artifact.stat().st_size,
+                **macs_report(artifact), **agreement, "arena_search_probes": search.probes}
