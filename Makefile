@@ -32,7 +32,13 @@ demo: setup $(DEMO_DIR)/saved_model
 	$(VENV)/bin/edgeport convert --config examples/edgeport.toml -o $(DEMO_OUT)
 	@echo "report: $(DEMO_OUT)/report.json, $(DEMO_OUT)/report.html, $(DEMO_OUT)/summary.md"
 
-test: setup
+# Lint, format and types: every `# noqa` and `# type: ignore` left in the code is one these tools read.
+lint: python-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 bench: setup

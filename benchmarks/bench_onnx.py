@@ -11,6 +11,7 @@ For MobileNetV2 and EfficientNetB0 (keras.applications, weights=None, 224x224, e
 Run:  .venv/bin/python benchmarks/bench_onnx.py [--threads 2] [--runs 200] [--json out.json]
 Takes several minutes on 2 cores. Prints a Markdown table; nothing is written unless --json is given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.checks.accuracy import compare, default_tolerance
-from edgeport.contracts import ConversionJob, RuntimeSettings, TargetSpec
 from edgeport.checks.latency import cpu_name
-from edgeport.model.savedmodel import load_model
+from edgeport.contracts import ConversionJob, RuntimeSettings, TargetSpec
 from edgeport.model.samples import SampleRequest, synthetic_samples
+from edgeport.model.savedmodel import load_model
 
 IMAGE_MODELS = ("MobileNetV2", "EfficientNetB0")
 BLOCK = 5  # runs per block; blocks alternate between the two files
@@ -49,8 +50,14 @@ def export_lstm_classifier(folder: Path) -> Path:
     tf = import_tensorflow()
     keras = tf.keras
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,), dtype="int32", name="tokens"), keras.layers.Embedding(5000, 64),
-                              keras.layers.LSTM(64), keras.layers.Dense(4, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,), dtype="int32", name="tokens"),
+            keras.layers.Embedding(5000, 64),
+            keras.layers.LSTM(64),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
     path = folder / "lstm_text_classifier"
     model.export(str(path), verbose=False)
     return path
@@ -65,17 +72,27 @@ def edgeport_convert(saved_model: Path, workdir: Path):
     loaded = time.perf_counter()
     samples = synthetic_samples(model.signature, SampleRequest())
     workdir.mkdir(parents=True)
-    artifact = ONNXConverter().convert(ConversionJob(model=model, target=TargetSpec("onnx"), options=ONNXOptions(),
-                                                     calibration=samples, workdir=workdir))
+    artifact = ONNXConverter().convert(
+        ConversionJob(
+            model=model, target=TargetSpec("onnx"), options=ONNXOptions(), calibration=samples, workdir=workdir
+        )
+    )
     done = time.perf_counter()
-    return model, samples, artifact, {"load_freeze_s": loaded - start, "convert_s": done - loaded,
-                                      "total_s": done - start}
+    return (
+        model,
+        samples,
+        artifact,
+        {"load_freeze_s": loaded - start, "convert_s": done - loaded, "total_s": done - start},
+    )
 
 
 def tf2onnx_cli(saved_model: Path, output: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output",
-                    str(output)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output", str(output)],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
@@ -89,8 +106,9 @@ def check(model, samples, artifact, workdir: Path) -> float:
     from edgeport.targets.onnxruntime.runtime import ONNXRuntime
 
     candidate = ONNXRuntime().infer(workdir / artifact.main_file, samples, RuntimeSettings(threads=1))
-    result = compare(model.reference(samples.feeds()), candidate, default_tolerance(artifact.precision),
-                     artifact.output_permutations)
+    result = compare(
+        model.reference(samples.feeds()), candidate, default_tolerance(artifact.precision), artifact.output_permutations
+    )
     return min(output.cosine for output in result.outputs)
 
 
@@ -156,36 +174,64 @@ def main() -> None:
             cli_s = tf2onnx_cli(saved, plain)
             cosine = check(model, samples, artifact, folder / f"{name}-edgeport")
             feed = samples.feed(0)
-            p50 = alternating_p50({"edgeport": folder / f"{name}-edgeport" / artifact.main_file, "tf2onnx": plain},
-                                  plain_feed(plain, feed), args.threads, args.runs)
-            rows.append({"model": name, "p50_edgeport_ms": p50["edgeport"], "p50_tf2onnx_ms": p50["tf2onnx"],
-                         "ratio": p50["edgeport"] / p50["tf2onnx"], "paired_ratio": p50["paired_ratio"],
-                         "nodes_edgeport": nodes(folder / f"{name}-edgeport" / artifact.main_file),
-                         "nodes_tf2onnx": nodes(plain), **{f"edgeport_{k}": v for k, v in
-                                                                       edgeport_times.items()},
-                         "tf2onnx_cli_s": cli_s, "opset": artifact.details["opset"]})
+            p50 = alternating_p50(
+                {"edgeport": folder / f"{name}-edgeport" / artifact.main_file, "tf2onnx": plain},
+                plain_feed(plain, feed),
+                args.threads,
+                args.runs,
+            )
+            rows.append(
+                {
+                    "model": name,
+                    "p50_edgeport_ms": p50["edgeport"],
+                    "p50_tf2onnx_ms": p50["tf2onnx"],
+                    "ratio": p50["edgeport"] / p50["tf2onnx"],
+                    "paired_ratio": p50["paired_ratio"],
+                    "nodes_edgeport": nodes(folder / f"{name}-edgeport" / artifact.main_file),
+                    "nodes_tf2onnx": nodes(plain),
+                    **{f"edgeport_{k}": v for k, v in edgeport_times.items()},
+                    "tf2onnx_cli_s": cli_s,
+                    "opset": artifact.details["opset"],
+                }
+            )
             checks.append({"model": name, "cosine": cosine, "passes": cosine >= 0.9999})
         saved = export_lstm_classifier(folder)
         model, samples, artifact, _ = edgeport_convert(saved, folder / "lstm-edgeport")
         cosine = check(model, samples, artifact, folder / "lstm-edgeport")
         checks.append({"model": "Embedding+LSTM text classifier", "cosine": cosine, "passes": cosine >= 0.9999})
-    print(f"machine: {cpu_name()}; threads={args.threads}; runs>={args.runs} per file; "
-          f"tf2onnx CLI import time {cli_import_s:.1f} s\n")
-    print("| model | edgeport p50 ms | tf2onnx CLI p50 ms | ratio | paired ratio | nodes (edgeport / CLI) "
-          "| edgeport load+freeze s | edgeport convert s | edgeport total s | tf2onnx CLI s |")
+    print(
+        f"machine: {cpu_name()}; threads={args.threads}; runs>={args.runs} per file; "
+        f"tf2onnx CLI import time {cli_import_s:.1f} s\n"
+    )
+    print(
+        "| model | edgeport p50 ms | tf2onnx CLI p50 ms | ratio | paired ratio | nodes (edgeport / CLI) "
+        "| edgeport load+freeze s | edgeport convert s | edgeport total s | tf2onnx CLI s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['p50_edgeport_ms']:.2f} | {r['p50_tf2onnx_ms']:.2f} | {r['ratio']:.3f} | "
-              f"{r['paired_ratio']:.3f} | {r['nodes_edgeport']} / {r['nodes_tf2onnx']} | "
-              f"{r['edgeport_load_freeze_s']:.1f} | {r['edgeport_convert_s']:.1f} | {r['edgeport_total_s']:.1f} | "
-              f"{r['tf2onnx_cli_s']:.1f} |")
+        print(
+            f"| {r['model']} | {r['p50_edgeport_ms']:.2f} | {r['p50_tf2onnx_ms']:.2f} | {r['ratio']:.3f} | "
+            f"{r['paired_ratio']:.3f} | {r['nodes_edgeport']} / {r['nodes_tf2onnx']} | "
+            f"{r['edgeport_load_freeze_s']:.1f} | {r['edgeport_convert_s']:.1f} | {r['edgeport_total_s']:.1f} | "
+            f"{r['tf2onnx_cli_s']:.1f} |"
+        )
     print("\n| model | min cosine vs SavedModel | >= 0.9999 |")
     print("|---|---|---|")
     for c in checks:
         print(f"| {c['model']} | {c['cosine']:.7f} | {'yes' if c['passes'] else 'NO'} |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": cpu_name(), "threads": args.threads, "rows": rows,
-                                         "checks": checks, "tf2onnx_import_s": cli_import_s}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": cpu_name(),
+                    "threads": args.threads,
+                    "rows": rows,
+                    "checks": checks,
+                    "tf2onnx_import_s": cli_import_s,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

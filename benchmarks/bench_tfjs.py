@@ -10,6 +10,7 @@
 Run:  .venv/bin/python benchmarks/bench_tfjs.py [--rounds 3] [--min-runs 30] [--json out.json]
 Takes a few minutes on 2 cores. Prints a Markdown table; nothing is written unless --json is given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,11 @@ import time
 from pathlib import Path
 
 from edgeport.checks.accuracy import compare, default_tolerance
+from edgeport.checks.latency import cpu_name
 from edgeport.contracts import ConversionJob, RuntimeSettings, TargetSpec, TimingProtocol
 from edgeport.converters.tfjs.converter import TFJSConverter, TFJSOptions
-from edgeport.checks.latency import cpu_name
-from edgeport.model.savedmodel import load_model
 from edgeport.model.samples import SampleRequest, synthetic_samples
+from edgeport.model.savedmodel import load_model
 from edgeport.targets.tfjs.node import TFJSNodeRuntime
 
 MODEL = "MobileNetV2"
@@ -43,8 +44,13 @@ def export_model(folder: Path) -> Path:
 
 def convert(model, target: str, optimize: bool, folder: Path, samples):
     folder.mkdir(parents=True)
-    job = ConversionJob(model=model, target=TargetSpec.parse(target), options=TFJSOptions(optimize=optimize),
-                        calibration=samples, workdir=folder)
+    job = ConversionJob(
+        model=model,
+        target=TargetSpec.parse(target),
+        options=TFJSOptions(optimize=optimize),
+        calibration=samples,
+        workdir=folder,
+    )
     start = time.perf_counter()
     artifact = TFJSConverter().convert(job)
     seconds = time.perf_counter() - start
@@ -72,21 +78,31 @@ def main() -> None:
             artifact, seconds, size = convert(model, target, optimize, folder, samples)
             outputs = runtime.infer(folder / artifact.main_file, samples, RuntimeSettings(backend="cpu"))
             accuracy = compare(reference, outputs, default_tolerance(artifact.precision))
-            rows[key] = {"folder": folder, "convert_s": seconds, "bytes": size,
-                         "nodes": artifact.details["node_count"], "fused": artifact.details["fused_ops"],
-                         "cosine": min(o.cosine for o in accuracy.outputs), "p50_ms": []}
+            rows[key] = {
+                "folder": folder,
+                "convert_s": seconds,
+                "bytes": size,
+                "nodes": artifact.details["node_count"],
+                "fused": artifact.details["fused_ops"],
+                "cosine": min(o.cosine for o in accuracy.outputs),
+                "p50_ms": [],
+            }
         protocol = TimingProtocol(warmup_runs=5, min_runs=args.min_runs, min_seconds=2.0, max_seconds=30.0)
         timed = ("tfjs", "tfjs (optimize=false)")
         for _ in range(args.rounds):
             for key in timed:
-                raw = runtime.benchmark(rows[key]["folder"] / "model.json", samples, RuntimeSettings(backend="wasm"),
-                                        protocol)
+                raw = runtime.benchmark(
+                    rows[key]["folder"] / "model.json", samples, RuntimeSettings(backend="wasm"), protocol
+                )
                 rows[key]["p50_ms"].append(statistics.median(raw.run_ms))
                 rows[key]["engine"] = raw.runtime_version
     report(rows, timed)
     if args.json:
-        args.json.write_text(json.dumps({k: {f: v for f, v in r.items() if f != "folder"} for k, r in rows.items()},
-                                        indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {k: {f: v for f, v in r.items() if f != "folder"} for k, r in rows.items()}, indent=2, default=str
+            )
+        )
 
 
 def report(rows: dict, timed: tuple[str, str]) -> None:
@@ -97,10 +113,14 @@ def report(rows: dict, timed: tuple[str, str]) -> None:
     for key, row in rows.items():
         fused = ", ".join(f"{op} x{n}" for op, n in row["fused"].items()) or "-"
         rounds = " / ".join(f"{p:.1f}" for p in row["p50_ms"]) or "-"
-        print(f"| {key} | {row['nodes']} | {fused} | {row['convert_s']:.1f} | {row['bytes'] / 1e6:.2f} | "
-              f"{row['cosine']:.6f} | {rounds} |")
-    print(f"\nlatency ratio optimized / unoptimized (median of round p50s): {optimized:.1f} / {plain:.1f} ms = "
-          f"{optimized / plain:.2f}")
+        print(
+            f"| {key} | {row['nodes']} | {fused} | {row['convert_s']:.1f} | {row['bytes'] / 1e6:.2f} | "
+            f"{row['cosine']:.6f} | {rounds} |"
+        )
+    print(
+        f"\nlatency ratio optimized / unoptimized (median of round p50s): {optimized:.1f} / {plain:.1f} ms = "
+        f"{optimized / plain:.2f}"
+    )
 
 
 if __name__ == "__main__":

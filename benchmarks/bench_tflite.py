@@ -8,6 +8,7 @@
 
     .venv/bin/python benchmarks/bench_tflite.py [--threads 1] [--model MobileNetV2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cpu_line, export_keras_application, timed_process  # noqa: E402
+from common import cpu_line, export_keras_application, timed_process
 
 VARIANTS = ["tflite", "tflite:fp16", "tflite:dynamic", "tflite:int8"]
 # Random-weight logits have near-ties between classes, so a quantized model's top-1 agreement says little;
@@ -55,8 +56,21 @@ def litert_benchmark_p50(tflite: Path, threads: int, runs: int) -> float:
     bench = Path(sys.executable).with_name("litert-benchmark")
     with tempfile.TemporaryDirectory() as tmp:
         result_json = Path(tmp) / "result.json"
-        _, result = timed_process([str(bench), "--model", str(tflite), "--num_threads", str(threads),
-                                   "--num_runs", str(runs), "--warmup_runs", "10", "--result_json", str(result_json)])
+        _, result = timed_process(
+            [
+                str(bench),
+                "--model",
+                str(tflite),
+                "--num_threads",
+                str(threads),
+                "--num_runs",
+                str(runs),
+                "--warmup_runs",
+                "10",
+                "--result_json",
+                str(result_json),
+            ]
+        )
         if result.returncode != 0:
             raise SystemExit(f"litert-benchmark failed: {result.stderr[-500:]}")
         return json.loads(result_json.read_text())["latency"]["median_ms"]
@@ -75,16 +89,31 @@ def main() -> None:
     config = work / "edgeport.toml"
     config.write_text(RANDOM_WEIGHT_GATES)
     targets = [a for t in VARIANTS for a in ("-t", t)]
-    edgeport_wall, result = timed_process([str(edgeport), "convert", str(model), *targets, "-o", str(work / "out"),
-                                           "--config", str(config), "--threads", str(args.threads), "--json",
-                                           "--no-history"])
+    edgeport_wall, result = timed_process(
+        [
+            str(edgeport),
+            "convert",
+            str(model),
+            *targets,
+            "-o",
+            str(work / "out"),
+            "--config",
+            str(config),
+            "--threads",
+            str(args.threads),
+            "--json",
+            "--no-history",
+        ]
+    )
     if result.returncode not in (0, 1):  # 1: a gate failed; the numbers are still worth printing
         raise SystemExit(f"edgeport convert failed ({result.returncode}): {result.stderr[-800:]}")
     report = json.loads(result.stdout)
 
     official_walls = []
     for variant in ("fp32", "fp16", "dynamic", "int8"):
-        wall, done = timed_process([sys.executable, "-c", OFFICIAL, variant, str(model), str(work / f"{variant}.tflite")])
+        wall, done = timed_process(
+            [sys.executable, "-c", OFFICIAL, variant, str(model), str(work / f"{variant}.tflite")]
+        )
         if done.returncode != 0:
             raise SystemExit(f"official conversion {variant} failed: {done.stderr[-800:]}")
         official_walls.append(wall)
@@ -108,21 +137,41 @@ def main() -> None:
     for target, ours, theirs in rows:
         print(f"| {target} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} |")
     print()
-    checks = {t["name"]: {key: t["accuracy"]["outputs"][0][key] for key in ("cosine", "top1_agreement", "top5_agreement")}
-              for t in report["targets"] if t["accuracy"]}
+    checks = {
+        t["name"]: {key: t["accuracy"]["outputs"][0][key] for key in ("cosine", "top1_agreement", "top5_agreement")}
+        for t in report["targets"]
+        if t["accuracy"]
+    }
     print(f"edgeport convert, 4 variants + checks + benchmarks + baseline: {edgeport_wall:.1f} s")
-    print(f"official from_saved_model x4 in separate processes, no checks: {official_wall:.1f} s "
-          f"({', '.join(f'{w:.1f}' for w in official_walls)})")
+    print(
+        f"official from_saved_model x4 in separate processes, no checks: {official_wall:.1f} s "
+        f"({', '.join(f'{w:.1f}' for w in official_walls)})"
+    )
     print(f"ratio: {edgeport_wall / official_wall:.2f}")
     print(f"accuracy vs SavedModel: {json.dumps(checks)}")
-    print("p50 ms per target: " + ", ".join(f"{t['name']} {t['latency']['p50_ms']:.2f}" for t in report["targets"]
-                                           if t["latency"]) + f"; SavedModel on TensorFlow {report['baseline']['p50_ms']:.2f}")
+    print(
+        "p50 ms per target: "
+        + ", ".join(f"{t['name']} {t['latency']['p50_ms']:.2f}" for t in report["targets"] if t["latency"])
+        + f"; SavedModel on TensorFlow {report['baseline']['p50_ms']:.2f}"
+    )
     print(f"exit code of edgeport convert: {report['exit_code']}")
 
 
 def _edgeport_bench_p50(edgeport: Path, tflite: Path, model: Path, threads: int) -> float:
-    _, result = timed_process([str(edgeport), "bench", str(tflite), "--model", str(model), "--threads", str(threads),
-                               "--min-runs", "50", "--json"])
+    _, result = timed_process(
+        [
+            str(edgeport),
+            "bench",
+            str(tflite),
+            "--model",
+            str(model),
+            "--threads",
+            str(threads),
+            "--min-runs",
+            "50",
+            "--json",
+        ]
+    )
     if result.returncode != 0:
         raise SystemExit(f"edgeport bench failed: {result.stderr[-500:]}")
     return json.loads(result.stdout)["p50_ms"]

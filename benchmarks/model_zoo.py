@@ -16,6 +16,7 @@
 Each builder runs in its own Python process (keras and TF1 graph state never mix) and returns the folder.
 Run `python benchmarks/model_zoo.py` to build them all and print their paths.
 """
+
 from __future__ import annotations
 
 import subprocess

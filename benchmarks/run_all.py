@@ -1,4 +1,5 @@
 """Run every benchmark script in turn (`make bench`); each prints a Markdown table to paste into README.md."""
+
 from __future__ import annotations
 
 import subprocess

@@ -15,6 +15,7 @@ benchmarks/bench_tflite.py does) on top of their default cosine/SNR tolerances; 
 Run:  .venv/bin/python benchmarks/showcase_onnx.py [--out DIR] [--models mobilenet_v2,lstm_text] [--json F]
 About 5 minutes on 2 cores; needs `pip install 'edgeport[onnx]'`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ BENCH_FLAGS = ("--samples", "4", "--min-runs", "10", "--min-seconds", "0.5", "--
 DEFAULT_MODELS = ("mobilenet_v2", "efficientnet_b0", "lstm_text", "multi_io", "tf1_builder")
 REDUCED_PRECISION = ("onnx:int8", "onnx:fp16")
 NCHW_ON = ("mobilenet_v2",)
-RANDOM_WEIGHT_GATES = "".join(f'[target."{target}"]\nmin_top1_agreement = 0.0\nmin_top5_agreement = 0.9\n'
-                              for target in REDUCED_PRECISION)
+RANDOM_WEIGHT_GATES = "".join(
+    f'[target."{target}"]\nmin_top1_agreement = 0.0\nmin_top5_agreement = 0.9\n' for target in REDUCED_PRECISION
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,9 @@ def invocations(model: ZooModel) -> list[Invocation]:
     return runs
 
 
-def command(model: ZooModel, saved_model: Path, run: Invocation, out: Path, config: Path,
-            image_input: str | None) -> list[str]:
+def command(
+    model: ZooModel, saved_model: Path, run: Invocation, out: Path, config: Path, image_input: str | None
+) -> list[str]:
     args = [str(EDGEPORT), "convert", str(saved_model), "-o", str(out), "--config", str(config), *BENCH_FLAGS]
     for target in run.targets:
         args += ["-t", target]
@@ -101,12 +104,23 @@ def rows_of(model: ZooModel, run: Invocation, report: dict, seconds: float, imag
         outputs = (target.get("accuracy") or {}).get("outputs") or []
         reasons = [f"{s['stage']}: {s['reason']}" for s in target["stages"] if s["status"] in ("failed", "error")]
         name = target["name"] + (f" --inputs-as-nchw {image_input}" if run.nchw else "")
-        rows.append(Row(model=model.name, target=name, verdict=report["verdicts"].get(target["name"], "?"),
-                        cosine=worst(outputs, "cosine"), snr_db=worst(outputs, "snr_db"),
-                        top1=worst(outputs, "top1_agreement"), top5=worst(outputs, "top5_agreement"),
-                        p50_ms=(target.get("latency") or {}).get("p50_ms"), size_bytes=target.get("size_bytes"),
-                        runtime=target.get("runtime_version") or target["runtime"], reason="; ".join(reasons),
-                        baseline_p50_ms=baseline, seconds=seconds))
+        rows.append(
+            Row(
+                model=model.name,
+                target=name,
+                verdict=report["verdicts"].get(target["name"], "?"),
+                cosine=worst(outputs, "cosine"),
+                snr_db=worst(outputs, "snr_db"),
+                top1=worst(outputs, "top1_agreement"),
+                top5=worst(outputs, "top5_agreement"),
+                p50_ms=(target.get("latency") or {}).get("p50_ms"),
+                size_bytes=target.get("size_bytes"),
+                runtime=target.get("runtime_version") or target["runtime"],
+                reason="; ".join(reasons),
+                baseline_p50_ms=baseline,
+                seconds=seconds,
+            )
+        )
     return rows
 
 
@@ -120,25 +134,46 @@ def run_model(model: ZooModel, out_root: Path, config: Path) -> list[Row]:
         report_path = out / "report.json"
         print(f"{model.name} [{run.label}]: exit {done.returncode} in {seconds:.0f} s", file=sys.stderr)
         if not report_path.is_file():
-            rows.append(Row(model.name, ",".join(run.targets), f"exit {done.returncode}", None, None, None, None,
-                            None, None, "", (done.stderr.strip().splitlines() or ["no report"])[-1], None, seconds))
+            rows.append(
+                Row(
+                    model.name,
+                    ",".join(run.targets),
+                    f"exit {done.returncode}",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "",
+                    (done.stderr.strip().splitlines() or ["no report"])[-1],
+                    None,
+                    seconds,
+                )
+            )
             continue
         report = json.loads(report_path.read_text())
-        image_input = next((spec["name"] for spec in report["model"]["signature"]["inputs"]
-                            if len(spec.get("shape") or ()) == 4), image_input)
+        image_input = next(
+            (spec["name"] for spec in report["model"]["signature"]["inputs"] if len(spec.get("shape") or ()) == 4),
+            image_input,
+        )
         rows.extend(rows_of(model, run, report, seconds, image_input))
     return rows
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| model | target | verdict | worst cosine | SNR dB | top-1 | top-5 | p50 ms | size | TF p50 ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | target | verdict | worst cosine | SNR dB | top-1 | top-5 | p50 ms | size | TF p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         verdict = r.verdict if not r.reason else f"{r.verdict}: {r.reason[:160]}"
-        lines.append(f"| {r.model} | {r.target} | {verdict} | {_number(r.cosine, '.7f')} | {_number(r.snr_db, '.1f')}"
-                     f" | {_number(r.top1, '.0%')} | {_number(r.top5, '.0%')} | {_number(r.p50_ms, '.2f')} | "
-                     f"{'–' if r.size_bytes is None else human_size(r.size_bytes)} | "
-                     f"{_number(r.baseline_p50_ms, '.2f')} |")
+        lines.append(
+            f"| {r.model} | {r.target} | {verdict} | {_number(r.cosine, '.7f')} | {_number(r.snr_db, '.1f')}"
+            f" | {_number(r.top1, '.0%')} | {_number(r.top5, '.0%')} | {_number(r.p50_ms, '.2f')} | "
+            f"{'–' if r.size_bytes is None else human_size(r.size_bytes)} | "
+            f"{_number(r.baseline_p50_ms, '.2f')} |"
+        )
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ report.json. Prints a Markdown table (model, target, backend, worst cosine, top-
 Run:  .venv/bin/python benchmarks/showcase_tfjs.py [--out DIR] [--models mobilenet_v2,gru_varlen] [--json F]
 About 10-15 minutes on 2 cores; needs node, `npm ci --prefix targets/tfjs`, Chromium and playwright.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,18 @@ def invocations(model: ZooModel) -> list[Invocation]:
 
 
 def command(model: ZooModel, saved_model: Path, run: Invocation, out: Path, config: Path) -> list[str]:
-    args = [str(EDGEPORT), "convert", str(saved_model), "-o", str(out), "--backend", run.backend, "--config",
-            str(config), *BENCH_FLAGS]
+    args = [
+        str(EDGEPORT),
+        "convert",
+        str(saved_model),
+        "-o",
+        str(out),
+        "--backend",
+        run.backend,
+        "--config",
+        str(config),
+        *BENCH_FLAGS,
+    ]
     for target in run.targets:
         args += ["-t", target]
     for shape in model.input_shapes:
@@ -87,13 +98,24 @@ def rows_of(model: ZooModel, run: Invocation, report: dict, seconds: float) -> l
         cosines = [o["cosine"] for o in outputs if isinstance(o.get("cosine"), float)]
         top1 = [o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None]
         reasons = [f"{s['stage']}: {s['reason']}" for s in target["stages"] if s["status"] in ("failed", "error")]
-        rows.append(Row(model=model.name, target=target["name"], backend=target.get("backend") or run.backend,
-                        verdict=report["verdicts"].get(target["name"], "?"),
-                        cosine=min(cosines) if cosines else None, top1=min(top1) if top1 else None,
-                        p50_ms=(target.get("latency") or {}).get("p50_ms"), size_bytes=target.get("size_bytes"),
-                        runtime=(target.get("latency") or {}).get("runtime_version") or target.get("runtime_version")
-                        or target["runtime"], reason="; ".join(reasons), baseline_p50_ms=baseline,
-                        seconds=seconds))
+        rows.append(
+            Row(
+                model=model.name,
+                target=target["name"],
+                backend=target.get("backend") or run.backend,
+                verdict=report["verdicts"].get(target["name"], "?"),
+                cosine=min(cosines) if cosines else None,
+                top1=min(top1) if top1 else None,
+                p50_ms=(target.get("latency") or {}).get("p50_ms"),
+                size_bytes=target.get("size_bytes"),
+                runtime=(target.get("latency") or {}).get("runtime_version")
+                or target.get("runtime_version")
+                or target["runtime"],
+                reason="; ".join(reasons),
+                baseline_p50_ms=baseline,
+                seconds=seconds,
+            )
+        )
     return rows
 
 
@@ -105,8 +127,22 @@ def run_model(model: ZooModel, out_root: Path, config: Path) -> list[Row]:
         seconds, done = timed_process(command(model, saved_model, run, out, config))
         report_path = out / "report.json"
         if not report_path.is_file():
-            rows.append(Row(model.name, ",".join(run.targets), run.backend, f"exit {done.returncode}", None, None,
-                            None, None, "", (done.stderr.strip().splitlines() or ["no report"])[-1], None, seconds))
+            rows.append(
+                Row(
+                    model.name,
+                    ",".join(run.targets),
+                    run.backend,
+                    f"exit {done.returncode}",
+                    None,
+                    None,
+                    None,
+                    None,
+                    "",
+                    (done.stderr.strip().splitlines() or ["no report"])[-1],
+                    None,
+                    seconds,
+                )
+            )
             continue
         rows.extend(rows_of(model, run, json.loads(report_path.read_text()), seconds))
         print(f"{model.name} [{run.label}]: exit {done.returncode} in {seconds:.0f} s", file=sys.stderr)
@@ -114,8 +150,10 @@ def run_model(model: ZooModel, out_root: Path, config: Path) -> list[Row]:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| model | target | backend | verdict | worst cosine | top-1 agreement | p50 ms | size | TF p50 ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | target | backend | verdict | worst cosine | top-1 agreement | p50 ms | size | TF p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         cosine = "–" if r.cosine is None else f"{r.cosine:.7f}"
         top1 = "–" if r.top1 is None else f"{r.top1:.0%}"
@@ -123,8 +161,9 @@ def markdown(rows: list[Row]) -> str:
         size = "–" if r.size_bytes is None else human_size(r.size_bytes)
         base = "–" if r.baseline_p50_ms is None else f"{r.baseline_p50_ms:.2f}"
         verdict = r.verdict if not r.reason else f"{r.verdict}: {r.reason[:120]}"
-        lines.append(f"| {r.model} | {r.target} | {r.backend} | {verdict} | {cosine} | {top1} | {p50} | {size} | "
-                     f"{base} |")
+        lines.append(
+            f"| {r.model} | {r.target} | {r.backend} | {verdict} | {cosine} | {top1} | {p50} | {size} | {base} |"
+        )
     return "\n".join(lines)
 
 

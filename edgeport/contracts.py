@@ -1,147 +1,80 @@
-"""The data passed between stages and the two plug-in contracts: Converter and Runtime.
+"""The two plug-in contracts, Converter and Runtime (and a runtime's Session), and `option` for their options.
 
 A converter turns the loaded model into an artifact folder; a runtime loads an artifact and runs it.
 Everything else (samples, reference outputs, the accuracy check, the timing protocol, reports) lives once
-in the core. Plug-ins import their heavy libraries inside their methods, never at module level.
+in the core. Plug-ins import their heavy libraries inside their methods, never at module level. The records
+they exchange are defined in edgeport.data and re-exported here, so a plug-in imports from one place.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from edgeport.data import (
+    Artifact,
+    Availability,
+    ConversionJob,
+    Event,
+    Feeds,
+    Finding,
+    NoOptions,
+    Precision,
+    RawTimings,
+    RuntimeSettings,
+    SampleSet,
+    Signature,
+    TargetSpec,
+    TensorSpec,
+    TimingProtocol,
+)
 from edgeport.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
     from edgeport.model.savedmodel import LoadedModel
     from edgeport.run.requirements import Requirement
 
-Feeds = dict[str, "np.ndarray"]  # one inference: input (or output) name -> array shaped as in the signature
+__all__ = [
+    "Artifact",
+    "Availability",
+    "ConversionJob",
+    "Converter",
+    "Event",
+    "Feeds",
+    "Finding",
+    "NoOptions",
+    "Precision",
+    "RawTimings",
+    "Runtime",
+    "RuntimeSettings",
+    "SampleSet",
+    "Session",
+    "Signature",
+    "TargetSpec",
+    "TensorSpec",
+    "TimingProtocol",
+    "availability_of",
+    "option",
+]
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str  # numpy dtype name ("float32", "int32", "string", "resource")
-    shape: tuple[int | None, ...] | None  # None dims are dynamic; None shape is unknown rank
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,  # noqa: A002 - click's word for it
+    flag: str | None = None,
+    choices: tuple[str, ...] = (),
+    metavar: str | None = None,
+) -> Any:
+    """A field of a plug-in's Options dataclass: its help, and the `edgeport convert` flag that sets it.
 
-    def describe(self) -> str:
-        dims = "?" if self.shape is None else ",".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: {self.dtype}[{dims}]"
-
-
-@dataclass(frozen=True)
-class Signature:
-    key: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    def input(self, name: str) -> TensorSpec:
-        return next(spec for spec in self.inputs if spec.name == name)
-
-    def output(self, name: str) -> TensorSpec:
-        return next(spec for spec in self.outputs if spec.name == name)
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """`converter[:variant][@runtime]`, e.g. `tflite:int8`, `tfjs@tfjs-browser`."""
-
-    converter: str
-    variant: str = ""
-    runtime: str | None = None
-
-    @property
-    def name(self) -> str:
-        base = f"{self.converter}:{self.variant}" if self.variant else self.converter
-        return f"{base}@{self.runtime}" if self.runtime else base
-
-    @property
-    def slug(self) -> str:  # folder name inside the output folder
-        return self.name.replace(":", "-").replace("@", "--")
-
-    @classmethod
-    def parse(cls, text: str) -> TargetSpec:
-        base, _, runtime = text.strip().partition("@")
-        converter, _, variant = base.partition(":")
-        return cls(converter=converter.strip().lower(), variant=variant.strip().lower(), runtime=runtime.strip() or None)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One pre-flight observation about a model for one target family."""
-
-    target: str  # "tflite", "onnx", ...
-    severity: str  # "error" (will not convert), "warning" (needs a flag / may fail), "info"
-    message: str
-
-
-@dataclass(frozen=True)
-class SampleSet:
-    """Inputs keyed by signature name; axis 0 of each array indexes samples, the rest is one feed's shape."""
-
-    arrays: Mapping[str, Any]
-    source: str  # "synthetic (seed 0)" or the data file path
-    synthetic: bool
-
-    @property
-    def count(self) -> int:
-        return len(next(iter(self.arrays.values()))) if self.arrays else 0
-
-    def feed(self, index: int) -> Feeds:
-        return {name: array[index] for name, array in self.arrays.items()}
-
-    def feeds(self) -> list[Feeds]:
-        return [self.feed(i) for i in range(self.count)]
-
-
-@dataclass(frozen=True)
-class ConversionJob:
-    """What a converter is given. `workdir` is a private staging folder: write the artifact there."""
-
-    model: LoadedModel
-    target: TargetSpec
-    options: Any  # the converter's own frozen Options dataclass
-    calibration: SampleSet
-    workdir: Path
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """What a converter produced. Paths are relative to the target's folder."""
-
-    main_file: str  # the file a runtime loads (model.tflite, model.onnx, model.json)
-    precision: str  # "fp32", "fp16", "dynamic", "int8", "int16x8", "uint8"...
-    runtime: str  # default runtime to check and bench it on
-    files: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()  # converter warnings, captured, never printed
-    notes: tuple[str, ...] = ()  # things the report should say ("needs Flex ops: ...")
-    not_checkable: str | None = None  # why this artifact cannot run here (e.g. Flex ops in Python)
-    input_permutations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # informative: runtimes still
-    # receive signature-shaped feeds and transpose them themselves
-    output_permutations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # applied to references
-    details: Mapping[str, Any] = field(default_factory=dict)  # JSON-able, format specific
-    measurements: Mapping[str, float] = field(default_factory=dict)  # gated by budgets `max_<key>`
-    budgets: Mapping[str, float] = field(default_factory=dict)  # budgets the converter's options set (a board's
-    # RAM/flash); the user's per-target budgets win over these
-
-
-@dataclass(frozen=True)
-class RuntimeSettings:
-    threads: int = 1
-    backend: str | None = None  # runtime specific (tfjs: wasm, cpu, webgl)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Availability:
-    available: bool
-    reason: str = ""  # why not, with the one command that installs it
+    Without `flag` the option is still settable with `-O KEY=VALUE` (and listed under the converter in --help).
+    """
+    meta = {"help": help, "flag": flag, "choices": tuple(choices), "metavar": metavar}
+    return dataclasses.field(default=default, metadata={"edgeport": meta})
 
 
 def availability_of(name: str, requirements: tuple[Requirement, ...]) -> Availability:
@@ -150,46 +83,6 @@ def availability_of(name: str, requirements: tuple[Requirement, ...]) -> Availab
     if not missing:
         return Availability(True)
     return Availability(False, f"{', '.join(missing)} not installed; run: edgeport setup --target {name}")
-
-
-@dataclass(frozen=True)
-class TimingProtocol:
-    warmup_runs: int = 3
-    warmup_seconds: float = 0.2
-    min_runs: int = 20
-    min_seconds: float = 1.0
-    max_seconds: float = 20.0
-
-
-@dataclass(frozen=True)
-class RawTimings:
-    """What a runtime hands back from a benchmark; the core turns it into statistics once."""
-
-    load_ms: float
-    first_inference_ms: float
-    warmup_runs: int
-    run_ms: tuple[float, ...]
-    peak_rss_bytes: int
-    runtime_version: str
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Accuracy tolerances; a field left None is not gated."""
-
-    min_cosine: float | None = None
-    min_snr_db: float | None = None
-    max_abs_error: float | None = None
-    min_top1_agreement: float | None = None
-    min_top5_agreement: float | None = None
-
-    def replace(self, **changes) -> Precision:
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """For plug-ins that take no options."""
 
 
 class Converter(ABC):
@@ -277,10 +170,14 @@ class Runtime(ABC):
         finally:
             session.close()
 
-    def measure(self, artifact: Path, settings: RuntimeSettings, samples: SampleSet) -> Mapping[str, Any]:
+    def measure(
+        self, artifact: Path, settings: RuntimeSettings, samples: SampleSet, known: Mapping[str, Any] | None = None
+    ) -> Mapping[str, Any]:
         """Runtime-specific measurements taken during the check (e.g. TFLM's minimum arena, in bytes).
 
-        Numeric values are gated by budgets named `max_<key>` (e.g. `max_arena_bytes`); all are reported.
+        `known`: what the converter already measured on this very artifact (`Artifact.measurements`; empty for
+        `edgeport check`); a runtime need not measure it again. Numeric values are gated by budgets named
+        `max_<key>` (e.g. `max_arena_bytes`); all are reported.
         """
         return {}
 

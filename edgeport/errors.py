@@ -2,6 +2,7 @@
 
 Every message is one line that says what is wrong, where, and what to do.
 """
+
 from __future__ import annotations
 
 import enum
@@ -12,6 +13,12 @@ class ExitCode(enum.IntEnum):
     GATE_FAILED = 1  # an accuracy or latency gate failed (or a regression against a baseline)
     USAGE = 2  # the command line, the config or the data do not fit
     LOAD_OR_CONVERSION = 3  # the SavedModel could not be loaded, or a conversion failed
+
+
+def first_line(exc: BaseException, limit: int = 400) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none), at most `limit` long."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
 class EdgeportError(Exception):

@@ -6,6 +6,7 @@ scikit-learn.
 
     python examples/train_digits.py --out examples/digits
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,14 @@ INPUT_NAME = "image"
 
 
 def load_digits_split(seed: int = 0):
-    from sklearn.datasets import load_digits  # noqa: PLC0415
-    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[..., None]  # 8x8x1 in [0, 1]
-    return train_test_split(images, digits.target.astype(np.int32), test_size=0.25, random_state=seed,
-                            stratify=digits.target)
+    return train_test_split(
+        images, digits.target.astype(np.int32), test_size=0.25, random_state=seed, stratify=digits.target
+    )
 
 
 def build_model(keras):
@@ -41,8 +43,8 @@ def build_model(keras):
 
 def train(out: Path, epochs: int = 12, seed: int = 0) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
+    import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     x_train, x_test, y_train, y_test = load_digits_split(seed)

@@ -1,4 +1,5 @@
 """Session fixtures: small real SavedModels built once, and the trained digits example."""
+
 from __future__ import annotations
 
 import sys
@@ -7,8 +8,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edgeport_testing import (save_multi_io, save_small_cnn, save_string_input, save_tf1_builder,  # noqa: E402
-                              save_tiny_digits_model, save_with_op)
+from edgeport_testing import (
+    save_multi_io,
+    save_small_cnn,
+    save_string_input,
+    save_tf1_builder,
+    save_tiny_digits_model,
+    save_with_op,
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """Small real SavedModels for the tests, and helpers to run the CLI (imported by conftest.py and the tests)."""
+
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -27,8 +29,12 @@ def save_multi_io(path: Path) -> Path:
             super().__init__()
             self.w = t.Variable(t.random.stateless_normal([4, 3], seed=[1, 2]))
 
-        @t.function(input_signature=[t.TensorSpec([None, 4], t.float32, name="features"),
-                                     t.TensorSpec([None, 1], t.float32, name="scale")])
+        @t.function(
+            input_signature=[
+                t.TensorSpec([None, 4], t.float32, name="features"),
+                t.TensorSpec([None, 1], t.float32, name="scale"),
+            ]
+        )
         def serve(self, features, scale):
             logits = t.matmul(features, self.w) * scale
             return {"logits": logits, "probs": t.nn.softmax(logits)}
@@ -72,7 +78,7 @@ def save_tf1_builder(path: Path) -> Path:
 def save_with_op(path: Path, op: str) -> Path:
     """A model using one op with no TFLite builtin: 'cumprod' (a Flex op) or 'bessel' (no kernel at all)."""
     t = tf()
-    functions = {"cumprod": lambda x: t.math.cumprod(x, axis=1), "bessel": lambda x: t.math.bessel_i0e(x)}
+    functions = {"cumprod": lambda x: t.math.cumprod(x, axis=1), "bessel": t.math.bessel_i0e}
 
     class WithOp(t.Module):
         @t.function(input_signature=[t.TensorSpec([1, 4], t.float32, name="x")])
@@ -110,14 +116,16 @@ def save_tiny_digits_model(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     order = np.random.default_rng(0).permutation(len(images))
     train, held_out = order[:1400], order[1400:]
     t.keras.utils.set_random_seed(0)
-    model = t.keras.Sequential([
-        t.keras.Input((8, 8, 1)),
-        t.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-        t.keras.layers.MaxPooling2D(),
-        t.keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        t.keras.layers.Flatten(),
-        t.keras.layers.Dense(10),
-    ])
+    model = t.keras.Sequential(
+        [
+            t.keras.Input((8, 8, 1)),
+            t.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            t.keras.layers.MaxPooling2D(),
+            t.keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            t.keras.layers.Flatten(),
+            t.keras.layers.Dense(10),
+        ]
+    )
     model.compile("adam", t.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(images[train], digits.target[train], epochs=15, batch_size=32, verbose=0)
 
@@ -136,8 +144,15 @@ def save_tiny_digits_model(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgeport", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeport", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+        check=False,
+    )
 
 
 def quick_bench() -> list[str]:

@@ -1,5 +1,6 @@
 """Packaging: the wheel is edgeport as users install it. Built, installed non-editable into a fresh venv, set up
 with `edgeport setup` and used from a folder outside the checkout; and the CLI starts light."""
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,28 @@ def wheel(tmp_path_factory) -> Path:
     folder, source = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md", *SOURCE_TREES):
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__", "node_modules")}
-                                           if (ROOT / name).is_dir() else {}))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder),
-                    str(source)], check=True, capture_output=True, timeout=600)
+        copy(
+            ROOT / name,
+            source / name,
+            **({"ignore": shutil.ignore_patterns("__pycache__", "node_modules")} if (ROOT / name).is_dir() else {}),
+        )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(folder),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return next(folder.glob("edgeport-*.whl"))
 
 
@@ -62,18 +81,37 @@ def test_installed_wheel_sets_up_and_converts_four_targets_outside_the_checkout(
     work.mkdir()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python, edgeport = venv / "bin" / "python", venv / "bin" / "edgeport"
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", f"{wheel}[onnx,tflm]"], capture_output=True,
-                             text=True, timeout=1800)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"{wheel}[onnx,tflm]"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("EDGEPORT_", "PYTHON"))}
     environment |= {"EDGEPORT_HOME": str(home), "PATH": f"{venv / 'bin'}:{environment['PATH']}"}
 
     def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        return subprocess.run([str(edgeport), *args], cwd=work, env=environment, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [str(edgeport), *args],
+            cwd=work,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
-    located = subprocess.run([str(python), "-c", "import edgeport, edgeport.targets; print(edgeport.__file__)"],
-                             cwd=work, env=environment, capture_output=True, text=True, timeout=60)
+    located = subprocess.run(
+        [str(python), "-c", "import edgeport, edgeport.targets; print(edgeport.__file__)"],
+        cwd=work,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert str(venv) in located.stdout and str(ROOT) not in located.stdout, located.stdout + located.stderr
     targets = [arg for name in FOUR_TARGETS for arg in ("--target", name)]
     assert run("doctor", *targets).returncode == 1  # the TF.js packages are not in the fresh EDGEPORT_HOME yet
@@ -88,20 +126,38 @@ def test_installed_wheel_sets_up_and_converts_four_targets_outside_the_checkout(
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert all(row["available"] for row in json.loads(doctor.stdout)["plugins"] if row["wanted"])
 
-    done = run("convert", str(models["cnn"]), *[arg for name in FOUR_TARGETS for arg in ("-t", name)], "-o", "out",
-               "--min-runs", "5", "--min-seconds", "0.2", "--no-history", "--json", timeout=1800)
+    done = run(
+        "convert",
+        str(models["cnn"]),
+        *[arg for name in FOUR_TARGETS for arg in ("-t", name)],
+        "-o",
+        "out",
+        "--min-runs",
+        "5",
+        "--min-seconds",
+        "0.2",
+        "--no-history",
+        "--json",
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
-    assert report["verdicts"] == {name: "passed" for name in FOUR_TARGETS}
-    for name, main in (("tflite", "model.tflite"), ("onnx", "model.onnx"), ("tfjs", "model.json"),
-                       ("tflm", "model_data.cc")):
+    assert report["verdicts"] == dict.fromkeys(FOUR_TARGETS, "passed")
+    for name, main in (
+        ("tflite", "model.tflite"),
+        ("onnx", "model.onnx"),
+        ("tfjs", "model.json"),
+        ("tflm", "model_data.cc"),
+    ):
         assert (work / "out" / name / main).is_file()
 
 
 def test_help_is_instant_no_heavy_imports():
-    code = ("import sys; from edgeport.cli.main import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('tensorflow', 'numpy', 'onnxruntime', 'ai_edge_litert', 'rich') if m in sys.modules]\n"
-            "print('HEAVY', heavy)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from edgeport.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('tensorflow', 'numpy', 'onnxruntime', 'ai_edge_litert', 'rich') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr

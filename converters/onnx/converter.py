@@ -7,17 +7,16 @@ portable level, spatial means rewritten as GlobalAveragePool (onnx_rewrite); `or
 ORT Mobile loads (same graph; model.onnx is the one checked and benchmarked). The stages live in
 onnx_opsets, onnx_export, onnx_precision, onnx_rewrite and onnx_files.
 """
+
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
 
-from edgeport.contracts import Artifact, Availability, ConversionJob, Converter, Finding, Signature
-from edgeport.errors import ConversionError, UsageError
-
+from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, Signature, option
 from edgeport.converters.onnx.files import OPTIMIZATION_LEVELS
+from edgeport.errors import ConversionError, UsageError
 
 REQUIRED_DISTRIBUTIONS = ("tf2onnx", "onnx", "onnxruntime", "onnxconverter-common")
 NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -27,15 +26,42 @@ DEFAULT_EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
 
 @dataclass(frozen=True)
 class ONNXOptions:
-    opset: int | None = None  # default: the highest opset both tf2onnx and onnxruntime support
-    inputs_as_nchw: tuple[str, ...] = ()  # signature inputs (rank 4, NHWC) the ONNX model takes as NCHW
-    outputs_as_nchw: tuple[str, ...] = ()  # signature outputs (rank 4, NHWC) the ONNX model returns as NCHW
-    allow_custom_ops: bool = False  # use tf2onnx handlers in com.microsoft / ai.onnx.contrib domains
-    optimization_level: str = "extended"  # onnxruntime offline optimization: none, basic, extended
-    ort_format: bool = False  # also write model.ort (ORT Mobile)
-    external_data_threshold_bytes: int = DEFAULT_EXTERNAL_DATA_THRESHOLD  # weights past it go to model.onnx.data
-    dynamic: bool = False  # onnx:int8: weight-only dynamic quantization instead of static QDQ (others ignore it)
-    per_channel: bool = True  # onnx:int8: per-channel weight scales
+    opset: int | None = option(
+        None,
+        flag="--opset",
+        metavar="N",
+        help="ONNX opset (default: the highest both tf2onnx and the installed onnxruntime support).",
+    )
+    inputs_as_nchw: tuple[str, ...] = option(
+        (),
+        flag="--inputs-as-nchw",
+        metavar="NAMES",
+        help="Signature inputs (rank 4, NHWC) the model takes as NCHW (comma separated).",
+    )
+    outputs_as_nchw: tuple[str, ...] = option(
+        (),
+        flag="--outputs-as-nchw",
+        metavar="NAMES",
+        help="Signature outputs (rank 4, NHWC) the model returns as NCHW.",
+    )
+    allow_custom_ops: bool = option(
+        False,
+        flag="--allow-custom-ops",
+        help="Keep ops with no standard handler as com.microsoft / ai.onnx.contrib custom ops.",
+    )
+    optimization_level: str = option(
+        "extended", choices=OPTIMIZATION_LEVELS, help="onnxruntime's offline optimization of the written graph."
+    )
+    ort_format: bool = option(False, flag="--ort-format", help="Also write model.ort for ORT Mobile.")
+    external_data_threshold_bytes: int = option(
+        DEFAULT_EXTERNAL_DATA_THRESHOLD, metavar="BYTES", help="Weights past this size go to model.onnx.data."
+    )
+    dynamic: bool = option(
+        False,
+        flag="--dynamic",
+        help="onnx:int8: weight-only dynamic quantization instead of static QDQ (other variants ignore it).",
+    )
+    per_channel: bool = option(True, help="onnx:int8: per-channel weight scales.")
 
 
 def target_name(variant: str) -> str:
@@ -46,22 +72,35 @@ def validate_options(options: ONNXOptions, signature: Signature, variant: str) -
     """Cheap checks before any heavy import; each failure is one UsageError line."""
     target = target_name(variant)
     if options.optimization_level not in OPTIMIZATION_LEVELS:
-        raise UsageError(f"{target}: optimization_level={options.optimization_level!r}; use one of "
-                         f"{', '.join(OPTIMIZATION_LEVELS)} (the 'all' level is machine specific, applied at load)")
-    if isinstance(options.external_data_threshold_bytes, bool) or not isinstance(
-            options.external_data_threshold_bytes, int) or options.external_data_threshold_bytes < 0:
-        raise UsageError(f"{target}: external_data_threshold_bytes={options.external_data_threshold_bytes!r}; "
-                         "give a byte count >= 0")
-    for option, names, specs in (("inputs_as_nchw", options.inputs_as_nchw, signature.inputs),
-                                 ("outputs_as_nchw", options.outputs_as_nchw, signature.outputs)):
+        raise UsageError(
+            f"{target}: optimization_level={options.optimization_level!r}; use one of "
+            f"{', '.join(OPTIMIZATION_LEVELS)} (the 'all' level is machine specific, applied at load)"
+        )
+    if (
+        isinstance(options.external_data_threshold_bytes, bool)
+        or not isinstance(options.external_data_threshold_bytes, int)
+        or options.external_data_threshold_bytes < 0
+    ):
+        raise UsageError(
+            f"{target}: external_data_threshold_bytes={options.external_data_threshold_bytes!r}; give a byte count >= 0"
+        )
+    for option_name, names, specs in (
+        ("inputs_as_nchw", options.inputs_as_nchw, signature.inputs),
+        ("outputs_as_nchw", options.outputs_as_nchw, signature.outputs),
+    ):
         by_name = {spec.name: spec for spec in specs}
         for name in names:
             if name not in by_name:
-                raise UsageError(f"{target}: {option} names {name!r}, which is not a signature "
-                                 f"{option.split('_')[0][:-1]}; use one of {', '.join(sorted(by_name))}")
-            if by_name[name].shape is None or len(by_name[name].shape) != 4:
-                raise UsageError(f"{target}: {option} names {by_name[name].describe()}, which is not rank 4 "
-                                 "(NHWC); only 4-D tensors change layout")
+                raise UsageError(
+                    f"{target}: {option_name} names {name!r}, which is not a signature "
+                    f"{option_name.split('_')[0][:-1]}; use one of {', '.join(sorted(by_name))}"
+                )
+            spec = by_name[name]
+            if spec.shape is None or len(spec.shape) != 4:
+                raise UsageError(
+                    f"{target}: {option_name} names {spec.describe()}, which is not rank 4 "
+                    "(NHWC); only 4-D tensors change layout"
+                )
 
 
 class ONNXConverter(Converter):
@@ -78,22 +117,26 @@ class ONNXConverter(Converter):
         return variant == "int8"
 
     def requirements(self):
-        from edgeport.run.requirements import python_package  # noqa: PLC0415
+        from edgeport.run.requirements import python_package
 
-        return tuple(python_package(name, extra="onnx", why="tf2onnx export and onnxruntime's offline optimizer")
-                     for name in REQUIRED_DISTRIBUTIONS)
+        return tuple(
+            python_package(name, extra="onnx", why="tf2onnx export and onnxruntime's offline optimizer")
+            for name in REQUIRED_DISTRIBUTIONS
+        )
 
     def preflight(self, model, options: ONNXOptions) -> list[Finding]:
-        from edgeport.converters.onnx.opsets import resolve_opset, tf2onnx_max_opset, unmapped_ops  # noqa: PLC0415
+        from edgeport.converters.onnx.opsets import resolve_opset, tf2onnx_max_opset, unmapped_ops
 
         opset = resolve_opset(options.opset)
         missing = unmapped_ops(model.frozen.op_histogram(), opset, options.allow_custom_ops)
         max_opset = tf2onnx_max_opset()
-        return [Finding("onnx", "error", f"no tf2onnx handler at opset {opset}: {support.advice(opset, max_opset)}")
-                for support in missing]
+        return [
+            Finding("onnx", "error", f"no tf2onnx handler at opset {opset}: {support.advice(opset, max_opset)}")
+            for support in missing
+        ]
 
     def validate(self, model, variant: str, options: ONNXOptions) -> None:
-        from edgeport.converters.onnx.opsets import resolve_opset  # noqa: PLC0415
+        from edgeport.converters.onnx.opsets import resolve_opset
 
         validate_options(options, model.signature, variant)
         resolve_opset(options.opset)  # an opset above what tf2onnx or onnxruntime supports is a usage error
@@ -107,45 +150,63 @@ class ONNXConverter(Converter):
             staging.mkdir(parents=True, exist_ok=True)
             return self._convert(job, target, staging)
         except OSError as exc:
-            raise ConversionError(f"{target}: cannot write the artifact in {job.workdir}: "
-                                  f"{exc.strerror or exc}; check the output folder is writable") from None
+            raise ConversionError(
+                f"{target}: cannot write the artifact in {job.workdir}: "
+                f"{exc.strerror or exc}; check the output folder is writable"
+            ) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _convert(self, job: ConversionJob, target: str, staging) -> Artifact:
-        from edgeport.converters.onnx import files as onnx_files  # noqa: PLC0415
-        from edgeport.converters.onnx.export import export_onnx  # noqa: PLC0415
-        from edgeport.converters.onnx.opsets import onnxruntime_version, resolve_opset  # noqa: PLC0415
-        from edgeport.targets.onnxruntime.runtime import INPUT_PERMUTATIONS_KEY  # noqa: PLC0415
+        from edgeport.converters.onnx import files as onnx_files
+        from edgeport.converters.onnx.export import export_onnx
+        from edgeport.converters.onnx.opsets import onnxruntime_version, resolve_opset
+        from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY
 
         options = job.options
         opset = resolve_opset(options.opset)
-        model, warnings = export_onnx(job.model.frozen, opset=opset, inputs_as_nchw=options.inputs_as_nchw,
-                                      outputs_as_nchw=options.outputs_as_nchw,
-                                      allow_custom_ops=options.allow_custom_ops, target=target)
-        input_permutations = {name: NHWC_TO_NCHW for name in options.inputs_as_nchw}
-        output_permutations = {name: NHWC_TO_NCHW for name in options.outputs_as_nchw}
+        model, warnings = export_onnx(
+            job.model.frozen,
+            opset=opset,
+            inputs_as_nchw=options.inputs_as_nchw,
+            outputs_as_nchw=options.outputs_as_nchw,
+            allow_custom_ops=options.allow_custom_ops,
+            target=target,
+        )
+        input_permutations = dict.fromkeys(options.inputs_as_nchw, NHWC_TO_NCHW)
+        output_permutations = dict.fromkeys(options.outputs_as_nchw, NHWC_TO_NCHW)
         if input_permutations:
             model.metadata_props.add(key=INPUT_PERMUTATIONS_KEY, value=json.dumps(input_permutations))
         external = onnx_files.weights_bytes(model) > options.external_data_threshold_bytes
         rewrites = 0
         if options.optimization_level != "none":
             model, rewrites, simplified = onnx_files.simplify_for_runtime(
-                model, staging=staging, external_data=external, target=target)
+                model, staging=staging, external_data=external, target=target
+            )
             warnings = (*warnings, *simplified)
         model, precision, more = _reduce_precision(model, job, input_permutations, staging, external, target)
         written = onnx_files.write_for_runtime(
-            model, workdir=job.workdir, staging=staging, level=options.optimization_level, external_data=external,
-            ort_format=options.ort_format, target=target)
+            model,
+            workdir=job.workdir,
+            staging=staging,
+            level=options.optimization_level,
+            external_data=external,
+            ort_format=options.ort_format,
+            target=target,
+        )
         notes = [f"opset {opset}; onnxruntime-optimized at the {options.optimization_level} level"]
         if written.external_data_file:
             notes.append(f"weights in {written.external_data_file} (keep it beside {written.main_file})")
         if written.ort_file:
-            notes.append(f"{written.ort_file} for ORT Mobile holds the same graph; {written.main_file} is the one "
-                         "checked and benchmarked")
+            notes.append(
+                f"{written.ort_file} for ORT Mobile holds the same graph; {written.main_file} is the one "
+                "checked and benchmarked"
+            )
         if input_permutations:
-            notes.append(f"inputs {', '.join(input_permutations)} are NCHW in the model; onnxruntime sessions "
-                         "transpose NHWC feeds")
+            notes.append(
+                f"inputs {', '.join(input_permutations)} are NCHW in the model; onnxruntime sessions "
+                "transpose NHWC feeds"
+            )
         return Artifact(
             main_file=written.main_file,
             precision=precision,
@@ -161,8 +222,8 @@ class ONNXConverter(Converter):
                 "checked_file": written.main_file,
                 "ort_file": written.ort_file,
                 "external_data_file": written.external_data_file,
-                "input_layout": {name: "NCHW" for name in input_permutations},
-                "output_layout": {name: "NCHW" for name in output_permutations},
+                "input_layout": dict.fromkeys(input_permutations, "NCHW"),
+                "output_layout": dict.fromkeys(output_permutations, "NCHW"),
                 "inputs_transposed_by_runtime": bool(input_permutations),
                 "global_pool_rewrites": rewrites,
                 "onnxruntime": onnxruntime_version(),
@@ -172,18 +233,31 @@ class ONNXConverter(Converter):
 
 def _reduce_precision(model, job: ConversionJob, input_permutations, staging, external: bool, target: str):
     """fp16 / static int8 / dynamic int8 per the variant; returns (model, precision, warnings)."""
-    from edgeport.converters.onnx import precision as onnx_precision  # noqa: PLC0415
+    from edgeport.converters.onnx import precision as onnx_precision
 
     variant, options = job.target.variant, job.options
     if variant == "fp16":
         return _with_precision(onnx_precision.to_float16(model, target=target), "fp16")
     if variant == "int8" and options.dynamic:
-        return _with_precision(onnx_precision.quantize_dynamic_int8(
-            model, per_channel=options.per_channel, staging=staging, external_data=external, target=target), "dynamic")
+        return _with_precision(
+            onnx_precision.quantize_dynamic_int8(
+                model, per_channel=options.per_channel, staging=staging, external_data=external, target=target
+            ),
+            "dynamic",
+        )
     if variant == "int8":
-        return _with_precision(onnx_precision.quantize_static_int8(
-            model, calibration=job.calibration, input_permutations=input_permutations,
-            per_channel=options.per_channel, staging=staging, external_data=external, target=target), "int8")
+        return _with_precision(
+            onnx_precision.quantize_static_int8(
+                model,
+                calibration=job.calibration,
+                input_permutations=input_permutations,
+                per_channel=options.per_channel,
+                staging=staging,
+                external_data=external,
+                target=target,
+            ),
+            "int8",
+        )
     return model, "fp32", ()
 
 

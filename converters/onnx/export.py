@@ -5,25 +5,32 @@ Graph inputs and outputs are renamed to the signature's names. Layout: inputs/ou
 tf2onnx continues past ops it cannot map and leaves them as TensorFlow nodes; those are found in the result
 and reported together, each with what would help (a higher opset, allow_custom_ops).
 """
+
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 
-from edgeport.run.capture import capture_output
-from edgeport.errors import ConversionError
-from edgeport.model.savedmodel import FrozenGraph
-
 from edgeport.converters.onnx.opsets import CUSTOM_DOMAINS, ONNX_DOMAINS, op_support, tf2onnx_max_opset
+from edgeport.errors import ConversionError, first_line
+from edgeport.model.savedmodel import FrozenGraph
+from edgeport.run.capture import capture_output
 
 _UNSUPPORTED_LOG = re.compile(r"Tensorflow op \[[^\]]*: (\w+)\] is not supported")
 
 
-def export_onnx(frozen: FrozenGraph, *, opset: int, inputs_as_nchw: tuple[str, ...],
-                outputs_as_nchw: tuple[str, ...], allow_custom_ops: bool, target: str):
+def export_onnx(
+    frozen: FrozenGraph,
+    *,
+    opset: int,
+    inputs_as_nchw: tuple[str, ...],
+    outputs_as_nchw: tuple[str, ...],
+    allow_custom_ops: bool,
+    target: str,
+):
     """Convert; return (ModelProto, captured warnings). Names in the *_as_nchw tuples are signature names."""
-    import tf2onnx  # noqa: PLC0415
-    from onnx import helper  # noqa: PLC0415
+    import tf2onnx
+    from onnx import helper
 
     renames = {tensor: name for name, tensor in {**frozen.input_tensors, **frozen.output_tensors}.items()}
     extra_opset = [helper.make_opsetid(domain, 1) for domain in CUSTOM_DOMAINS] if allow_custom_ops else None
@@ -41,10 +48,11 @@ def export_onnx(frozen: FrozenGraph, *, opset: int, inputs_as_nchw: tuple[str, .
                 tensors_to_rename=renames,
             )
         except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types; each becomes one line
-            raise ConversionError(f"{target}: tf2onnx failed at opset {opset}: {_first_line(exc)}") from None
-    unconverted = sorted({node.op_type for node in _all_nodes(model.graph)
-                          if not _is_runnable(node, opset, allow_custom_ops)}
-                         | {m.group(1) for line in captured.lines for m in _UNSUPPORTED_LOG.finditer(line)})
+            raise ConversionError(f"{target}: tf2onnx failed at opset {opset}: {first_line(exc)}") from None
+    unconverted = sorted(
+        {node.op_type for node in _all_nodes(model.graph) if not _is_runnable(node, opset, allow_custom_ops)}
+        | {m.group(1) for line in captured.lines for m in _UNSUPPORTED_LOG.finditer(line)}
+    )
     if unconverted:
         max_opset = tf2onnx_max_opset()
         advice = "; ".join(op_support(op).advice(opset, max_opset) for op in unconverted)
@@ -54,7 +62,7 @@ def export_onnx(frozen: FrozenGraph, *, opset: int, inputs_as_nchw: tuple[str, .
 
 
 def _is_runnable(node, opset: int, allow_custom_ops: bool) -> bool:
-    from onnx import defs  # noqa: PLC0415
+    from onnx import defs
 
     if node.domain in ONNX_DOMAINS:
         return defs.has(node.op_type, opset, "")
@@ -76,10 +84,7 @@ def _check_names(model, frozen: FrozenGraph, target: str) -> None:
     outputs = {value.name for value in model.graph.output}
     missing = sorted((set(frozen.input_tensors) - inputs) | (set(frozen.output_tensors) - outputs))
     if missing:
-        raise ConversionError(f"{target}: the ONNX graph lost signature tensors {', '.join(missing)} "
-                              f"(inputs {sorted(inputs)}, outputs {sorted(outputs)}); please report it")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]
+        raise ConversionError(
+            f"{target}: the ONNX graph lost signature tensors {', '.join(missing)} "
+            f"(inputs {sorted(inputs)}, outputs {sorted(outputs)}); please report it"
+        )

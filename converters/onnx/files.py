@@ -5,13 +5,14 @@ onnxruntime optimizes the graph once here (constant folding, node fusions) at a 
 external-data threshold, weights go to `model.onnx.data` beside the model (ONNX's external data format;
 protobuf caps a single file at 2 GB).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeport.errors import ConversionError, first_line
 from edgeport.run.capture import capture_output
-from edgeport.errors import ConversionError
 
 MAIN_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
@@ -31,8 +32,8 @@ class WrittenFiles:
 
 def weights_bytes(model) -> int:
     """Bytes of the model's initializers (what moves to the external data file)."""
-    import numpy as np  # noqa: PLC0415
-    from onnx import helper  # noqa: PLC0415
+    import numpy as np
+    from onnx import helper
 
     total = 0
     for tensor in model.graph.initializer:
@@ -42,10 +43,16 @@ def weights_bytes(model) -> int:
 
 
 def write_model(model, path: Path, *, external_data: bool) -> None:
-    import onnx  # noqa: PLC0415
+    import onnx
 
-    onnx.save_model(model, str(path), save_as_external_data=external_data, all_tensors_to_one_file=True,
-                    location=f"{path.name}.data", size_threshold=EXTERNAL_MIN_TENSOR_BYTES)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=external_data,
+        all_tensors_to_one_file=True,
+        location=f"{path.name}.data",
+        size_threshold=EXTERNAL_MIN_TENSOR_BYTES,
+    )
 
 
 def simplify_for_runtime(model, *, staging: Path, external_data: bool, target: str):
@@ -54,7 +61,7 @@ def simplify_for_runtime(model, *, staging: Path, external_data: bool, target: s
     Runs on the float32 graph, before fp16 or int8: the result is plain ONNX that either step takes.
     Returns (model, number of GlobalAveragePool rewrites, warnings).
     """
-    from edgeport.converters.onnx.rewrite import spatial_means_to_global_pool  # noqa: PLC0415
+    from edgeport.converters.onnx.rewrite import spatial_means_to_global_pool
 
     source, basic = staging / "exported.onnx", staging / "basic.onnx"
     write_model(model, source, external_data=external_data)
@@ -63,8 +70,9 @@ def simplify_for_runtime(model, *, staging: Path, external_data: bool, target: s
     return model, spatial_means_to_global_pool(model), warnings
 
 
-def write_for_runtime(model, *, workdir: Path, staging: Path, level: str, external_data: bool, ort_format: bool,
-                      target: str) -> WrittenFiles:
+def write_for_runtime(
+    model, *, workdir: Path, staging: Path, level: str, external_data: bool, ort_format: bool, target: str
+) -> WrittenFiles:
     """Optimize with onnxruntime at `level` and write model.onnx (+ .data, + .ort) into workdir."""
     main = workdir / MAIN_FILE
     warnings: list[str] = []
@@ -76,38 +84,45 @@ def write_for_runtime(model, *, workdir: Path, staging: Path, level: str, extern
         warnings += _optimize(source, main, level=level, external_data=external_data, ort_format=False, target=target)
     ort_file = None
     if ort_format:
-        warnings += _optimize(main, workdir / ORT_FILE, level=level, external_data=False, ort_format=True,
-                              target=target)
+        warnings += _optimize(
+            main, workdir / ORT_FILE, level=level, external_data=False, ort_format=True, target=target
+        )
         ort_file = ORT_FILE
     external = EXTERNAL_DATA_FILE if external_data and (workdir / EXTERNAL_DATA_FILE).is_file() else None
     files = tuple(name for name in (MAIN_FILE, external, ort_file) if name)
-    return WrittenFiles(main_file=MAIN_FILE, files=files, ort_file=ort_file, external_data_file=external,
-                        warnings=tuple(warnings))
+    return WrittenFiles(
+        main_file=MAIN_FILE, files=files, ort_file=ort_file, external_data_file=external, warnings=tuple(warnings)
+    )
 
 
 def _load(path: Path):
-    import onnx  # noqa: PLC0415
+    import onnx
 
     return onnx.load(str(path))
 
 
-def _optimize(source: Path, output: Path, *, level: str, external_data: bool, ort_format: bool,
-              target: str) -> tuple[str, ...]:
-    import onnxruntime as ort  # noqa: PLC0415
+def _optimize(
+    source: Path, output: Path, *, level: str, external_data: bool, ort_format: bool, target: str
+) -> tuple[str, ...]:
+    import onnxruntime as ort
 
-    from edgeport.targets.onnxruntime.runtime import register_custom_ops  # noqa: PLC0415
+    from edgeport.formats.onnx.conventions import register_custom_ops
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                                        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
+    options.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[level]
     options.optimized_model_filepath = str(output)
     options.log_severity_level = 3
     if external_data:
-        options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
-                                         f"{output.name}.data")
-        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
-                                         str(EXTERNAL_MIN_TENSOR_BYTES))
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name", f"{output.name}.data"
+        )
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_min_size_in_bytes", str(EXTERNAL_MIN_TENSOR_BYTES)
+        )
     if ort_format:
         options.add_session_config_entry("session.save_model_format", "ORT")
     register_custom_ops(options)
@@ -116,13 +131,9 @@ def _optimize(source: Path, output: Path, *, level: str, external_data: bool, or
             ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
             kind = "ORT format" if ort_format else f"{level}-level optimized"
-            raise ConversionError(f"{target}: onnxruntime could not write the {kind} model {output.name}: "
-                                  f"{_first_line(exc)}") from None
+            raise ConversionError(
+                f"{target}: onnxruntime could not write the {kind} model {output.name}: {first_line(exc)}"
+            ) from None
     if not output.is_file():
         raise ConversionError(f"{target}: onnxruntime did not write {output}; check the disk and the folder")
     return captured.warnings()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]

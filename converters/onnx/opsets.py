@@ -5,6 +5,7 @@ onnxruntime (its operator schema registry) know; nothing is hard-coded. The hand
 TF op, the lowest ONNX opset whose handler maps it and whether a custom-domain handler exists
 (com.microsoft contrib ops, ai.onnx.contrib ops from onnxruntime-extensions), for preflight and for errors.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,10 @@ class OpSupport:
         """What would help, for an op that did not convert at `opset`."""
         hints = []
         if self.min_opset is not None and self.min_opset <= opset:
-            hints.append(f"tf2onnx has a handler from opset {self.min_opset} but it failed on this graph; "
-                         "see the conversion warnings")
+            hints.append(
+                f"tf2onnx has a handler from opset {self.min_opset} but it failed on this graph; "
+                "see the conversion warnings"
+            )
         if self.min_opset is not None and self.min_opset > opset:
             if self.min_opset <= max_opset:
                 hints.append(f"opset {self.min_opset}+ would map it (pass opset={self.min_opset})")
@@ -46,7 +49,7 @@ class OpSupport:
 
 
 def tf2onnx_max_opset() -> int:
-    from tf2onnx import constants  # noqa: PLC0415
+    from tf2onnx import constants
 
     return max(constants.OPSET_TO_IR_VERSION)
 
@@ -54,14 +57,15 @@ def tf2onnx_max_opset() -> int:
 @functools.cache
 def onnxruntime_max_opset() -> int:
     """The newest ai.onnx opset in onnxruntime's own operator schema registry (what it accepts to load)."""
-    from onnxruntime.capi import _pybind_state  # noqa: PLC0415
+    from onnxruntime.capi import _pybind_state
 
-    return max(schema.since_version for schema in _pybind_state.get_all_operator_schema()
-               if schema.domain in ONNX_DOMAINS)
+    return max(
+        schema.since_version for schema in _pybind_state.get_all_operator_schema() if schema.domain in ONNX_DOMAINS
+    )
 
 
 def onnxruntime_version() -> str:
-    import onnxruntime  # noqa: PLC0415
+    import onnxruntime
 
     return onnxruntime.__version__
 
@@ -78,20 +82,26 @@ def resolve_opset(requested: int | None) -> int:
         raise UsageError(f"onnx option opset={requested!r} is not an integer; pass e.g. opset={highest_common_opset()}")
     ort_max = onnxruntime_max_opset()
     if requested > ort_max:
-        raise UsageError(f"onnx option opset={requested} is above what onnxruntime {onnxruntime_version()} runs "
-                         f"(up to opset {ort_max}); pass opset={highest_common_opset()} or leave it unset")
+        raise UsageError(
+            f"onnx option opset={requested} is above what onnxruntime {onnxruntime_version()} runs "
+            f"(up to opset {ort_max}); pass opset={highest_common_opset()} or leave it unset"
+        )
     tf2onnx_max = tf2onnx_max_opset()
     if requested > tf2onnx_max:
-        raise UsageError(f"onnx option opset={requested} is above what tf2onnx converts to (up to opset "
-                         f"{tf2onnx_max}); pass opset={highest_common_opset()} or leave it unset")
+        raise UsageError(
+            f"onnx option opset={requested} is above what tf2onnx converts to (up to opset "
+            f"{tf2onnx_max}); pass opset={highest_common_opset()} or leave it unset"
+        )
     if requested < MIN_OPSET:
-        raise UsageError(f"onnx option opset={requested} is below the oldest opset onnxruntime loads ({MIN_OPSET}); "
-                         f"pass opset={highest_common_opset()} or leave it unset")
+        raise UsageError(
+            f"onnx option opset={requested} is below the oldest opset onnxruntime loads ({MIN_OPSET}); "
+            f"pass opset={highest_common_opset()} or leave it unset"
+        )
     return requested
 
 
 def _handler_registry() -> dict:
-    from tf2onnx import handler, tfonnx  # noqa: PLC0415,F401 - importing tfonnx registers every handler
+    from tf2onnx import handler, tfonnx  # noqa: F401 - importing tfonnx registers every handler
 
     return handler.tf_op.get_opsets()
 

@@ -4,6 +4,7 @@ int8 is calibrated with the run's calibration samples, fed in the ONNX model's o
 transposed here). onnxruntime.quantization works through files and temporary folders; both stay inside the
 staging folder the converter gives, so a failure leaves nothing outside the job's workdir.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.run.capture import capture_output
 from edgeport.contracts import SampleSet
-from edgeport.errors import ConversionError
-
 from edgeport.converters.onnx.files import write_model
+from edgeport.errors import ConversionError, first_line
+from edgeport.run.capture import capture_output
 
 ORT_WARNING, ORT_ERROR = 2, 3  # onnxruntime logger severities
 
@@ -29,13 +29,13 @@ _FLOAT16_CLAMP = re.compile(r"the float32 number (\S+) will be truncated to (\S+
 
 
 def to_float16(model, *, target: str):
-    from onnxconverter_common import float16  # noqa: PLC0415
+    from onnxconverter_common import float16
 
     with capture_output() as captured:
         try:
             converted = float16.convert_float_to_float16(model, keep_io_types=True)
         except Exception as exc:  # noqa: BLE001
-            raise ConversionError(f"{target}: float16 conversion failed: {_first_line(exc)}") from None
+            raise ConversionError(f"{target}: float16 conversion failed: {first_line(exc)}") from None
     return converted, summarize_float16_clamps(captured.warnings(limit=10_000))
 
 
@@ -47,15 +47,26 @@ def summarize_float16_clamps(warnings: tuple[str, ...]) -> tuple[str, ...]:
         return others
     bounds = sorted({float(match.group(2)) for match in clamps})
     example = f"{clamps[0].group(1)} -> {clamps[0].group(2)}"
-    return (f"float16: float32 constants outside float16's range were clamped to {', '.join(f'{b:g}' for b in bounds)}"
-            f" ({len(clamps)} onnxconverter_common warnings, one per constant and sign, e.g. {example}); the check "
-            "measures the effect", *others)
+    return (
+        f"float16: float32 constants outside float16's range were clamped to {', '.join(f'{b:g}' for b in bounds)}"
+        f" ({len(clamps)} onnxconverter_common warnings, one per constant and sign, e.g. {example}); the check "
+        "measures the effect",
+        *others,
+    )
 
 
-def quantize_static_int8(model, *, calibration: SampleSet, input_permutations: Mapping[str, tuple[int, ...]],
-                         per_channel: bool, staging: Path, external_data: bool, target: str):
+def quantize_static_int8(
+    model,
+    *,
+    calibration: SampleSet,
+    input_permutations: Mapping[str, tuple[int, ...]],
+    per_channel: bool,
+    staging: Path,
+    external_data: bool,
+    target: str,
+):
     """Static QDQ: uint8 activations, int8 weights (onnxruntime's advice for x86 and most ARM CPUs)."""
-    from onnxruntime import quantization  # noqa: PLC0415
+    from onnxruntime import quantization
 
     if calibration is None or calibration.count == 0:
         raise ConversionError(f"{target} needs calibration samples; pass --data or --calibration")
@@ -65,7 +76,9 @@ def quantize_static_int8(model, *, calibration: SampleSet, input_permutations: M
         try:
             prepared = _prepare(model, staging, external_data)
             quantization.quantize_static(
-                str(prepared), str(output), reader,
+                str(prepared),
+                str(output),
+                reader,
                 quant_format=quantization.QuantFormat.QDQ,
                 activation_type=quantization.QuantType.QUInt8,
                 weight_type=quantization.QuantType.QInt8,
@@ -73,33 +86,43 @@ def quantize_static_int8(model, *, calibration: SampleSet, input_permutations: M
                 use_external_data_format=external_data,
             )
         except Exception as exc:  # noqa: BLE001
-            raise ConversionError(f"{target}: static int8 quantization failed: {_first_line(exc)}") from None
+            raise ConversionError(f"{target}: static int8 quantization failed: {first_line(exc)}") from None
     return _load(output), captured.warnings()
 
 
 def quantize_dynamic_int8(model, *, per_channel: bool, staging: Path, external_data: bool, target: str):
     """Weights stored as int8; activations quantized on the fly by the runtime (no calibration)."""
-    from onnxruntime import quantization  # noqa: PLC0415
+    from onnxruntime import quantization
 
     output = staging / "dynamic.onnx"
     with _temporary_files_in(staging), _onnxruntime_errors_only(), capture_output() as captured:
         try:
             prepared = _prepare(model, staging, external_data)
-            quantization.quantize_dynamic(str(prepared), str(output), weight_type=quantization.QuantType.QInt8,
-                                          per_channel=per_channel, use_external_data_format=external_data)
+            quantization.quantize_dynamic(
+                str(prepared),
+                str(output),
+                weight_type=quantization.QuantType.QInt8,
+                per_channel=per_channel,
+                use_external_data_format=external_data,
+            )
         except Exception as exc:  # noqa: BLE001
-            raise ConversionError(f"{target}: dynamic int8 quantization failed: {_first_line(exc)}") from None
+            raise ConversionError(f"{target}: dynamic int8 quantization failed: {first_line(exc)}") from None
     return _load(output), captured.warnings()
 
 
 def _prepare(model, staging: Path, external_data: bool) -> Path:
     """onnxruntime's pre-processing for quantization: shape inference and basic graph optimization."""
-    from onnxruntime import quantization  # noqa: PLC0415
+    from onnxruntime import quantization
 
     source, prepared = staging / "fp32.onnx", staging / "fp32.prepared.onnx"
     write_model(model, source, external_data=external_data)
-    quantization.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True,  # needs no sympy
-                                   save_as_external_data=external_data, all_tensors_to_one_file=True)
+    quantization.quant_pre_process(
+        str(source),
+        str(prepared),
+        skip_symbolic_shape=True,  # needs no sympy
+        save_as_external_data=external_data,
+        all_tensors_to_one_file=True,
+    )
     return prepared
 
 
@@ -114,8 +137,12 @@ class _CalibrationReader:
         feed = next(self._feeds, None)
         if feed is None:
             return None
-        return {name: np.ascontiguousarray(np.transpose(value, self._permutations[name]))
-                if name in self._permutations else np.asarray(value) for name, value in feed.items()}
+        return {
+            name: np.ascontiguousarray(np.transpose(value, self._permutations[name]))
+            if name in self._permutations
+            else np.asarray(value)
+            for name, value in feed.items()
+        }
 
     def __iter__(self):
         return self
@@ -143,7 +170,7 @@ def _onnxruntime_errors_only() -> Iterator[None]:
     """onnxruntime.quantization opens sessions with default options, which log C++ warnings such as "Removing
     initializer ... It is not used by any node" (one per initializer, ANSI-coloured) into the report; keep
     errors only while it runs, then return to onnxruntime's default level (warning)."""
-    import onnxruntime  # noqa: PLC0415
+    import onnxruntime
 
     onnxruntime.set_default_logger_severity(ORT_ERROR)
     try:
@@ -153,11 +180,6 @@ def _onnxruntime_errors_only() -> Iterator[None]:
 
 
 def _load(path: Path):
-    import onnx  # noqa: PLC0415
+    import onnx
 
     return onnx.load(str(path))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]

@@ -5,6 +5,7 @@ reaches ONNX as ReduceMean over H,W, often followed by a Reshape to [N, C, 1, 1]
 optimizer (NCHWc, applied at load) keeps GlobalAveragePool in its blocked layout but not ReduceMean or
 Reshape, so every such block pays two layout reorders. The rewrite is exact (same arithmetic).
 """
+
 from __future__ import annotations
 
 SPATIAL_AXES = [2, 3]
@@ -12,7 +13,7 @@ SPATIAL_AXES = [2, 3]
 
 def spatial_means_to_global_pool(model) -> int:
     """Rewrite in place; return how many ReduceMean nodes became GlobalAveragePool."""
-    from onnx import helper, numpy_helper, shape_inference  # noqa: PLC0415
+    from onnx import helper, numpy_helper, shape_inference
 
     graph = model.graph
     try:
@@ -43,8 +44,7 @@ def spatial_means_to_global_pool(model) -> int:
         shape = constants.get(reshape.input[1])
         if shape is None or len(shape) != 4 or shape[0] not in (-1, 1) or list(shape[2:]) != [1, 1]:
             continue
-        replaced[id(node)] = helper.make_node("GlobalAveragePool", [node.input[0]], [reshape.output[0]],
-                                              name=node.name)
+        replaced[id(node)] = helper.make_node("GlobalAveragePool", [node.input[0]], [reshape.output[0]], name=node.name)
         dropped.add(id(reshape))
     if not replaced:
         return 0
@@ -63,7 +63,7 @@ def _ranks(graph) -> dict[str, int]:
 
 
 def _attribute(node, name: str, default):
-    from onnx import helper  # noqa: PLC0415
+    from onnx import helper
 
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 

@@ -1,4 +1,5 @@
 """Write one graph model (model.json + weight shards) for a conversion job."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -7,15 +8,15 @@ from edgeport.contracts import Artifact, ConversionJob
 from edgeport.converters.tfjs.hash_tables import initializer_graph
 from edgeport.converters.tfjs.model_json import MODEL_FILE, model_json, signature_json, write_model_json
 from edgeport.converters.tfjs.optimize import prepare_graph
-from edgeport.formats.tfjs.ops import RuntimeOps, unsupported_message, unsupported_ops
 from edgeport.converters.tfjs.weights import encode_weights, shard, take_constants
 from edgeport.errors import ConversionError
+from edgeport.formats.tfjs.ops import RuntimeOps, unsupported_message, unsupported_ops
 
 COMPRESSION = {"": None, "fp16": "float16", "uint8": "uint8", "uint16": "uint16"}
 
 
 def emit_graph_model(job: ConversionJob, *, runtime: RuntimeOps, default_runtime: str) -> Artifact:
-    from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
+    from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
     variant = job.target.variant
@@ -36,9 +37,14 @@ def emit_graph_model(job: ConversionJob, *, runtime: RuntimeOps, default_runtime
         raise ConversionError(f"tfjs: {exc}") from None
     manifest, shard_files = shard(encoded.weights, job.options.shard_size_bytes)
     signature = signature_json(job.model.signature, prepared.input_tensors, prepared.output_tensors)
-    content = model_json(graph_def, signature=signature, weights_manifest=manifest,
-                         generated_by=f"TensorFlow {tf.__version__}", converted_by=f"edgeport {_version()}",
-                         initializer=initializer)
+    content = model_json(
+        graph_def,
+        signature=signature,
+        weights_manifest=manifest,
+        generated_by=f"TensorFlow {tf.__version__}",
+        converted_by=f"edgeport {_version()}",
+        initializer=initializer,
+    )
     for name, data in shard_files:
         (job.workdir / name).write_bytes(data)
     write_model_json(job.workdir, content)

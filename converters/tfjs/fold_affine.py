@@ -5,6 +5,7 @@ becomes `op (scaled weights) -> BiasAdd`, which Grappler's remapper and the dept
 into one fused TF.js op. Grappler folds `Mul` into a bare Conv2D (MulConvPushDown) but not through a
 BiasAdd nor into depthwise convolutions, which is what Keras' BatchNormalization leaves behind.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ TF.js runs `_FusedConv2D`, `_FusedMatMul` and `FusedDepthwiseConv2dNative` with 
 remapper also emits fusions TF.js rejects (FusedBatchNorm, a residual Add, Tanh, Gelu...): those are split
 back into plain ops here.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,12 @@ from edgeport.converters.tfjs.graph_edit import GraphIndex, node_name
 from edgeport.errors import ConversionError
 
 FUSED_OPS = ("_FusedConv2D", "_FusedMatMul", "_FusedDepthwiseConv2dNative", "FusedDepthwiseConv2dNative")
-BASE_OP = {"_FusedConv2D": "Conv2D", "_FusedMatMul": "MatMul", "_FusedDepthwiseConv2dNative": "DepthwiseConv2dNative",
-           "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative"}
+BASE_OP = {
+    "_FusedConv2D": "Conv2D",
+    "_FusedMatMul": "MatMul",
+    "_FusedDepthwiseConv2dNative": "DepthwiseConv2dNative",
+    "FusedDepthwiseConv2dNative": "DepthwiseConv2dNative",
+}
 FUSION_ATTRS = ("fused_ops", "num_args", "epsilon", "leakyrelu_alpha", "TArgs")
 ACTIVATION_OPS = ("Relu", "Relu6", "Elu", "LeakyRelu", "Sigmoid", "Tanh")
 CONV_ATTRS = ("T", "strides", "padding", "data_format", "dilations", "explicit_paddings")
@@ -90,8 +95,13 @@ def runs_on_tfjs(node, activations: frozenset[str]) -> bool:
     steps = [s.decode() for s in node.attr["fused_ops"].list.s]
     if steps == ["BiasAdd"]:
         return node.attr["num_args"].i == 1
-    return (len(steps) == 2 and steps[0] == "BiasAdd" and steps[1].lower() in activations
-            and steps[1].lower() != "prelu" and node.attr["num_args"].i == 1)
+    return (
+        len(steps) == 2
+        and steps[0] == "BiasAdd"
+        and steps[1].lower() in activations
+        and steps[1].lower() != "prelu"
+        and node.attr["num_args"].i == 1
+    )
 
 
 def undo_unsupported_fusions(graph_def, protected: set[str], activations: frozenset[str]) -> list[str]:
@@ -114,7 +124,7 @@ def _split(index: GraphIndex, node, steps: list[str]) -> None:
     data = [name for name in node.input if not name.startswith("^")]
     control = [name for name in node.input if name.startswith("^")]
     num_args = node.attr["num_args"].i
-    args = data[2:2 + num_args]
+    args = data[2 : 2 + num_args]
     base = index.add_node(f"{node.name}/{BASE_OP[node.op]}", BASE_OP[node.op], data[:2] + control)
     for key, value in node.attr.items():
         if key not in FUSION_ATTRS:
@@ -154,8 +164,10 @@ def _apply_step(index: GraphIndex, fused, step: str, current: str, args: list[st
         return node.name, args
     if step in ("GeluExact", "GeluApproximate"):
         return _gelu(index, prefix, current, dtype, exact=step == "GeluExact"), args
-    raise ConversionError(f"tfjs: the graph optimizer fused {step} into {fused.op} at node {fused.name}; TF.js "
-                          "cannot run it and edgeport cannot split it; convert with the option optimize=false")
+    raise ConversionError(
+        f"tfjs: the graph optimizer fused {step} into {fused.op} at node {fused.name}; TF.js "
+        "cannot run it and edgeport cannot split it; convert with the option optimize=false"
+    )
 
 
 def _op(index: GraphIndex, name: str, op: str, inputs: list[str], dtype: int):

@@ -1,4 +1,5 @@
 """Small helpers to read and edit a GraphDef in place: node lookup, consumers, constants."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -30,7 +31,7 @@ class GraphIndex:
 
     def const_value(self, input_name: str):
         """The numpy value of a Const input (None when the input is not a constant)."""
-        from tensorflow.python.framework import tensor_util  # noqa: PLC0415
+        from tensorflow.python.framework import tensor_util
 
         node = self.nodes.get(node_name(input_name))
         if node is None or node.op != "Const" or input_name.startswith("^"):
@@ -38,7 +39,7 @@ class GraphIndex:
         return tensor_util.MakeNdarray(node.attr["value"].tensor)
 
     def add_const(self, name: str, value):
-        from tensorflow.python.framework import tensor_util  # noqa: PLC0415
+        from tensorflow.python.framework import tensor_util
 
         name = self.unique_name(name)
         node = self.graph_def.node.add(name=name, op="Const")

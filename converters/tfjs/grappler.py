@@ -1,9 +1,19 @@
 """TensorFlow's own graph optimizer (Grappler's meta-optimizer) run over a frozen GraphDef."""
+
 from __future__ import annotations
 
 CPU_DEVICE = "/device:CPU:0"
-SIMPLIFY = ("pruning", "debug_stripper", "constfold", "arithmetic", "dependency", "constfold", "arithmetic",
-            "dependency", "pruning")
+SIMPLIFY = (
+    "pruning",
+    "debug_stripper",
+    "constfold",
+    "arithmetic",
+    "dependency",
+    "constfold",
+    "arithmetic",
+    "dependency",
+    "pruning",
+)
 REMAP = ("remap",)  # alone: constant folding would drop zero biases the fusions need
 
 
@@ -13,8 +23,8 @@ def run_grappler(graph_def, *, fetches: list[str], optimizers: tuple[str, ...], 
     `on_cpu` places every main-graph node on the CPU first: the remapper only fuses ops placed on a device
     it has kernels for. Placement is cleared again afterwards.
     """
-    from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2  # noqa: PLC0415
-    from tensorflow.python.grappler import tf_optimizer  # noqa: PLC0415
+    from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, rewriter_config_pb2
+    from tensorflow.python.grappler import tf_optimizer
 
     meta = meta_graph_pb2.MetaGraphDef()
     meta.graph_def.CopyFrom(graph_def)

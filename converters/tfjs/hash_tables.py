@@ -5,6 +5,7 @@ becomes a `HashTableV2` node, and an initializer graph (model.json `modelInitial
 under the same node name and imports the keys and values. TF.js runs the initializer before the first
 `executeAsync`, and the main graph's HashTableV2 node then resolves to the filled table.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,10 @@ def materialize_tables(graph_def, model) -> tuple[TableContents, ...]:
     placeholders = table_placeholders(graph_def)
     v1_tables = [n.name for n in graph_def.node if n.op in ("HashTableV2", "HashTable")]
     if v1_tables:
-        raise ConversionError(f"tfjs: hash table {v1_tables[0]} lost its initializer when the graph was frozen "
-                              "(TF1 table); export the model with TF2 (tf.lookup.StaticHashTable) to convert it")
+        raise ConversionError(
+            f"tfjs: hash table {v1_tables[0]} lost its initializer when the graph was frozen "
+            "(TF1 table); export the model with TF2 (tf.lookup.StaticHashTable) to convert it"
+        )
     if not placeholders:
         return ()
     captured = _captured_tables(model)
@@ -54,8 +57,10 @@ def materialize_tables(graph_def, model) -> tuple[TableContents, ...]:
     for name, readers in sorted(placeholders.items()):
         handle = captured.get(name)
         if handle is None:
-            raise ConversionError(f"tfjs: cannot find the table behind resource input {name}; "
-                                  "the SavedModel's signature does not capture it")
+            raise ConversionError(
+                f"tfjs: cannot find the table behind resource input {name}; "
+                "the SavedModel's signature does not capture it"
+            )
         key_dtype, value_dtype = _table_dtypes(readers)
         keys, values = _export(handle, key_dtype, value_dtype)
         tables.append(TableContents(name, key_dtype, value_dtype, keys, values))
@@ -70,31 +75,36 @@ def materialize_tables(graph_def, model) -> tuple[TableContents, ...]:
 
 def _captured_tables(model) -> dict[str, Any]:
     graph = model.concrete_function.graph
-    return {internal.op.name: external
-            for external, internal in zip(graph.external_captures, graph.internal_captures, strict=False)}
+    return {
+        internal.op.name: external
+        for external, internal in zip(graph.external_captures, graph.internal_captures, strict=False)
+    }
 
 
 def _table_dtypes(readers) -> tuple[int, int]:
     for reader in readers:
         if reader.op.startswith("LookupTableFind"):
             return reader.attr["Tin"].type, reader.attr["Tout"].type
-    raise ConversionError(f"tfjs: table {node_name(readers[0].input[0])} is only sized, never looked up; "
-                          "edgeport cannot tell its key and value types")
+    raise ConversionError(
+        f"tfjs: table {node_name(readers[0].input[0])} is only sized, never looked up; "
+        "edgeport cannot tell its key and value types"
+    )
 
 
 def _export(handle, key_dtype: int, value_dtype: int):
-    from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
+    from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
-    keys, values = tf.raw_ops.LookupTableExportV2(table_handle=handle, Tkeys=tf.as_dtype(key_dtype),
-                                                  Tvalues=tf.as_dtype(value_dtype))
+    keys, values = tf.raw_ops.LookupTableExportV2(
+        table_handle=handle, Tkeys=tf.as_dtype(key_dtype), Tvalues=tf.as_dtype(value_dtype)
+    )
     return keys.numpy(), values.numpy()
 
 
 def initializer_graph(tables: tuple[TableContents, ...], taken_names: set[str]):
     """A GraphDef that creates and fills every table; its constants get names unique in the whole model."""
-    from tensorflow.core.framework import graph_pb2  # noqa: PLC0415
-    from tensorflow.python.framework import tensor_util  # noqa: PLC0415
+    from tensorflow.core.framework import graph_pb2
+    from tensorflow.python.framework import tensor_util
 
     graph = graph_pb2.GraphDef()
     for table in tables:
@@ -109,8 +119,9 @@ def initializer_graph(tables: tuple[TableContents, ...], taken_names: set[str]):
             const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(value))
             const.attr["dtype"].type = dtype
             inputs.append(name)
-        imported = graph.node.add(name=unique_name(f"{table.node}/initializer/import", taken_names),
-                                  op="LookupTableImportV2")
+        imported = graph.node.add(
+            name=unique_name(f"{table.node}/initializer/import", taken_names), op="LookupTableImportV2"
+        )
         imported.input.extend(inputs)
         imported.attr["Tin"].type = table.key_dtype
         imported.attr["Tout"].type = table.value_dtype

@@ -9,6 +9,7 @@ its readers are unchanged. Operand shapes are read by importing the graph; one d
 batch of None) becomes -1. Equations with ellipsis, a label repeated in one operand, broadcast sizes or
 more dynamic dims than that are left as they are. Graph level only (not inside function bodies).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,7 @@ def _data_inputs(node) -> list[str]:
 
 def _static_shapes(graph_def, tensors: set[str]) -> dict[str, list[int | None] | None]:
     """Static shapes of the named tensors (None where the rank is unknown, None dims where a dim is)."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     graph = tf.Graph()
     try:
@@ -61,7 +62,7 @@ def _static_shapes(graph_def, tensors: set[str]) -> dict[str, list[int | None] |
 
 def _product(dims: list[int | None]) -> int:
     """The product of the dims as a Reshape entry: -1 when one of them is unknown (dynamic)."""
-    return -1 if None in dims else math.prod(dims)
+    return -1 if None in dims else math.prod(d for d in dims if d is not None)
 
 
 def _plan(equation: str, shape_a: list | None, shape_b: list | None) -> dict | None:
@@ -73,8 +74,8 @@ def _plan(equation: str, shape_a: list | None, shape_b: list | None) -> dict | N
         return None
     if len(lhs) != len(shape_a) or len(rhs) != len(shape_b) or not set(out) <= set(lhs) | set(rhs):
         return None
-    size = dict(zip(lhs, shape_a))
-    for label, dim in zip(rhs, shape_b):
+    size = dict(zip(lhs, shape_a, strict=False))
+    for label, dim in zip(rhs, shape_b, strict=False):
         known = size.get(label, dim)
         if known is not None and dim is not None and known != dim:
             return None  # broadcasting a size-1 dim: not lowered
@@ -97,10 +98,14 @@ def _plan(equation: str, shape_a: list | None, shape_b: list | None) -> dict | N
         "sum_b": [rhs.index(label) for label in rhs if label not in kept_b],
         "perm_a": [kept_a.index(label) for label in batch + free_a + contract],
         "perm_b": [kept_b.index(label) for label in batch + contract + free_b],
-        "a_dims": [size[label] for label in batch + free_a + contract], "a_flat": a_flat,
-        "b_dims": [size[label] for label in batch + contract + free_b], "b_flat": b_flat,
-        "product": lead + a_flat[-2:-1] + b_flat[-1:], "unflat": unflat,
-        "out_perm": [labels.index(label) for label in out], "batched": bool(batch),
+        "a_dims": [size[label] for label in batch + free_a + contract],
+        "a_flat": a_flat,
+        "b_dims": [size[label] for label in batch + contract + free_b],
+        "b_flat": b_flat,
+        "product": lead + a_flat[-2:-1] + b_flat[-1:],
+        "unflat": unflat,
+        "out_perm": [labels.index(label) for label in out],
+        "batched": bool(batch),
     }
 
 

@@ -5,6 +5,7 @@ base64, enums by name), which is what tfjs-converter's OperationMapper reads. `s
 SavedModel signature's input and output names to tensor names, so `model.execute({name: tensor}, [name])`
 works with signature names; `userDefinedMetadata.structuredOutputKeys` names `predict()` outputs.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ MODEL_FILE = "model.json"
 
 
 def tensor_info(spec, tensor_name: str) -> dict:
-    from tensorflow.core.framework import types_pb2  # noqa: PLC0415
+    from tensorflow.core.framework import types_pb2
 
-    from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
+    from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
     info = {"name": tensor_name, "dtype": types_pb2.DataType.Name(tf.as_dtype(spec.dtype).as_datatype_enum)}
@@ -32,9 +33,10 @@ def signature_json(signature, input_tensors: dict[str, str], output_tensors: dic
     }
 
 
-def model_json(graph_def, *, signature: dict, weights_manifest: list[dict], generated_by: str,
-               converted_by: str, initializer=None) -> dict:
-    from google.protobuf import json_format  # noqa: PLC0415
+def model_json(
+    graph_def, *, signature: dict, weights_manifest: list[dict], generated_by: str, converted_by: str, initializer=None
+) -> dict:
+    from google.protobuf import json_format
 
     content = {
         "format": "graph-model",

@@ -7,6 +7,7 @@ cannot run is split again. Either way debug ops are stripped and ops TF.js lacks
 lower_einsum.py: the wasm backend has no Einsum kernel), and loop bodies write TensorList items that outlive
 the body (rewrite_ops.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from edgeport.converters.tfjs.grappler import REMAP, SIMPLIFY, run_grappler
 from edgeport.converters.tfjs.hash_tables import TableContents, materialize_tables
 from edgeport.converters.tfjs.lower_einsum import lower_einsums
 from edgeport.converters.tfjs.rewrite_ops import rewrite_missing_ops, write_loop_outputs_to_lists
-from edgeport.formats.tfjs.ops import RuntimeOps
 from edgeport.converters.tfjs.strip import strip_bookkeeping_attrs, strip_debug_ops
+from edgeport.formats.tfjs.ops import RuntimeOps
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class PreparedGraph:
 
 def prepare_graph(model, *, optimize: bool, runtime: RuntimeOps) -> PreparedGraph:
     """`model` is the run's LoadedModel: its frozen graph is reused (copied), never recomputed."""
-    from tensorflow.core.framework import graph_pb2  # noqa: PLC0415
+    from tensorflow.core.framework import graph_pb2
 
     frozen = model.frozen
     graph_def = graph_pb2.GraphDef()
@@ -75,9 +76,14 @@ def prepare_graph(model, *, optimize: bool, runtime: RuntimeOps) -> PreparedGrap
         drop_unused_constants(graph_def, protected)
     write_loop_outputs_to_lists(graph_def)
     strip_bookkeeping_attrs(graph_def)
-    return PreparedGraph(graph_def=graph_def, input_tensors=dict(frozen.input_tensors),
-                         output_tensors=dict(frozen.output_tensors), tables=tables, folded_chains=folded,
-                         undone_fusions=tuple(undone))
+    return PreparedGraph(
+        graph_def=graph_def,
+        input_tensors=dict(frozen.input_tensors),
+        output_tensors=dict(frozen.output_tensors),
+        tables=tables,
+        folded_chains=folded,
+        undone_fusions=tuple(undone),
+    )
 
 
 def _restore_missing(graph_def, original, names: set[str]) -> None:

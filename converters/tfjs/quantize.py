@@ -3,6 +3,7 @@
 TF.js restores an affine-quantized value as `q * scale + min` (tfjs-core io_utils.decodeWeight). The range
 is nudged so that 0.0 maps to an integer code and stays exact (zero padding, ReLU outputs, sparse weights).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,8 +48,9 @@ def _affine(values: np.ndarray, code_type, dtype: str) -> Quantized | None:
         if low < 0.0 < high:
             low = -round(-low / scale) * scale  # zero becomes the integer code round(-low / scale)
         codes = np.clip(np.round((values.astype(np.float64) - low) / scale), 0, levels).astype(code_type)
-    return Quantized(codes.astype(np.dtype(code_type).newbyteorder("<")).tobytes(),
-                     {"dtype": dtype, "scale": scale, "min": low})
+    return Quantized(
+        codes.astype(np.dtype(code_type).newbyteorder("<")).tobytes(), {"dtype": dtype, "scale": scale, "min": low}
+    )
 
 
 def dequantize(data: bytes, quantization: dict, shape) -> np.ndarray:

@@ -7,6 +7,7 @@
 Applied to the graph and to every function body (while/cond branches), only when the runtime lacks the op.
 Also here: `write_loop_outputs_to_lists`, a rewrite for a TF.js wasm memory bug (see its docstring).
 """
+
 from __future__ import annotations
 
 from edgeport.converters.tfjs.graph_edit import unique_name
@@ -55,7 +56,7 @@ def _erfc_in_function(function) -> int:
 
 
 def _become_sub(nodes, node, *, one_name: str, erf_name: str, one_ref: str, erf_ref: str) -> None:
-    from tensorflow.python.framework import tensor_util  # noqa: PLC0415
+    from tensorflow.python.framework import tensor_util
 
     dtype = node.attr["T"].type
     data = [name for name in node.input if not name.startswith("^")]
@@ -75,9 +76,6 @@ def _become_sub(nodes, node, *, one_name: str, erf_name: str, one_ref: str, erf_
     node.attr["T"].type = dtype
 
 
-
-
-
 LIST_WRITES = {"TensorListSetItem": 2, "TensorListPushBack": 1}  # op -> index of the written item input
 
 
@@ -94,7 +92,7 @@ def write_loop_outputs_to_lists(graph_def) -> int:
     rewired = 0
     for function in graph_def.library.function:
         returned = set(function.ret.values())
-        carried = {}  # item tensor -> the returned Identity output of it
+        carried: dict[str, str] = {}  # item tensor -> the returned Identity output of it
         for node in function.node_def:
             data = [name for name in node.input if not name.startswith("^")]
             output = f"{node.name}:output:0"

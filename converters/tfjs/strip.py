@@ -1,4 +1,5 @@
 """Remove what only matters to TensorFlow: debug ops (checks, asserts, prints) and bookkeeping attrs."""
+
 from __future__ import annotations
 
 from edgeport.converters.tfjs.graph_edit import node_name

@@ -4,6 +4,7 @@ Every Const node (main graph and function bodies) becomes a manifest entry named
 executor looks constants up by node name in one weight map shared by the graph and its functions, so
 constants inside function bodies are renamed to names unique across the whole model.
 """
+
 from __future__ import annotations
 
 import struct
@@ -28,7 +29,7 @@ class Weight:
     quantization: dict | None = None
 
     def manifest_entry(self) -> dict:
-        entry = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        entry: dict[str, object] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
         if self.quantization:
             entry["quantization"] = self.quantization
         return entry
@@ -43,7 +44,7 @@ class EncodedWeights:
 
 def take_constants(graph_def) -> list[tuple[str, np.ndarray]]:
     """Remove every Const's value from the graph and return (weight name, value), in graph order."""
-    from tensorflow.python.framework import tensor_util  # noqa: PLC0415
+    from tensorflow.python.framework import tensor_util
 
     taken = []
     used = {node.name for node in graph_def.node}
@@ -63,7 +64,6 @@ def take_constants(graph_def) -> list[tuple[str, np.ndarray]]:
             node.name = unique
         _rename_references(function, renames)
     return taken
-
 
 
 def _rename_references(function, renames: dict[str, str]) -> None:
@@ -119,8 +119,10 @@ def _encode(name: str, value: np.ndarray, compress: str | None) -> tuple[Weight,
             packed = quantize(values, compress)
             if packed is not None:
                 return Weight(name, "float32", shape, packed.data, packed.quantization), None
-            return (Weight(name, "float32", shape, values.astype("<f4").tobytes()),
-                    f"constant {name} kept in float32: its values do not fit {compress}")
+            return (
+                Weight(name, "float32", shape, values.astype("<f4").tobytes()),
+                f"constant {name} kept in float32: its values do not fit {compress}",
+            )
         return Weight(name, "float32", shape, values.astype("<f4").tobytes()), None
     raise ValueError(f"constant {name} has dtype {kind.name}, which TF.js weights cannot hold")
 
@@ -136,7 +138,7 @@ def _encode_strings(value: np.ndarray) -> bytes:
 def shard(weights: tuple[Weight, ...], shard_size_bytes: int) -> tuple[list[dict], list[tuple[str, bytes]]]:
     """One weight group split into files of at most `shard_size_bytes`; returns (manifest, [(file, bytes)])."""
     blob = b"".join(weight.data for weight in weights)
-    pieces = [blob[i:i + shard_size_bytes] for i in range(0, len(blob), shard_size_bytes)] or [b""]
+    pieces = [blob[i : i + shard_size_bytes] for i in range(0, len(blob), shard_size_bytes)] or [b""]
     files = [(f"{SHARD_PREFIX}{i + 1}of{len(pieces)}.bin", piece) for i, piece in enumerate(pieces)]
     manifest = [{"paths": [name for name, _ in files], "weights": [w.manifest_entry() for w in weights]}]
     return manifest, files

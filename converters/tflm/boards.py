@@ -1,24 +1,22 @@
-"""Device budgets for microcontrollers: sizes like "256KB", board profiles, and budget failure lines.
+"""Device budgets for microcontrollers: sizes like "256KB" and board profiles, as `max_<measurement>` budgets.
 
 Independent of edgeport: errors are ValueError with a one-line message; the caller turns them into its
 own error type. A budget is `max_<measurement>` in bytes (`max_arena_bytes`, `max_flash_bytes`).
 """
+
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
 BOARDS_FILE = Path(__file__).with_name("boards.json")
-# What each budget limits, for failure lines: measurement key -> (short name, limit name)
-_LABELS = {"arena_bytes": ("arena", "RAM limit"), "flash_bytes": ("flash", "flash limit")}
 
 
 def parse_size(value: str | int, *, what: str) -> int:
     """`256KB`, `1MB`, `1.5MB`, `65536`, `65536B` -> bytes (KB = 1024 bytes), with edgeport's one size parser."""
-    from edgeport.errors import UsageError  # noqa: PLC0415
-    from edgeport.run.options import parse_size as parse_bytes  # noqa: PLC0415
+    from edgeport.errors import UsageError
+    from edgeport.run.options import parse_size as parse_bytes
 
     try:
         size = parse_bytes(value, what)
@@ -43,8 +41,7 @@ def board_profile(name: str) -> dict:
     return known[key]
 
 
-def device_budgets(*, board: str | None, ram_limit: str | int | None,
-                   flash_limit: str | int | None) -> dict[str, int]:
+def device_budgets(*, board: str | None, ram_limit: str | int | None, flash_limit: str | int | None) -> dict[str, int]:
     """The budgets a board and explicit limits give; an explicit limit wins over the board's figure."""
     budgets: dict[str, int] = {}
     if board:
@@ -55,21 +52,3 @@ def device_budgets(*, board: str | None, ram_limit: str | int | None,
     if flash_limit is not None:
         budgets["max_flash_bytes"] = parse_size(flash_limit, what="flash_limit")
     return budgets
-
-
-def budget_failures(measurements: Mapping[str, object], budgets: Mapping[str, int | float]) -> list[str]:
-    """One line per budget a measurement exceeds, both numbers shown: `arena 81,920 B > RAM limit 65,536 B`."""
-    lines = []
-    for budget, limit in budgets.items():
-        key = budget.removeprefix("max_")
-        value = measurements.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= limit:
-            continue
-        name, limit_name = _LABELS.get(key, (key, budget))
-        unit = " B" if key.endswith("_bytes") else ""
-        lines.append(f"{name} {_number(value)}{unit} > {limit_name} {_number(limit)}{unit}")
-    return lines
-
-
-def _number(value: int | float) -> str:
-    return f"{value:,}" if float(value).is_integer() else f"{value:,.4g}"

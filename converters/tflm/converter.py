@@ -5,8 +5,10 @@ samples). It is then checked against the installed tflite-micro package: every o
 (probed from its interpreter), no Flex/string/dynamic-shape parts, and TFLM must allocate and run it (the
 arena search; a kernel that refuses an op version or type fails here). Written: model.tflite, model_data.cc /
 model_data.h (the model as an alignas(16) byte array) and op_resolver.h (a MicroMutableOpResolver<N> with
-exactly the model's ops). Device budgets (`board`, `ram_limit`, `flash_limit`) go to Artifact.budgets, gated by the pipeline.
+exactly the model's ops). Device budgets (`board`, `ram_limit`, `flash_limit`) go to Artifact.budgets, gated
+by the pipeline.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,11 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, SampleSet, Signature
-from edgeport.converters.tflite.converter import MAIN_FILE, TFLiteOptions, convert_to_tflite
-from edgeport.converters.tflm.boards import board_profile, budget_failures, device_budgets
+from edgeport.checks.budgets import budget_failures
+from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, SampleSet, Signature, option
+from edgeport.converters.tflm.boards import board_profile, device_budgets
 from edgeport.converters.tflm.csource import c_identifier_problem, model_data_cc, model_data_h, op_resolver_h
 from edgeport.errors import ConversionError, EdgeportError, UsageError
+from edgeport.formats.tflite.conversion import MAIN_FILE, convert_to_tflite
 
 TARGET = "tflm"
 IO_TYPES = ("int8", "float")
@@ -31,19 +34,39 @@ INSTALL = "run: edgeport setup --target tflm (or pip install 'edgeport[tflm]')"
 
 @dataclass(frozen=True)
 class TFLMOptions:
-    io_type: str = "int8"  # type of the model's inputs and outputs: int8, or float (QUANTIZE/DEQUANTIZE inside)
-    c_name: str = "g_model"  # C identifier of the model array in model_data.cc (and prefix of the others)
-    board: str | None = None  # a board profile from tflm_boards.json: its RAM and flash become the budgets
-    ram_limit: str | int | None = None  # tensor arena budget: "256KB", "1MB" or bytes (wins over the board's)
-    flash_limit: str | int | None = None  # model size budget, same forms
+    io_type: str = option(
+        "int8",
+        flag="--io-type",
+        choices=IO_TYPES,
+        help="Type of the model's inputs and outputs: int8, or float (QUANTIZE/DEQUANTIZE inside the model).",
+    )
+    c_name: str = option(
+        "g_model",
+        flag="--c-name",
+        metavar="NAME",
+        help="C identifier of the model array in model_data.cc (and prefix of the other names).",
+    )
+    board: str | None = option(
+        None,
+        flag="--board",
+        metavar="BOARD",
+        help="A board profile (boards.json): its RAM and flash become the budgets.",
+    )
+    ram_limit: str | int | None = option(
+        None, flag="--ram-limit", metavar="SIZE", help="Tensor arena budget, e.g. 256KB (wins over the board's)."
+    )
+    flash_limit: str | int | None = option(
+        None, flag="--flash-limit", metavar="SIZE", help="Model size budget, e.g. 1MB (wins over the board's)."
+    )
 
     def __post_init__(self):
         if self.io_type not in IO_TYPES:
             raise UsageError(f"tflm: io_type {self.io_type!r} is not supported; use one of {', '.join(IO_TYPES)}")
         problem = c_identifier_problem(str(self.c_name))
         if problem:
-            raise UsageError(f"tflm: c_name {self.c_name!r} is not a usable C identifier ({problem}); "
-                             "pass e.g. --c-name g_model")
+            raise UsageError(
+                f"tflm: c_name {self.c_name!r} is not a usable C identifier ({problem}); pass e.g. --c-name g_model"
+            )
         self.budgets()  # validates board, ram_limit and flash_limit
 
     def budgets(self) -> dict[str, int]:
@@ -54,7 +77,7 @@ class TFLMOptions:
 
 
 def tflm_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("tflite-micro")
@@ -67,14 +90,32 @@ def signature_findings(signature: Signature) -> list[Finding]:
     findings = []
     for spec in signature.inputs:
         if spec.dtype == "string":
-            findings.append(Finding(TARGET, "error", f"input {spec.name!r} is a string tensor; TFLite Micro has no "
-                                                     "string kernels: feed numbers (tokenize before the model)"))
+            findings.append(
+                Finding(
+                    TARGET,
+                    "error",
+                    f"input {spec.name!r} is a string tensor; TFLite Micro has no "
+                    "string kernels: feed numbers (tokenize before the model)",
+                )
+            )
         elif spec.shape is None:
-            findings.append(Finding(TARGET, "error", f"input {spec.name!r} has an unknown rank; TFLite Micro needs "
-                                                     "static shapes: re-export with a fixed input shape"))
+            findings.append(
+                Finding(
+                    TARGET,
+                    "error",
+                    f"input {spec.name!r} has an unknown rank; TFLite Micro needs "
+                    "static shapes: re-export with a fixed input shape",
+                )
+            )
         elif any(dim is None for dim in spec.shape[1:]):
-            findings.append(Finding(TARGET, "error", f"input {spec.describe()} has dynamic dimensions; TFLite Micro "
-                                                     "needs static shapes: re-export with a fixed input shape"))
+            findings.append(
+                Finding(
+                    TARGET,
+                    "error",
+                    f"input {spec.describe()} has dynamic dimensions; TFLite Micro "
+                    "needs static shapes: re-export with a fixed input shape",
+                )
+            )
         elif spec.shape and spec.shape[0] is None:
             findings.append(Finding(TARGET, "info", f"input {spec.name!r}: dynamic batch is fixed to 1 on TFLM"))
     return findings
@@ -82,31 +123,41 @@ def signature_findings(signature: Signature) -> list[Finding]:
 
 def flatbuffer_findings(flatbuffer: bytes) -> list[Finding]:
     """Ops and op versions against the installed TFLM kernels, float ops left, Flex, strings, dynamic shapes."""
-    from edgeport.formats.tflm.kernels import has_custom_op, registered_builtin_ops  # noqa: PLC0415
-    from edgeport.formats.tflite.flatbuffer import operator_uses  # noqa: PLC0415
+    from edgeport.formats.tflite.flatbuffer import operator_uses
+    from edgeport.formats.tflm.kernels import has_custom_op, registered_builtin_ops
 
     uses = [use for use in operator_uses(flatbuffer) if use.count]
     kernels = registered_builtin_ops()
     flex = [use.name for use in uses if use.custom and use.name.startswith("Flex")]
-    missing = [f"{use.name} (v{use.version})" for use in uses
-               if (not use.custom and use.name not in kernels)
-               or (use.custom and not use.name.startswith("Flex") and not has_custom_op(use.name))]
+    missing = [
+        f"{use.name} (v{use.version})"
+        for use in uses
+        if (not use.custom and use.name not in kernels)
+        or (use.custom and not use.name.startswith("Flex") and not has_custom_op(use.name))
+    ]
     findings = [Finding(TARGET, "info", "ops: " + ", ".join(f"{u.name} v{u.version} x{u.count}" for u in uses))]
     if flex:
-        findings.append(Finding(TARGET, "error", f"Flex ops (TensorFlow kernels) cannot run on TFLite Micro: "
-                                                 f"{', '.join(flex)}"))
+        findings.append(
+            Finding(TARGET, "error", f"Flex ops (TensorFlow kernels) cannot run on TFLite Micro: {', '.join(flex)}")
+        )
     if missing:
-        findings.append(Finding(TARGET, "error", f"ops with no kernel in tflite-micro {tflm_version()}: "
-                                                 f"{', '.join(missing)}; rewrite the model without them or register a "
-                                                 "custom kernel on the device"))
+        findings.append(
+            Finding(
+                TARGET,
+                "error",
+                f"ops with no kernel in tflite-micro {tflm_version()}: "
+                f"{', '.join(missing)}; rewrite the model without them or register a "
+                "custom kernel on the device",
+            )
+        )
     findings.extend(_tensor_findings(flatbuffer))
     return findings
 
 
 def _tensor_findings(flatbuffer: bytes) -> list[Finding]:
-    from ai_edge_litert.schema_py_generated import TensorType  # noqa: PLC0415
+    from ai_edge_litert.schema_py_generated import TensorType
 
-    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model  # noqa: PLC0415
+    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model
 
     model, names = read_model(flatbuffer), builtin_names()
     findings = []
@@ -126,14 +177,28 @@ def _tensor_findings(flatbuffer: bytes) -> list[Finding]:
             if any(dim == -1 for dim in signature[1:]):
                 dynamic.add(tensor.name.decode())
     if float_ops:
-        findings.append(Finding(TARGET, "warning", f"float ops left in the int8 model (slow without an FPU): "
-                                                   f"{', '.join(sorted(float_ops))}"))
+        findings.append(
+            Finding(
+                TARGET,
+                "warning",
+                f"float ops left in the int8 model (slow without an FPU): {', '.join(sorted(float_ops))}",
+            )
+        )
     if strings:
-        findings.append(Finding(TARGET, "error", f"string tensors, which TFLite Micro cannot hold: "
-                                                 f"{', '.join(sorted(strings)[:5])}"))
+        findings.append(
+            Finding(
+                TARGET, "error", f"string tensors, which TFLite Micro cannot hold: {', '.join(sorted(strings)[:5])}"
+            )
+        )
     if dynamic:
-        findings.append(Finding(TARGET, "error", f"tensors with dynamic shapes, which TFLite Micro does not resize: "
-                                                 f"{', '.join(sorted(dynamic)[:5])}; re-export with fixed shapes"))
+        findings.append(
+            Finding(
+                TARGET,
+                "error",
+                f"tensors with dynamic shapes, which TFLite Micro does not resize: "
+                f"{', '.join(sorted(dynamic)[:5])}; re-export with fixed shapes",
+            )
+        )
     return findings
 
 
@@ -145,29 +210,34 @@ def _raise_errors(findings: list[Finding]) -> None:
 
 def _int8_flatbuffer(model, options: TFLMOptions, calibration: SampleSet) -> tuple[bytes, tuple[str, ...]]:
     try:
-        return convert_to_tflite(model, "int8", TFLiteOptions(io_type=options.io_type), calibration)
+        return convert_to_tflite(model, "int8", calibration, io_type=options.io_type)
     except ConversionError as exc:
         flex = _NO_BUILTIN.search(exc.message)
         if flex:  # TFLM has no Flex delegate: --allow-tf-ops is no way out here
-            raise ConversionError(f"{TARGET}: ops with no TFLite builtin, which TFLite Micro cannot run (no Flex on "
-                                  f"microcontrollers): {flex.group(1)}; rewrite the model without them") from None
+            raise ConversionError(
+                f"{TARGET}: ops with no TFLite builtin, which TFLite Micro cannot run (no Flex on "
+                f"microcontrollers): {flex.group(1)}; rewrite the model without them"
+            ) from None
         raise ConversionError(exc.message.replace("tflite:int8", TARGET, 1)) from None
 
 
 def _arena(path: Path):
-    from edgeport.formats.tflm.arena import search_in_subprocess  # noqa: PLC0415
+    from edgeport.formats.tflm.arena import search_in_subprocess
 
     try:
         search = search_in_subprocess(path)
     except RuntimeError as exc:
         raise ConversionError(f"{TARGET}: {exc}") from None
     if search.arena_bytes is None and search.failed_op:
-        raise ConversionError(f"{TARGET}: TFLite Micro {tflm_version()} refuses the model at node {search.failed_node} "
-                              f"({search.failed_op}): {search.failure}; its kernel does not support this op version "
-                              "or type")
+        raise ConversionError(
+            f"{TARGET}: TFLite Micro {tflm_version()} refuses the model at node {search.failed_node} "
+            f"({search.failed_op}): {search.failure}; its kernel does not support this op version "
+            "or type"
+        )
     if search.arena_bytes is None:
-        raise ConversionError(f"{TARGET}: TFLite Micro {tflm_version()} cannot allocate and run the model: "
-                              f"{search.failure}")
+        raise ConversionError(
+            f"{TARGET}: TFLite Micro {tflm_version()} cannot allocate and run the model: {search.failure}"
+        )
     return search
 
 
@@ -185,14 +255,14 @@ class TFLMConverter(Converter):
         return True
 
     def requirements(self):
-        from edgeport.run.requirements import python_package  # noqa: PLC0415
+        from edgeport.run.requirements import python_package
 
         return (python_package("tflite-micro", extra="tflm", why="kernel check and tensor arena search"),)
 
     def preflight(self, model, options: TFLMOptions) -> list[Finding]:
         """Signature and graph checks; then an int8 conversion with a few synthetic samples, checked op by op
         against the installed TFLM kernels, its arena measured and the budgets compared."""
-        from edgeport.model.samples import SampleRequest, synthetic_samples  # noqa: PLC0415
+        from edgeport.model.samples import SampleRequest, synthetic_samples
 
         findings = signature_findings(model.signature)
         if any(f.severity == "error" for f in findings):
@@ -210,8 +280,9 @@ class TFLMConverter(Converter):
         except EdgeportError as exc:
             return [*findings, Finding(TARGET, "error", exc.message.removeprefix(f"{TARGET}: "))]
         sizes = {"arena_bytes": search.arena_bytes, "flash_bytes": len(flatbuffer)}
-        findings.append(Finding(TARGET, "info", f"tensor arena {sizes['arena_bytes']:,} B (host), "
-                                                f"flash {sizes['flash_bytes']:,} B"))
+        findings.append(
+            Finding(TARGET, "info", f"tensor arena {sizes['arena_bytes']:,} B (host), flash {sizes['flash_bytes']:,} B")
+        )
         findings += [Finding(TARGET, "error", line) for line in budget_failures(sizes, options.budgets())]
         return findings
 
@@ -234,26 +305,29 @@ class TFLMConverter(Converter):
             runtime=self.default_runtime,
             files=(MAIN_FILE, *C_FILES),
             warnings=warnings + tuple(f.message for f in findings if f.severity == "warning"),
-            notes=(f"tensor arena {sizes['arena_bytes']:,} B (host-measured), flash {sizes['flash_bytes']:,} B",
-                   *(f"over budget: {line}" for line in over)),
+            notes=(
+                f"tensor arena {sizes['arena_bytes']:,} B (host-measured), flash {sizes['flash_bytes']:,} B",
+                *(f"over budget: {line}" for line in over),
+            ),
             details=self._details(job, options, flatbuffer, budgets),
-            measurements=sizes,
+            measurements={**sizes, "arena_search_probes": search.probes},
             budgets=budgets,
         )
 
     @staticmethod
     def _write_c_sources(folder: Path, options: TFLMOptions, flatbuffer: bytes, arena_bytes: int) -> None:
-        from edgeport.formats.tflite.flatbuffer import operator_uses  # noqa: PLC0415
+        from edgeport.formats.tflite.flatbuffer import operator_uses
 
         ops = [(use.name, use.custom) for use in operator_uses(flatbuffer) if use.count]
         (folder / "model_data.cc").write_text(model_data_cc(c_name=options.c_name, data=flatbuffer))
-        (folder / "model_data.h").write_text(model_data_h(c_name=options.c_name, size=len(flatbuffer),
-                                                          arena_bytes=arena_bytes, source=MAIN_FILE))
+        (folder / "model_data.h").write_text(
+            model_data_h(c_name=options.c_name, size=len(flatbuffer), arena_bytes=arena_bytes, source=MAIN_FILE)
+        )
         (folder / "op_resolver.h").write_text(op_resolver_h(c_name=options.c_name, ops=ops))
 
     @staticmethod
     def _details(job: ConversionJob, options: TFLMOptions, flatbuffer: bytes, budgets: dict[str, int]) -> dict:
-        from edgeport.formats.tflite.flatbuffer import operator_uses  # noqa: PLC0415
+        from edgeport.formats.tflite.flatbuffer import operator_uses
 
         uses = [use for use in operator_uses(flatbuffer) if use.count]
         details = {

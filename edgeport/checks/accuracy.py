@@ -4,6 +4,7 @@ Per output: max/mean absolute error, RMSE, cosine similarity, SNR (dB) and, for 
 (rank 2, more than one class), top-1 and top-5 agreement. Every problem (missing output, shape mismatch,
 NaN/Inf, a tolerance missed) is collected; one verdict per target at the end.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeport.contracts import Feeds, Precision
+from edgeport.data import Feeds, Precision
 
 # Defaults per artifact precision. Quantized targets are judged by cosine and top-1 agreement.
 DEFAULT_TOLERANCES: dict[str, Precision] = {
@@ -119,11 +120,17 @@ def _gate(metrics: OutputMetrics, tolerance: Precision) -> list[str]:
         problems.append(f"{name}: SNR {metrics.snr_db:.1f} dB < {tolerance.min_snr_db} dB")
     if tolerance.max_abs_error is not None and not metrics.max_abs_error <= tolerance.max_abs_error:
         problems.append(f"{name}: max abs error {metrics.max_abs_error:.3g} > {tolerance.max_abs_error}")
-    if tolerance.min_top1_agreement is not None and metrics.top1_agreement is not None \
-            and not metrics.top1_agreement >= tolerance.min_top1_agreement:
+    if (
+        tolerance.min_top1_agreement is not None
+        and metrics.top1_agreement is not None
+        and not metrics.top1_agreement >= tolerance.min_top1_agreement
+    ):
         problems.append(f"{name}: top-1 agreement {metrics.top1_agreement:.1%} < {tolerance.min_top1_agreement:.1%}")
-    if tolerance.min_top5_agreement is not None and metrics.top5_agreement is not None \
-            and not metrics.top5_agreement >= tolerance.min_top5_agreement:
+    if (
+        tolerance.min_top5_agreement is not None
+        and metrics.top5_agreement is not None
+        and not metrics.top5_agreement >= tolerance.min_top5_agreement
+    ):
         problems.append(f"{name}: top-5 agreement {metrics.top5_agreement:.1%} < {tolerance.min_top5_agreement:.1%}")
     return problems
 
@@ -138,8 +145,9 @@ def compare(
     failures: list[str] = []
     if len(candidate) != len(reference):
         failures.append(f"runtime returned {len(candidate)} results for {len(reference)} samples")
-        return AccuracyResult(passed=False, samples=len(reference), tolerance=tolerance, outputs=(),
-                              failures=tuple(failures))
+        return AccuracyResult(
+            passed=False, samples=len(reference), tolerance=tolerance, outputs=(), failures=tuple(failures)
+        )
     names = list(reference[0]) if reference else []
     metrics = []
     for name in names:
@@ -148,29 +156,38 @@ def compare(
             failures.append(f"{name}: missing from the artifact's outputs (it has: {present})")
             continue
         permutation = (output_permutations or {}).get(name)
-        refs = [np.transpose(np.asarray(r[name]), permutation) if permutation else np.asarray(r[name])
-                for r in reference]
+        refs = [
+            np.transpose(np.asarray(r[name]), permutation) if permutation else np.asarray(r[name]) for r in reference
+        ]
         cands = [np.asarray(c[name]) for c in candidate]
-        bad_shape = next(((i, r.shape, c.shape) for i, (r, c) in enumerate(zip(refs, cands)) if r.shape != c.shape),
-                         None)
+        bad_shape = next(
+            ((i, r.shape, c.shape) for i, (r, c) in enumerate(zip(refs, cands, strict=False)) if r.shape != c.shape),
+            None,
+        )
         if bad_shape:
             i, want, got = bad_shape
             failures.append(f"{name}: shape {list(got)} != reference {list(want)} (sample {i})")
             continue
         stacked = np.stack(cands)
         if not np.issubdtype(stacked.dtype, np.number) and stacked.dtype != np.bool_:
-            equal = all(np.array_equal(r, c) for r, c in zip(refs, cands))
+            equal = all(np.array_equal(r, c) for r, c in zip(refs, cands, strict=False))
             if not equal:
                 failures.append(f"{name}: values differ from the reference")
             continue
         non_finite = ~np.isfinite(stacked.astype(np.float64))
         ref_non_finite = ~np.isfinite(np.stack(refs).astype(np.float64))
         if np.any(non_finite & ~ref_non_finite):
-            failures.append(f"{name}: {int(np.sum(non_finite & ~ref_non_finite))} NaN/Inf values "
-                            "where the reference is finite")
+            failures.append(
+                f"{name}: {int(np.sum(non_finite & ~ref_non_finite))} NaN/Inf values where the reference is finite"
+            )
             continue
         result = measure(name, np.stack(refs), stacked)
         metrics.append(result)
         failures.extend(_gate(result, tolerance))
-    return AccuracyResult(passed=not failures, samples=len(reference), tolerance=tolerance,
-                          outputs=tuple(metrics), failures=tuple(failures))
+    return AccuracyResult(
+        passed=not failures,
+        samples=len(reference),
+        tolerance=tolerance,
+        outputs=tuple(metrics),
+        failures=tuple(failures),
+    )

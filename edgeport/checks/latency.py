@@ -5,6 +5,7 @@ minimum count and a minimum time are met, capped by a maximum time. Runtimes out
 browser) implement the same protocol in their own language and hand back raw times; statistics are
 computed here only.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeport.contracts import RawTimings, SampleSet, Session, TimingProtocol
+from edgeport.data import RawTimings, SampleSet, TimingProtocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeport.contracts import Session
 
 
 MAX_KEPT_RUNS = 1000
@@ -43,8 +48,9 @@ class LatencyStats:
     run_ms: tuple[float, ...]  # raw times (at most MAX_KEPT_RUNS, evenly kept), for distributions and noise
 
 
-def time_session(open_session: Callable[[], Session], samples: SampleSet, protocol: TimingProtocol,
-                 version: str) -> RawTimings:
+def time_session(
+    open_session: Callable[[], Session], samples: SampleSet, protocol: TimingProtocol, version: str
+) -> RawTimings:
     """Run the protocol on a Python session. Call it in a fresh process (the pipeline does)."""
     feeds = samples.feeds()
     clock = time.perf_counter
@@ -75,20 +81,34 @@ def time_session(open_session: Callable[[], Session], samples: SampleSet, protoc
                 break
     finally:
         session.close()
-    return RawTimings(load_ms=load_ms, first_inference_ms=first_ms, warmup_runs=warm, run_ms=tuple(times),
-                      peak_rss_bytes=peak_rss_bytes(), runtime_version=version)
+    return RawTimings(
+        load_ms=load_ms,
+        first_inference_ms=first_ms,
+        warmup_runs=warm,
+        run_ms=tuple(times),
+        peak_rss_bytes=peak_rss_bytes(),
+        runtime_version=version,
+    )
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process. On Linux from VmHWM: getrusage's ru_maxrss keeps the parent's
-    peak across fork+exec, so a worker spawned by a large process would report the parent's memory."""
+def vm_hwm_bytes(pid: int | str = "self") -> int | None:
+    """A process's peak resident memory from /proc/PID/status (VmHWM); None where there is no /proc."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process. On Linux from VmHWM: getrusage's ru_maxrss keeps the parent's
+    peak across fork+exec, so a worker spawned by a large process would report the parent's memory."""
+    peak = vm_hwm_bytes()
+    if peak is not None:
+        return peak
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(usage if sys.platform == "darwin" else usage * 1024)
 

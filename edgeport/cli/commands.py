@@ -1,4 +1,5 @@
 """What the CLI commands do, kept out of cli.py so `edgeport --help` imports only click."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,23 +13,40 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgeport.contracts import RuntimeSettings, TimingProtocol
+from edgeport.data import RuntimeSettings, TimingProtocol
 from edgeport.errors import ExitCode, UsageError
+from edgeport.model.samples import SampleRequest
 from edgeport.report.files import Report, accuracy_cell, human_bytes, stage_cell
 from edgeport.run.request import RunRequest
-from edgeport.model.samples import SampleRequest
 
 DEFAULT_OUTPUT = Path("edgeport-out")
 stderr = Console(stderr=True)
 stdout = Console() if Console().is_terminal else Console(width=150)  # CI logs: wide lines, no wrapping
 
 
-def build_request(*, model, targets, output, config_path, samples: SampleRequest, calibration, signature, threads,
-                  jobs, shared_options, backend, protocol_overrides, check, bench, baseline, strict,
-                  legacy) -> RunRequest:
-    from edgeport.cli.api import target_configs  # noqa: PLC0415
-    from edgeport.cli.config import load_config  # noqa: PLC0415
-    from edgeport.model.samples import Preprocess, parse_input_ranges, parse_input_shapes  # noqa: PLC0415
+def build_request(
+    *,
+    model,
+    targets,
+    output,
+    config_path,
+    samples: SampleRequest,
+    calibration,
+    signature,
+    threads,
+    jobs,
+    shared_options,
+    backend,
+    protocol_overrides,
+    check,
+    bench,
+    baseline,
+    strict,
+    legacy,
+) -> RunRequest:
+    from edgeport.cli.config import load_config
+    from edgeport.model.samples import Preprocess, parse_input_ranges, parse_input_shapes
+    from edgeport.run.request import build_request as build_run_request
 
     config = load_config(config_path) if config_path else None
     get = config.get if config else (lambda key, default=None: default)
@@ -38,10 +56,14 @@ def build_request(*, model, targets, output, config_path, samples: SampleRequest
     data = samples.data or (config.path_value("data") if config else None)
     if config and samples.data is None:
         samples = dataclasses.replace(
-            samples, data=data, preprocess=Preprocess.parse(get("preprocess")) if get("preprocess") else samples.preprocess,
-            count=get("samples", samples.count), seed=get("seed", samples.seed),
+            samples,
+            data=data,
+            preprocess=Preprocess.parse(get("preprocess")) if get("preprocess") else samples.preprocess,
+            count=get("samples", samples.count),
+            seed=get("seed", samples.seed),
             input_ranges={**parse_input_ranges(get("input_range", [])), **samples.input_ranges},
-            input_shapes={**parse_input_shapes(get("input_shape", [])), **samples.input_shapes})
+            input_shapes={**parse_input_shapes(get("input_shape", [])), **samples.input_shapes},
+        )
     calibration = calibration or (config.path_value("calibration") if config else None)
     names = list(targets) or list(get("targets", []))
     tables = config.target_tables if config else {}
@@ -49,47 +71,51 @@ def build_request(*, model, targets, output, config_path, samples: SampleRequest
         tables = {name: table for name, table in tables.items() if name in targets}
     if not names and not tables:
         raise UsageError("no targets: pass -t TARGET (see `edgeport targets`)")
-    configs = target_configs(names, tables, shared_options)
-    if backend:
-        configs = _with_backend(configs, backend)
-    protocol = TimingProtocol(**{**(config.protocol if config else {}),
-                                 **{k: v for k, v in protocol_overrides.items() if v is not None}})
-    return RunRequest(
-        model=Path(model), targets=configs, out=Path(output or (config.path_value("output") if config and get("output")
-                                                               else DEFAULT_OUTPUT)),
-        signature=signature or get("signature"), tags=tuple(get("tags")) if get("tags") else None,
-        samples=samples, calibration=dataclasses.replace(samples, data=Path(calibration)) if calibration else None,
-        threads=threads or get("threads", 1), jobs=jobs or get("jobs", 1), protocol=protocol, check=check,
-        bench=bench, baseline=baseline, strict=bool(strict if strict is not None else get("strict", False)),
+    protocol = TimingProtocol(
+        **{**(config.protocol if config else {}), **{k: v for k, v in protocol_overrides.items() if v is not None}}
+    )
+    return build_run_request(
+        model=Path(model),
+        targets=names,
+        target_settings=tables,
+        shared_options=shared_options,
+        output=Path(output or (config.path_value("output") if config and get("output") else None) or DEFAULT_OUTPUT),
+        samples=samples,
+        calibration=Path(calibration) if calibration else None,
+        signature=signature or get("signature"),
+        tags=tuple(get("tags")) if get("tags") else None,
+        threads=threads or get("threads", 1),
+        jobs=jobs or get("jobs", 1),
+        protocol=protocol,
+        backend=backend,
+        check=check,
+        bench=bench,
+        baseline=baseline,
+        strict=bool(strict if strict is not None else get("strict", False)),
         force_v1=legacy,
     )
 
 
-def _with_backend(configs, backend: str):
-    """--backend goes to every target whose runtime has backends (tfjs-node, tfjs-browser)."""
-    from edgeport.run.registry import registry  # noqa: PLC0415
-
-    takers = {c.name for c in configs if registry().resolve(c.spec)[1].backends}
-    if not takers:
-        raise UsageError(f"--backend {backend}: none of the selected targets runs on a runtime with backends")
-    return tuple(dataclasses.replace(c, backend=c.backend or backend) if c.name in takers else c for c in configs)
-
-
 def run_with_progress(request: RunRequest, quiet: bool = False) -> Report:
-    from edgeport.run import pipeline  # noqa: PLC0415
-    from edgeport.cli.progress import ProgressPrinter, RunShape  # noqa: PLC0415
+    from edgeport.cli.progress import ProgressPrinter, RunShape
+    from edgeport.run import pipeline
 
-    shape = RunShape(targets=tuple(t.name for t in request.targets), check=request.check, bench=request.bench,
-                     protocol=request.protocol)
+    shape = RunShape(
+        targets=tuple(t.name for t in request.targets),
+        check=request.check,
+        bench=request.bench,
+        protocol=request.protocol,
+    )
     with ProgressPrinter(stderr, enabled=not quiet, shape=shape) as printer:
         return pipeline.run(request, printer.event)
 
 
-def finish_run(report: Report, out: Path, *, baseline, history_path: Path | None, record_history: bool,
-               as_json: bool) -> int:
+def finish_run(
+    report: Report, out: Path, *, baseline, history_path: Path | None, record_history: bool, as_json: bool
+) -> int:
     """After a convert run: append it to the history, compare it with --baseline; returns the exit code."""
-    from edgeport.report.history import record_run  # noqa: PLC0415
-    from edgeport.report.regression import check_against  # noqa: PLC0415
+    from edgeport.report.history import record_run
+    from edgeport.report.regression import check_against
 
     data = report.to_dict()
     if record_history:
@@ -109,22 +135,41 @@ def print_report(report: Report, out: Path, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     if report.baseline:
         b = report.baseline
-        table.add_row("savedmodel", "–", "–", "–", human_bytes(report.model["size_bytes"]), "reference",
-                      f"{b.p50_ms:.3f}", f"{b.p90_ms:.3f}", b.runtime_version)
+        table.add_row(
+            "savedmodel",
+            "–",
+            "–",
+            "–",
+            human_bytes(report.model["size_bytes"]),
+            "reference",
+            f"{b.p50_ms:.3f}",
+            f"{b.p90_ms:.3f}",
+            b.runtime_version,
+        )
     for t in report.targets:
         lat = t.latency
-        table.add_row(t.name, _colored(stage_cell(t.stage("convert"))), _colored(stage_cell(t.stage("check"))),
-                      _colored(stage_cell(t.stage("bench"))), human_bytes(t.size_bytes), accuracy_cell(t),
-                      f"{lat.p50_ms:.3f}" if lat else "–", f"{lat.p90_ms:.3f}" if lat else "–", t.runtime)
+        table.add_row(
+            t.name,
+            _colored(stage_cell(t.stage("convert"))),
+            _colored(stage_cell(t.stage("check"))),
+            _colored(stage_cell(t.stage("bench"))),
+            human_bytes(t.size_bytes),
+            accuracy_cell(t),
+            f"{lat.p50_ms:.3f}" if lat else "–",
+            f"{lat.p90_ms:.3f}" if lat else "–",
+            t.runtime,
+        )
     stdout.print(table)
     for warning in report.warnings:
         stdout.print(f"[yellow]warning:[/] {warning}")
     verdict = {0: "[green]all gates passed[/]", 1: "[red]a gate failed[/]", 3: "[red]a conversion failed[/]"}
-    stdout.print(f"{verdict.get(report.exit_code, report.exit_code)} (exit {report.exit_code}); report: {out / 'report.json'}")
+    stdout.print(
+        f"{verdict.get(report.exit_code, report.exit_code)} (exit {report.exit_code}); report: {out / 'report.json'}"
+    )
 
 
 def _colored(cell: str) -> str:
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
     head = cell.split(":")[0]
     color = {"pass": "green", "FAIL": "red", "ERROR": "red", "skip": "yellow"}.get(head)
@@ -138,12 +183,12 @@ def scratch_log(stage: str) -> Path:
     return folder / f"{stage}-{os.getpid()}.log"
 
 
-def _runtime_for(artifact: Path, name: str | None):
+def runtime_for(artifact: Path, name: str | None):
     """(runtime, file): --runtime if given, else by the file's suffix (in a folder: the first file a runtime loads).
 
     Where several runtimes load a suffix, a converter's default runtime wins (model.json: tfjs-node).
     """
-    from edgeport.run.registry import registry  # noqa: PLC0415
+    from edgeport.run.registry import registry
 
     if not artifact.exists():
         raise UsageError(f"artifact {artifact} does not exist")
@@ -163,48 +208,79 @@ def _runtime_for(artifact: Path, name: str | None):
 
 
 def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool = False):
-    from edgeport.run.isolation import Worker  # noqa: PLC0415
-    from edgeport.model.savedmodel import check_saved_model_dir  # noqa: PLC0415
-    from edgeport.model.samples import load_samples  # noqa: PLC0415
-    from edgeport.run.service import ModelService  # noqa: PLC0415
+    from edgeport.model.samples import load_samples
+    from edgeport.model.savedmodel import check_saved_model_dir
+    from edgeport.run.isolation import Worker
+    from edgeport.run.service import ModelService
 
     check_saved_model_dir(model)
-    worker = Worker(ModelService, str(model), signature, None, legacy, log_path=scratch_log("model"),
-                    what="model loader")
+    worker = Worker(
+        ModelService, str(model), signature, None, legacy, log_path=scratch_log("model"), what="model loader"
+    )
     info = worker.description
     return worker, info, load_samples(info.signature, samples)
 
 
-def check_artifact(*, artifact: Path, model: Path, runtime_name, precision, backend, samples, signature, threads,
-                   as_json) -> int:
-    from edgeport.checks.accuracy import compare, default_tolerance  # noqa: PLC0415
-    from edgeport.errors import RuntimeFailure, WorkerDied  # noqa: PLC0415
-    from edgeport.run.isolation import PluginCrash, call_isolated  # noqa: PLC0415
-    from edgeport.run.stages import run_check  # noqa: PLC0415
+def check_artifact(
+    *, artifact: Path, model: Path, runtime_name, precision, backend, samples, signature, threads, as_json
+) -> int:
+    from edgeport.checks.accuracy import compare, default_tolerance
+    from edgeport.errors import RuntimeFailure, WorkerDied
+    from edgeport.run.isolation import PluginCrash, call_isolated
+    from edgeport.run.stages import run_check
 
-    runtime, artifact = _runtime_for(artifact, runtime_name)
+    runtime, artifact = runtime_for(artifact, runtime_name)
     worker, info, sample_set = _model_samples(model, signature, samples)
     with worker:
         reference = worker.call("reference", sample_set)
     settings = RuntimeSettings(threads=threads, backend=backend)
     try:
-        result = call_isolated(run_check, runtime, str(artifact), sample_set, settings, log_path=scratch_log("check"),
-                               what=f"{runtime.name} runtime")
+        result = call_isolated(
+            run_check,
+            runtime,
+            str(artifact),
+            sample_set,
+            settings,
+            log_path=scratch_log("check"),
+            what=f"{runtime.name} runtime",
+        )
     except (PluginCrash, WorkerDied) as exc:  # the runtime failed on this artifact: a failed check, not a load error
         raise RuntimeFailure(exc.message) from None
     accuracy = compare(reference, result.outputs, default_tolerance(precision))
     code = ExitCode.OK if accuracy.passed else ExitCode.GATE_FAILED
     if as_json:
-        sys.stdout.write(json.dumps(_plain({"artifact": str(artifact), "runtime": result.runtime_version,
-                                            "accuracy": dataclasses.asdict(accuracy),
-                                            "measurements": result.measurements, "exit_code": int(code)}), indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                _plain(
+                    {
+                        "artifact": str(artifact),
+                        "runtime": result.runtime_version,
+                        "accuracy": dataclasses.asdict(accuracy),
+                        "measurements": result.measurements,
+                        "exit_code": int(code),
+                    }
+                ),
+                indent=2,
+            )
+            + "\n"
+        )
         return code
-    table = Table(title=f"check {artifact} on {result.runtime_version} ({sample_set.count} samples)", title_justify="left")
+    table = Table(
+        title=f"check {artifact} on {result.runtime_version} ({sample_set.count} samples)", title_justify="left"
+    )
     for column in ("output", "max abs", "mean abs", "RMSE", "cosine", "SNR dB", "top-1", "top-5"):
         table.add_column(column)
     for o in accuracy.outputs:
-        table.add_row(o.name, f"{o.max_abs_error:.3g}", f"{o.mean_abs_error:.3g}", f"{o.rmse:.3g}", f"{o.cosine:.6f}",
-                      f"{o.snr_db:.1f}", _pct(o.top1_agreement), _pct(o.top5_agreement))
+        table.add_row(
+            o.name,
+            f"{o.max_abs_error:.3g}",
+            f"{o.mean_abs_error:.3g}",
+            f"{o.rmse:.3g}",
+            f"{o.cosine:.6f}",
+            f"{o.snr_db:.1f}",
+            _pct(o.top1_agreement),
+            _pct(o.top5_agreement),
+        )
     stdout.print(table)
     for failure in accuracy.failures:
         stdout.print(f"[red]FAIL[/] {failure}")
@@ -212,33 +288,53 @@ def check_artifact(*, artifact: Path, model: Path, runtime_name, precision, back
     return code
 
 
-def bench_artifact(*, artifact: Path, model, runtime_name, backend, samples: SampleRequest, signature, threads, as_json,
-                   protocol_overrides) -> int:
-    from edgeport.contracts import SampleSet  # noqa: PLC0415
-    from edgeport.run.isolation import call_isolated  # noqa: PLC0415
-    from edgeport.checks.latency import summarize  # noqa: PLC0415
-    from edgeport.model.samples import _npz  # noqa: PLC0415
-    from edgeport.run.stages import run_bench  # noqa: PLC0415
+def bench_artifact(
+    *,
+    artifact: Path,
+    model,
+    runtime_name,
+    backend,
+    samples: SampleRequest,
+    signature,
+    threads,
+    as_json,
+    protocol_overrides,
+) -> int:
+    from edgeport.checks.latency import summarize
+    from edgeport.data import SampleSet
+    from edgeport.model.samples import read_npz
+    from edgeport.run.isolation import call_isolated
+    from edgeport.run.stages import run_bench
 
-    runtime, artifact = _runtime_for(artifact, runtime_name)
+    runtime, artifact = runtime_for(artifact, runtime_name)
     if model:
         worker, _, sample_set = _model_samples(model, signature, samples)
         worker.close()
     elif samples.data and samples.data.suffix == ".npz":
-        sample_set = SampleSet(arrays=_npz(samples.data), source=str(samples.data), synthetic=False)
+        sample_set = SampleSet(arrays=read_npz(samples.data), source=str(samples.data), synthetic=False)
     else:
         raise UsageError("bench needs inputs: pass --model (synthetic inputs from its signature) or --data FILE.npz")
     protocol = TimingProtocol(**{k: v for k, v in protocol_overrides.items() if v is not None})
-    raw = call_isolated(run_bench, runtime, str(artifact), sample_set, RuntimeSettings(threads=threads, backend=backend),
-                        protocol, log_path=scratch_log("bench"), what=f"{runtime.name} benchmark")
+    raw = call_isolated(
+        run_bench,
+        runtime,
+        str(artifact),
+        sample_set,
+        RuntimeSettings(threads=threads, backend=backend),
+        protocol,
+        log_path=scratch_log("bench"),
+        what=f"{runtime.name} benchmark",
+    )
     stats = summarize(raw)
     if as_json:
         sys.stdout.write(json.dumps(_plain(dataclasses.asdict(stats)), indent=2) + "\n")
         return ExitCode.OK
-    stdout.print(f"{artifact} on {stats.runtime_version}, {threads} thread(s), {stats.runs} runs: p50 {stats.p50_ms:.3f} ms, "
-                 f"p90 {stats.p90_ms:.3f}, p99 {stats.p99_ms:.3f}, mean {stats.mean_ms:.3f} ± {stats.std_ms:.3f}, "
-                 f"min {stats.min_ms:.3f}, max {stats.max_ms:.3f}; load {stats.load_ms:.1f} ms, first "
-                 f"{stats.first_inference_ms:.1f} ms, peak RSS {stats.peak_rss_mb:.0f} MB")
+    stdout.print(
+        f"{artifact} on {stats.runtime_version}, {threads} thread(s), {stats.runs} runs: p50 {stats.p50_ms:.3f} ms, "
+        f"p90 {stats.p90_ms:.3f}, p99 {stats.p99_ms:.3f}, mean {stats.mean_ms:.3f} ± {stats.std_ms:.3f}, "
+        f"min {stats.min_ms:.3f}, max {stats.max_ms:.3f}; load {stats.load_ms:.1f} ms, first "
+        f"{stats.first_inference_ms:.1f} ms, peak RSS {stats.peak_rss_mb:.0f} MB"
+    )
     return ExitCode.OK
 
 
@@ -247,13 +343,13 @@ def _pct(value: float | None) -> str:
 
 
 def _plain(value: Any) -> Any:
-    from edgeport.report.files import _jsonable  # noqa: PLC0415
+    from edgeport.report.files import jsonable
 
-    return _jsonable(value)
+    return jsonable(value)
 
 
 def list_targets(as_json: bool) -> None:
-    from edgeport.run.registry import registry  # noqa: PLC0415
+    from edgeport.run.registry import registry
 
     reg = registry()
     rows = []
@@ -261,18 +357,33 @@ def list_targets(as_json: bool) -> None:
         runtime = reg.runtimes().get(converter.default_runtime)
         availability = runtime.availability() if runtime else None
         for variant in converter.variants:
-            rows.append({"target": f"{name}:{variant}" if variant else name, "kind": "converter",
-                         "runtime": converter.default_runtime,
-                         "available": bool(availability and availability.available and converter.availability().available),
-                         "note": (availability.reason if availability and not availability.available else "")
-                         or converter.availability().reason, "origin": reg.origin("converter", name)})
+            rows.append(
+                {
+                    "target": f"{name}:{variant}" if variant else name,
+                    "kind": "converter",
+                    "runtime": converter.default_runtime,
+                    "available": bool(availability and availability.available and converter.availability().available),
+                    "note": (availability.reason if availability and not availability.available else "")
+                    or converter.availability().reason,
+                    "origin": reg.origin("converter", name),
+                }
+            )
     for name, runtime in reg.runtimes().items():
         availability = runtime.availability()
-        rows.append({"target": name, "kind": "runtime", "runtime": name, "available": availability.available,
-                     "note": availability.reason or runtime.description, "origin": reg.origin("runtime", name)})
+        rows.append(
+            {
+                "target": name,
+                "kind": "runtime",
+                "runtime": name,
+                "available": availability.available,
+                "note": availability.reason or runtime.description,
+                "origin": reg.origin("runtime", name),
+            }
+        )
     for (kind, name), error in reg.broken().items():
-        rows.append({"target": name, "kind": kind, "runtime": "", "available": False, "note": f"broken: {error}",
-                     "origin": ""})
+        rows.append(
+            {"target": name, "kind": kind, "runtime": "", "available": False, "note": f"broken: {error}", "origin": ""}
+        )
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -280,13 +391,18 @@ def list_targets(as_json: bool) -> None:
     for column in ("name", "kind", "runtime", "available", "note"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["target"], row["kind"], row["runtime"], "[green]yes[/]" if row["available"] else "[red]no[/]",
-                      row["note"])
+        table.add_row(
+            str(row["target"]),
+            str(row["kind"]),
+            str(row["runtime"]),
+            "[green]yes[/]" if row["available"] else "[red]no[/]",
+            str(row["note"]),
+        )
     stdout.print(table)
 
 
 def print_doctor(targets, as_json: bool) -> int:
-    from edgeport.cli.setup import doctor_rows  # noqa: PLC0415
+    from edgeport.cli.setup import doctor_rows
 
     rows = doctor_rows(targets)
     code = ExitCode.OK if all(row["available"] for row in rows if row["wanted"]) else ExitCode.GATE_FAILED
@@ -298,9 +414,13 @@ def print_doctor(targets, as_json: bool) -> int:
         table.add_column(column, overflow="fold")
     for row in rows:
         mark = "[green]yes[/]" if row["available"] else ("[red]no[/]" if row["wanted"] else "[yellow]no[/]")
-        table.add_row(str(row["kind"]), str(row["name"]), mark, str(row["version"]), str(row["missing"]),
-                      str(row["fix"]))
+        table.add_row(
+            str(row["kind"]), str(row["name"]), mark, str(row["version"]), str(row["missing"]), str(row["fix"])
+        )
     stdout.print(table)
-    stdout.print("[green]everything asked for is available[/]" if code == ExitCode.OK
-                 else f"[red]something asked for is missing[/] (exit {int(code)})")
+    stdout.print(
+        "[green]everything asked for is available[/]"
+        if code == ExitCode.OK
+        else f"[red]something asked for is missing[/] (exit {int(code)})"
+    )
     return code

@@ -23,6 +23,7 @@
 
 Every unknown key is an error naming it.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -30,13 +31,29 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edgeport.contracts import TimingProtocol
+from edgeport.data import TimingProtocol
 from edgeport.errors import UsageError
 
 TOP_LEVEL = {
-    "model": str, "data": str, "calibration": str, "output": str, "targets": list, "threads": int, "jobs": int,
-    "signature": str, "tags": list, "strict": bool, "samples": int, "seed": int, "input_range": list,
-    "input_shape": list, "preprocess": str, "bench": dict, "target": dict, "baseline": str, "history": str,
+    "model": str,
+    "data": str,
+    "calibration": str,
+    "output": str,
+    "targets": list,
+    "threads": int,
+    "jobs": int,
+    "signature": str,
+    "tags": list,
+    "strict": bool,
+    "samples": int,
+    "seed": int,
+    "input_range": list,
+    "input_shape": list,
+    "preprocess": str,
+    "bench": dict,
+    "target": dict,
+    "baseline": str,
+    "history": str,
 }
 
 
@@ -75,9 +92,11 @@ def load_config(path: Path) -> Config:
     bench = data.pop("bench", {})
     for key in bench:
         if key not in protocol_keys:
-            raise UsageError(f"config {path}: unknown key {key!r} in [bench]; known: {', '.join(sorted(protocol_keys))}")
+            raise UsageError(
+                f"config {path}: unknown key {key!r} in [bench]; known: {', '.join(sorted(protocol_keys))}"
+            )
     tables = data.pop("target", {})
     for name, table in tables.items():
         if not isinstance(table, dict):
-            raise UsageError(f"config {path}: target.{name} must be a table ([target.\"{name}\"])")
+            raise UsageError(f'config {path}: target.{name} must be a table ([target."{name}"])')
     return Config(path=path, values=data, target_tables=tables, protocol=bench)

@@ -2,6 +2,7 @@
 
 Only click is imported at start-up; everything else is imported by the command that needs it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -11,16 +12,8 @@ from pathlib import Path
 
 import click
 
-from edgeport.errors import EdgeportError, ExitCode, UsageError
-
-# CLI flags that set converter options; each goes to every selected target whose converter declares it.
-OPTION_FLAGS = {
-    "allow_tf_ops": "--allow-tf-ops", "io_type": "--io-type", "opset": "--opset",
-    "inputs_as_nchw": "--inputs-as-nchw", "outputs_as_nchw": "--outputs-as-nchw",
-    "allow_custom_ops": "--allow-custom-ops", "ort_format": "--ort-format", "dynamic": "--dynamic",
-    "shard_size_bytes": "--shard-size", "c_name": "--c-name", "ram_limit": "--ram-limit",
-    "flash_limit": "--flash-limit", "board": "--board",
-}
+from edgeport.cli.plugin_options import PluginOptionsCommand, plugin_values
+from edgeport.errors import EdgeportError, UsageError
 
 
 def _fail(message: str, code: int) -> None:
@@ -56,10 +49,20 @@ def main() -> None:
 
 def sample_options(command):
     options = [
-        click.option("--data", type=click.Path(path_type=Path), help=".npz keyed by input name, .npy (one input), or an image folder."),
+        click.option(
+            "--data",
+            type=click.Path(path_type=Path),
+            help=".npz keyed by input name, .npy (one input), or an image folder.",
+        ),
         click.option("--preprocess", help="Image folder recipe: scale=1/255,offset=0,channels=rgb|bgr."),
-        click.option("--samples", "sample_count", type=click.IntRange(1), default=8, show_default=True,
-                     help="Synthetic samples when no --data."),
+        click.option(
+            "--samples",
+            "sample_count",
+            type=click.IntRange(1),
+            default=8,
+            show_default=True,
+            help="Synthetic samples when no --data.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthetic samples."),
         click.option("--input-range", multiple=True, metavar="NAME=LO:HI", help="Range of synthetic values."),
         click.option("--input-shape", multiple=True, metavar="NAME=D0,D1,..", help="Shape for dynamic dims."),
@@ -73,15 +76,21 @@ def sample_options(command):
 
 
 def _sample_request(data, preprocess, sample_count, seed, input_range, input_shape):
-    from edgeport.model.samples import Preprocess, SampleRequest, parse_input_ranges, parse_input_shapes  # noqa: PLC0415
+    from edgeport.model.samples import Preprocess, SampleRequest, parse_input_ranges, parse_input_shapes
 
-    return SampleRequest(data=data, preprocess=Preprocess.parse(preprocess), count=sample_count, seed=seed,
-                         input_ranges=parse_input_ranges(input_range), input_shapes=parse_input_shapes(input_shape))
+    return SampleRequest(
+        data=data,
+        preprocess=Preprocess.parse(preprocess),
+        count=sample_count,
+        seed=seed,
+        input_ranges=parse_input_ranges(input_range),
+        input_shapes=parse_input_shapes(input_shape),
+    )
 
 
 def threshold_options(command):
     """Regression thresholds shared by `compare` and `convert --baseline`; passed on as `thresholds` (a dict)."""
-    from edgeport.report.regression import Thresholds  # noqa: PLC0415 - light: standard library only
+    from edgeport.report.regression import Thresholds  # light: standard library only
 
     defaults = Thresholds()
     options = [
@@ -94,39 +103,36 @@ def threshold_options(command):
         ("--size-threshold", "size", "Allowed relative growth of the artifact size"),
     ]
     for flag, key, text in reversed(options):
-        command = click.option(flag, f"threshold_{key}", type=float, default=None,
-                               help=f"{text} [default: {getattr(defaults, key):g}].")(command)
+        command = click.option(
+            flag, f"threshold_{key}", type=float, default=None, help=f"{text} [default: {getattr(defaults, key):g}]."
+        )(command)
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        thresholds = {key[len("threshold_"):]: kwargs.pop(key) for key in list(kwargs) if key.startswith("threshold_")}
+        thresholds = {key[len("threshold_") :]: kwargs.pop(key) for key in list(kwargs) if key.startswith("threshold_")}
         return command(*args, thresholds={k: v for k, v in thresholds.items() if v is not None}, **kwargs)
 
     return wrapper
 
 
-@main.command()
+@main.command(cls=PluginOptionsCommand)
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("-t", "--target", "targets", multiple=True, help="Target, e.g. tflite, tflite:int8, onnx, tfjs, tflm.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output folder [default: edgeport-out].")
 @click.option("--config", type=click.Path(path_type=Path), help="edgeport.toml with model, data, targets, gates.")
 @sample_options
-@click.option("--calibration", type=click.Path(path_type=Path), help="Calibration samples (default: the --data samples).")
+@click.option(
+    "--calibration", type=click.Path(path_type=Path), help="Calibration samples (default: the --data samples)."
+)
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Convert this many targets in parallel.")
-@click.option("--allow-tf-ops", is_flag=True, default=None, help="tflite: allow SELECT_TF_OPS (Flex ops).")
-@click.option("--io-type", type=click.Choice(["float", "int8", "int16"]), help="tflite:int8/tflm: I/O type.")
-@click.option("--opset", type=int, help="onnx: opset (default: highest tf2onnx and onnxruntime support).")
-@click.option("--inputs-as-nchw", help="onnx: inputs to transpose to NCHW (comma separated names).")
-@click.option("--outputs-as-nchw", help="onnx: outputs to transpose to NCHW.")
-@click.option("--allow-custom-ops", is_flag=True, default=None, help="onnx: keep unmapped ops as custom ops.")
-@click.option("--ort-format", is_flag=True, default=None, help="onnx: also write the .ort file for ORT Mobile.")
-@click.option("--dynamic", is_flag=True, default=None, help="onnx:int8: weight-only dynamic quantization.")
-@click.option("--shard-size", help="tfjs: weight shard size (e.g. 4MB).")
-@click.option("--c-name", help="tflm: name of the C array (default g_model).")
-@click.option("--ram-limit", help="tflm: RAM budget for the tensor arena, e.g. 256KB.")
-@click.option("--flash-limit", help="tflm: flash budget for the model, e.g. 1MB.")
-@click.option("--board", help="tflm: a board profile (RAM/flash budget).")
-@click.option("-O", "--option", "extra_options", multiple=True, metavar="KEY=VALUE", help="Any converter option.")
+@click.option(
+    "-O",
+    "--option",
+    "extra_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any converter option (see the sections per converter below).",
+)
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @click.option("--min-runs", type=click.IntRange(1), help="Benchmark: minimum timed runs.")
 @click.option("--min-seconds", type=float, help="Benchmark: minimum timed seconds.")
@@ -137,40 +143,101 @@ def threshold_options(command):
 @click.option("--no-baseline", is_flag=True, help="Do not time the SavedModel on TensorFlow.")
 @click.option("--strict", is_flag=True, default=None, help="A target that could not be checked fails the run.")
 @click.option("--legacy", is_flag=True, help="Load the SavedModel in a v1 session (TF1 graphs).")
-@click.option("--baseline", "baseline_report", type=click.Path(path_type=Path),
-              help="An earlier run's report.json: exit 1 on a regression against it (see `edgeport compare`).")
-@click.option("--history", "history_path", type=click.Path(path_type=Path),
-              help="SQLite run history to append to [default: .edgeport/history.db].")
+@click.option(
+    "--baseline",
+    "baseline_report",
+    type=click.Path(path_type=Path),
+    help="An earlier run's report.json: exit 1 on a regression against it (see `edgeport compare`).",
+)
+@click.option(
+    "--history",
+    "history_path",
+    type=click.Path(path_type=Path),
+    help="SQLite run history to append to [default: .edgeport/history.db].",
+)
 @click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
 @threshold_options
 @handles_errors
-def convert(model, targets, output, config, data, preprocess, sample_count, seed, input_range, input_shape,
-            signature, threads, as_json, calibration, jobs, extra_options, backend, min_runs, min_seconds,
-            max_seconds, warmup_runs, no_check, no_bench, no_baseline, strict, legacy, baseline_report, history_path,
-            no_history, thresholds, **flag_options):
+def convert(
+    model,
+    targets,
+    output,
+    config,
+    data,
+    preprocess,
+    sample_count,
+    seed,
+    input_range,
+    input_shape,
+    signature,
+    threads,
+    as_json,
+    calibration,
+    jobs,
+    extra_options,
+    backend,
+    min_runs,
+    min_seconds,
+    max_seconds,
+    warmup_runs,
+    no_check,
+    no_bench,
+    no_baseline,
+    strict,
+    legacy,
+    baseline_report,
+    history_path,
+    no_history,
+    thresholds,
+    **flag_options,
+):
     """Convert MODEL for each target, check accuracy on its runtime, benchmark it, write the report."""
-    from edgeport.cli.commands import build_request, finish_run, print_report, run_with_progress  # noqa: PLC0415
-    from edgeport.report.regression import load_baseline  # noqa: PLC0415
+    from edgeport.cli.commands import build_request, finish_run, print_report, run_with_progress
+    from edgeport.report.regression import load_baseline
 
-    shared = {key: value for key, value in flag_options.items() if value is not None}
+    shared = plugin_values(flag_options)
     for item in extra_options:
         key, eq, value = item.partition("=")
         if not eq:
             raise UsageError(f"-O {item!r}: expected KEY=VALUE")
         shared[key.strip().replace("-", "_")] = value
     request = build_request(
-        model=model, targets=targets, output=output, config_path=config,
+        model=model,
+        targets=targets,
+        output=output,
+        config_path=config,
         samples=_sample_request(data, preprocess, sample_count, seed, input_range, input_shape),
-        calibration=calibration, signature=signature, threads=threads, jobs=jobs, shared_options=shared,
-        backend=backend, protocol_overrides={"min_runs": min_runs, "min_seconds": min_seconds,
-                                             "max_seconds": max_seconds, "warmup_runs": warmup_runs},
-        check=not no_check, bench=not no_bench, baseline=not no_baseline, strict=strict, legacy=legacy,
+        calibration=calibration,
+        signature=signature,
+        threads=threads,
+        jobs=jobs,
+        shared_options=shared,
+        backend=backend,
+        protocol_overrides={
+            "min_runs": min_runs,
+            "min_seconds": min_seconds,
+            "max_seconds": max_seconds,
+            "warmup_runs": warmup_runs,
+        },
+        check=not no_check,
+        bench=not no_bench,
+        baseline=not no_baseline,
+        strict=strict,
+        legacy=legacy,
     )
     baseline = load_baseline(baseline_report, thresholds)  # a bad baseline fails before the run, not after
     report = run_with_progress(request, quiet=as_json)
     print_report(report, request.out, as_json=as_json)
-    sys.exit(finish_run(report, request.out, baseline=baseline, history_path=history_path,
-                        record_history=not no_history, as_json=as_json))
+    sys.exit(
+        finish_run(
+            report,
+            request.out,
+            baseline=baseline,
+            history_path=history_path,
+            record_history=not no_history,
+            as_json=as_json,
+        )
+    )
 
 
 @main.command()
@@ -182,7 +249,7 @@ def convert(model, targets, output, config, data, preprocess, sample_count, seed
 @handles_errors
 def inspect(model, signature, targets, as_json, legacy):
     """Show MODEL's signatures, tensors, size, ops and a per-target pre-flight (no conversion)."""
-    from edgeport.model.inspection import inspect_model, print_inspection  # noqa: PLC0415
+    from edgeport.model.inspection import inspect_model, print_inspection
 
     result = inspect_model(model, signature=signature, families=targets, force_v1=legacy)
     if as_json:
@@ -199,35 +266,81 @@ def inspect(model, signature, targets, as_json, legacy):
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @sample_options
 @handles_errors
-def check(artifact, model, runtime, precision, backend, data, preprocess, sample_count, seed, input_range, input_shape,
-          signature, threads, as_json):
+def check(
+    artifact,
+    model,
+    runtime,
+    precision,
+    backend,
+    data,
+    preprocess,
+    sample_count,
+    seed,
+    input_range,
+    input_shape,
+    signature,
+    threads,
+    as_json,
+):
     """Check ARTIFACT's outputs against the SavedModel's on the same inputs."""
-    from edgeport.cli.commands import check_artifact  # noqa: PLC0415
+    from edgeport.cli.commands import check_artifact
 
-    code = check_artifact(artifact=artifact, model=model, runtime_name=runtime, precision=precision, backend=backend,
-                          samples=_sample_request(data, preprocess, sample_count, seed, input_range, input_shape),
-                          signature=signature, threads=threads or 1, as_json=as_json)
+    code = check_artifact(
+        artifact=artifact,
+        model=model,
+        runtime_name=runtime,
+        precision=precision,
+        backend=backend,
+        samples=_sample_request(data, preprocess, sample_count, seed, input_range, input_shape),
+        signature=signature,
+        threads=threads or 1,
+        as_json=as_json,
+    )
     sys.exit(code)
 
 
 @main.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--model", type=click.Path(path_type=Path), help="The SavedModel (for its signature, with synthetic data).")
+@click.option(
+    "--model", type=click.Path(path_type=Path), help="The SavedModel (for its signature, with synthetic data)."
+)
 @click.option("--runtime", help="Runtime (default: by the artifact's file type).")
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @click.option("--min-runs", type=click.IntRange(1), help="Minimum timed runs.")
 @click.option("--min-seconds", type=float, help="Minimum timed seconds.")
 @sample_options
 @handles_errors
-def bench(artifact, model, runtime, backend, min_runs, min_seconds, data, preprocess, sample_count, seed, input_range,
-          input_shape, signature, threads, as_json):
+def bench(
+    artifact,
+    model,
+    runtime,
+    backend,
+    min_runs,
+    min_seconds,
+    data,
+    preprocess,
+    sample_count,
+    seed,
+    input_range,
+    input_shape,
+    signature,
+    threads,
+    as_json,
+):
     """Benchmark ARTIFACT on its runtime with the timing protocol (needs --data or --model for inputs)."""
-    from edgeport.cli.commands import bench_artifact  # noqa: PLC0415
+    from edgeport.cli.commands import bench_artifact
 
-    code = bench_artifact(artifact=artifact, model=model, runtime_name=runtime, backend=backend,
-                          samples=_sample_request(data, preprocess, sample_count, seed, input_range, input_shape),
-                          signature=signature, threads=threads or 1, as_json=as_json,
-                          protocol_overrides={"min_runs": min_runs, "min_seconds": min_seconds})
+    code = bench_artifact(
+        artifact=artifact,
+        model=model,
+        runtime_name=runtime,
+        backend=backend,
+        samples=_sample_request(data, preprocess, sample_count, seed, input_range, input_shape),
+        signature=signature,
+        threads=threads or 1,
+        as_json=as_json,
+        protocol_overrides={"min_runs": min_runs, "min_seconds": min_seconds},
+    )
     sys.exit(code)
 
 
@@ -236,13 +349,15 @@ def bench(artifact, model, runtime, backend, min_runs, min_seconds, data, prepro
 @handles_errors
 def targets(as_json):
     """List the registered converters (targets) and runtimes, and whether each is available here."""
-    from edgeport.cli.commands import list_targets  # noqa: PLC0415
+    from edgeport.cli.commands import list_targets
 
     list_targets(as_json)
 
 
 @main.command()
-@click.option("-t", "--target", "targets", multiple=True, help="Only what these targets (or runtimes) need [default: all].")
+@click.option(
+    "-t", "--target", "targets", multiple=True, help="Only what these targets (or runtimes) need [default: all]."
+)
 @click.option("--check", "check_only", is_flag=True, help="Only report what is missing; install nothing.")
 @handles_errors
 def setup(targets, check_only):
@@ -253,7 +368,7 @@ def setup(targets, check_only):
     shipped with edgeport. System packages (chromium, nodejs) are installed with apt when run as root;
     otherwise the command to run is printed. Exit 0 when everything asked for is installed, 1 otherwise.
     """
-    from edgeport.cli.setup import run_setup  # noqa: PLC0415
+    from edgeport.cli.setup import run_setup
 
     sys.exit(run_setup(targets, check_only=check_only, echo=click.echo))
 
@@ -267,7 +382,7 @@ def doctor(targets, as_json):
 
     Exit 0 when everything the --target options need is available (default: every registered plug-in).
     """
-    from edgeport.cli.commands import print_doctor  # noqa: PLC0415
+    from edgeport.cli.commands import print_doctor
 
     sys.exit(print_doctor(targets, as_json))
 
@@ -281,14 +396,18 @@ def doctor(targets, as_json):
 @handles_errors
 def compare(old, new, thresholds, show_all, as_json):
     """Compare two runs' report.json (OLD is the baseline): exit 1 if accuracy, latency or size regressed."""
-    from edgeport.report.regression import compare_command  # noqa: PLC0415
+    from edgeport.report.regression import compare_command
 
     sys.exit(compare_command(old, new, thresholds=thresholds, show_all=show_all, as_json=as_json))
 
 
 @main.command()
-@click.option("--history", "history_path", type=click.Path(path_type=Path), help="History database "
-              "[default: .edgeport/history.db].")
+@click.option(
+    "--history",
+    "history_path",
+    type=click.Path(path_type=Path),
+    help="History database [default: .edgeport/history.db].",
+)
 @click.option("--model", help="Only this SavedModel (its path, or part of it).")
 @click.option("-t", "--target", help="Only this target.")
 @click.option("-n", "--last", type=click.IntRange(1), help="Only the last N runs.")
@@ -296,7 +415,7 @@ def compare(old, new, thresholds, show_all, as_json):
 @handles_errors
 def history(history_path, model, target, last, as_json):
     """Show the trend of size, accuracy and p50 per target over the recorded `convert` runs."""
-    from edgeport.report.history import history_command  # noqa: PLC0415
+    from edgeport.report.history import history_command
 
     history_command(history_path, model=model, target=target, last=last, as_json=as_json)
 

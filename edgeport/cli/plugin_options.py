@@ -7,6 +7,7 @@ lists them in one section per converter, third-party plug-ins included. A flag s
 (`--io-type`) is one flag whose value goes to each selected target that takes it. Values stay text until
 `build_options` coerces and checks them per converter, so every plug-in reports its own bad values.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,7 @@ def declared_options(options_type: type) -> list[tuple[dataclasses.Field, dict[s
 
 def collect_flags(reserved: set[str]) -> tuple[list[PluginFlag], dict[str, list[tuple[str, str]]]]:
     """(flags, help rows per converter). `reserved`: flags the core already has; a plug-in cannot take them."""
-    from edgeport.run.registry import registry  # noqa: PLC0415 - only when `convert` is parsed
+    from edgeport.run.registry import registry  # only when `convert` is parsed
 
     flags: dict[str, PluginFlag] = {}
     rows: dict[str, list[tuple[str, str]]] = {}
@@ -47,9 +48,15 @@ def collect_flags(reserved: set[str]) -> tuple[list[PluginFlag], dict[str, list[
             if flag and flag not in reserved:
                 known = flags.get(flag)
                 choices = tuple(dict.fromkeys([*(known.choices if known else ()), *meta.get("choices", ())]))
-                flags[flag] = PluginFlag(flag=flag, key=field.name, help=known.help if known else text,
-                                         boolean=boolean, default_true=boolean and field.default is True,
-                                         choices=choices, converters=(*(known.converters if known else ()), name))
+                flags[flag] = PluginFlag(
+                    flag=flag,
+                    key=field.name,
+                    help=known.help if known else text,
+                    boolean=boolean,
+                    default_true=boolean and field.default is True,
+                    choices=choices,
+                    converters=(*(known.converters if known else ()), name),
+                )
                 shown = f"{flag}/--no-{flag[2:]}" if boolean and field.default is True else flag
                 rows.setdefault(name, []).append((shown if boolean else f"{shown} {_metavar(meta, field)}", text))
             else:
@@ -80,7 +87,7 @@ def plugin_values(kwargs: dict[str, Any]) -> dict[str, Any]:
     for key in [k for k in kwargs if k.startswith(PARAM_PREFIX)]:
         value = kwargs.pop(key)
         if value is not None:
-            values[key[len(PARAM_PREFIX):]] = value
+            values[key[len(PARAM_PREFIX) :]] = value
     return values
 
 
@@ -104,8 +111,11 @@ class PluginOptionsCommand(click.Command):
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         self._load_plugins()
-        core = [record for param in self.get_params(ctx)
-                if not (param.name or "").startswith(PARAM_PREFIX) and (record := param.get_help_record(ctx))]
+        core = [
+            record
+            for param in self.get_params(ctx)
+            if not (param.name or "").startswith(PARAM_PREFIX) and (record := param.get_help_record(ctx))
+        ]
         with formatter.section("Options"):
             formatter.write_dl(core)
         for converter, rows in sorted((self._plugin_rows or {}).items()):

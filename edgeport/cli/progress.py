@@ -6,6 +6,7 @@ benchmark needed); an overall bar counts finished targets with an ETA from the p
 Off a terminal nothing is redrawn: one line when a stage starts, one when it ends (with its time), and the
 count of finished targets.
 """
+
 from __future__ import annotations
 
 import threading
@@ -14,12 +15,11 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress_bar import ProgressBar
 from rich.text import Text
 
-from edgeport.contracts import TimingProtocol
-from edgeport.run.pipeline import Event
+from edgeport.data import Event, TimingProtocol
 
 ICONS = {"passed": "[green]ok[/]", "failed": "[red]FAIL[/]", "error": "[red]ERROR[/]", "skipped": "[yellow]skip[/]"}
 TIMED_STAGES = ("bench", "baseline")
@@ -43,24 +43,33 @@ class ProgressPrinter:
         self._shape = shape or RunShape()
         self._live = enabled and console.is_terminal
         self._progress: Progress | None = None
-        self._overall = None
-        self._tasks: dict[tuple[str, str], int] = {}
+        self._overall: TaskID | None = None
+        self._tasks: dict[tuple[str, str], TaskID] = {}
         self._started: dict[tuple[str, str], float] = {}
         self._done: list[str] = []
         self._pace_start: float | None = None
-        self._startup_s = {stage: DEFAULT_STARTUP_S for stage in TIMED_STAGES}  # learned per kind of stage
+        self._startup_s = dict.fromkeys(TIMED_STAGES, DEFAULT_STARTUP_S)  # learned per kind of stage
         self._lock = threading.Lock()  # with --jobs N, conversions report from several threads
 
     def __enter__(self) -> ProgressPrinter:
         if self._live:
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), _StageBar(),
-                                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), _EtaColumn(self),
-                                      console=self._console, transient=True, refresh_per_second=8)
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                _StageBar(),
+                TextColumn("{task.fields[count]}"),
+                TimeElapsedColumn(),
+                _EtaColumn(self),
+                console=self._console,
+                transient=True,
+                refresh_per_second=8,
+            )
             self._progress.start()
             if self._shape.targets:
                 total = len(self._shape.targets)
-                self._overall = self._progress.add_task("targets", total=total, expected=None, stage="",
-                                                        count=f"0/{total}")
+                self._overall = self._progress.add_task(
+                    "targets", total=total, expected=None, stage="", count=f"0/{total}"
+                )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -87,8 +96,7 @@ class ProgressPrinter:
         expected = self._expected_seconds(event.stage)
         text = escape(f"{event.target}: {event.stage}" + (f" ({event.message})" if event.message else ""))
         if self._progress:
-            self._tasks[key] = self._progress.add_task(text, total=None, expected=expected, count="",
-                                                     stage=event.stage)
+            self._tasks[key] = self._progress.add_task(text, total=None, expected=expected, count="", stage=event.stage)
             return
         hint = ""
         if expected and self._shape.protocol:
@@ -103,14 +111,16 @@ class ProgressPrinter:
         if self._progress and key in self._tasks:
             self._progress.remove_task(self._tasks.pop(key))
         message = escape(f" {event.message}") if event.message else ""
-        line = (f"{escape(event.target)}: {event.stage} {ICONS.get(event.status, event.status)} ({seconds:.1f}s)"
-                f"{message}")
+        line = (
+            f"{escape(event.target)}: {event.stage} {ICONS.get(event.status, event.status)} ({seconds:.1f}s){message}"
+        )
         if self._target_finished(event):
             self._done.append(event.target)
             line += escape(f" [{len(self._done)}/{len(self._shape.targets)} targets done{self._eta_suffix()}]")
             if self._progress and self._overall is not None:
-                self._progress.update(self._overall, completed=len(self._done),
-                                      count=f"{len(self._done)}/{len(self._shape.targets)}")
+                self._progress.update(
+                    self._overall, completed=len(self._done), count=f"{len(self._done)}/{len(self._shape.targets)}"
+                )
         self._print(line)
 
     def _print(self, text: str) -> None:
@@ -186,4 +196,3 @@ class _EtaColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         return Text(self._printer.eta_text(task), style="progress.remaining")
-

@@ -5,8 +5,10 @@ interpreter's pip, the TF.js npm packages from the shipped lockfile into edgepor
 programs (Chromium, Node.js) through apt when run as root; otherwise it prints the exact command. Installed
 requirements are left alone, so running it twice does nothing the second time.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -14,7 +16,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgeport.contracts import TargetSpec
+from edgeport.contracts import Converter, Runtime
+from edgeport.data import TargetSpec
 from edgeport.errors import ExitCode
 from edgeport.run.registry import registry
 from edgeport.run.requirements import NPM, PYTHON, SYSTEM, Requirement
@@ -27,7 +30,7 @@ APT_TIMEOUT_S = 1800
 class Plugin:
     kind: str  # "converter" or "runtime"
     name: str
-    plugin: object
+    plugin: Converter | Runtime
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ def chosen_plugins(targets: Iterable[str]) -> list[Plugin]:
     reg = registry()
     names = list(targets)
     if not names:
-        return ([Plugin("converter", n, c) for n, c in reg.converters().items()]
-                + [Plugin("runtime", n, r) for n, r in reg.runtimes().items()])
+        return [Plugin("converter", n, c) for n, c in reg.converters().items()] + [
+            Plugin("runtime", n, r) for n, r in reg.runtimes().items()
+        ]
     chosen: dict[tuple[str, str], Plugin] = {}
     for name in names:
         if name in reg.runtimes() and TargetSpec.parse(name).converter not in reg.converters():
@@ -73,6 +77,8 @@ def run_setup(targets: Iterable[str], *, check_only: bool, echo) -> int:
             outcomes.append(Outcome(requirement, "missing", requirement.fix))
         else:
             outcomes.append(_install(requirement, echo))
+    if any(o.action == "installed" for o in outcomes):
+        outcomes = _confirmed(outcomes, requirements_of(plugins))
     for outcome in outcomes:
         r = outcome.requirement
         echo(f"{outcome.action:>9}  {r.name} ({r.kind}){': ' + outcome.detail if outcome.detail else ''}")
@@ -80,6 +86,17 @@ def run_setup(targets: Iterable[str], *, check_only: bool, echo) -> int:
     if not outcomes:
         echo("nothing to install for the chosen targets")
     return int(ExitCode.GATE_FAILED) if missing else int(ExitCode.OK)
+
+
+def _confirmed(outcomes: list[Outcome], now: list[Requirement]) -> list[Outcome]:
+    """An install counts only when the requirement is found afterwards (a PATH or an override can hide it)."""
+    present = {(r.kind, r.name) for r in now if r.present}
+    return [
+        dataclasses.replace(o, action="failed", detail=f"installed, but still not found; {o.requirement.fix}")
+        if o.action == "installed" and (o.requirement.kind, o.requirement.name) not in present
+        else o
+        for o in outcomes
+    ]
 
 
 def _install(requirement: Requirement, echo) -> Outcome:
@@ -101,7 +118,7 @@ def _install(requirement: Requirement, echo) -> Outcome:
 
 
 def _install_tfjs(requirement: Requirement) -> Outcome:
-    from edgeport.formats.tfjs.install import InstallFailed, install_packages  # noqa: PLC0415
+    from edgeport.formats.tfjs.install import InstallFailed, install_packages
 
     npm = shutil.which("npm")
     if npm is None and os.geteuid() == 0:
@@ -111,8 +128,11 @@ def _install_tfjs(requirement: Requirement) -> Outcome:
             return Outcome(requirement, "failed", f"npm is missing and apt could not install it: {exc}")
         npm = shutil.which("npm")
     if npm is None:
-        return Outcome(requirement, "missing", "npm is not on PATH: run `sudo apt-get install -y nodejs npm`, "
-                                               "then edgeport setup --target tfjs again")
+        return Outcome(
+            requirement,
+            "missing",
+            "npm is not on PATH: run `sudo apt-get install -y nodejs npm`, then edgeport setup --target tfjs again",
+        )
     try:
         folder = install_packages(npm)
     except InstallFailed as exc:
@@ -149,21 +169,37 @@ def doctor_rows(targets: Iterable[str]) -> list[dict[str, object]]:
     for plugin in chosen_plugins(()):
         availability = plugin.plugin.availability()
         missing = [r for r in plugin.plugin.requirements() if not r.present]
-        rows.append({
-            "kind": plugin.kind, "name": plugin.name, "available": availability.available,
-            "version": _version(plugin) if availability.available else "",
-            "missing": ", ".join(r.name for r in missing) or ("" if availability.available else availability.reason),
-            "fix": "" if availability.available else f"edgeport setup --target {plugin.name}",
-            "wanted": (plugin.kind, plugin.name) in wanted, "origin": registry().origin(plugin.kind, plugin.name),
-        })
+        rows.append(
+            {
+                "kind": plugin.kind,
+                "name": plugin.name,
+                "available": availability.available,
+                "version": _version(plugin) if availability.available else "",
+                "missing": ", ".join(r.name for r in missing)
+                or ("" if availability.available else availability.reason),
+                "fix": "" if availability.available else f"edgeport setup --target {plugin.name}",
+                "wanted": (plugin.kind, plugin.name) in wanted,
+                "origin": registry().origin(plugin.kind, plugin.name),
+            }
+        )
     for (kind, name), error in registry().broken().items():
-        rows.append({"kind": kind, "name": name, "available": False, "version": "", "missing": f"broken: {error}",
-                     "fix": "reinstall or uninstall the plug-in", "wanted": True, "origin": ""})
+        rows.append(
+            {
+                "kind": kind,
+                "name": name,
+                "available": False,
+                "version": "",
+                "missing": f"broken: {error}",
+                "fix": "reinstall or uninstall the plug-in",
+                "wanted": True,
+                "origin": "",
+            }
+        )
     return rows
 
 
 def _version(plugin: Plugin) -> str:
-    if plugin.kind == "runtime":
+    if isinstance(plugin.plugin, Runtime):
         try:
             return str(plugin.plugin.version())
         except Exception as exc:  # noqa: BLE001 - a plug-in's version probe must not break the table
@@ -173,10 +209,9 @@ def _version(plugin: Plugin) -> str:
 
 
 def _edgeport_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("edgeport")
     except PackageNotFoundError:
         return "0+unknown"
-

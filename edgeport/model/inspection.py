@@ -1,4 +1,5 @@
 """`edgeport inspect`: what the SavedModel holds, and a per-target pre-flight that needs no conversion."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,20 +14,22 @@ from edgeport.report.files import human_bytes
 
 
 def inspect_model(model: Path, *, signature: str | None = None, families=(), force_v1: bool = False) -> dict[str, Any]:
-    from edgeport.run.isolation import PluginCrash, Worker  # noqa: PLC0415
-    from edgeport.errors import ModelLoadError  # noqa: PLC0415
-    from edgeport.model.savedmodel import check_saved_model_dir  # noqa: PLC0415
-    from edgeport.run.registry import registry  # noqa: PLC0415
-    from edgeport.run.service import ModelService  # noqa: PLC0415
+    from edgeport.errors import ModelLoadError
+    from edgeport.model.savedmodel import check_saved_model_dir
+    from edgeport.run.isolation import PluginCrash, Worker
+    from edgeport.run.registry import registry
+    from edgeport.run.service import ModelService
 
     check_saved_model_dir(Path(model))
     converters = registry().converters()
-    chosen = [converters[name] if name in converters else registry().converter(name) for name in families] \
-        or list(converters.values())
+    chosen = [converters[name] if name in converters else registry().converter(name) for name in families] or list(
+        converters.values()
+    )
     with tempfile.NamedTemporaryFile(prefix="edgeport-inspect-", suffix=".log") as log:
         try:
-            worker = Worker(ModelService, str(model), signature, None, force_v1, log_path=Path(log.name),
-                            what="model loader")
+            worker = Worker(
+                ModelService, str(model), signature, None, force_v1, log_path=Path(log.name), what="model loader"
+            )
         except PluginCrash as exc:
             raise ModelLoadError(f"cannot load {model}: {exc.message}") from None
         with worker:
@@ -37,18 +40,27 @@ def inspect_model(model: Path, *, signature: str | None = None, families=(), for
     for finding in findings:
         preflight.setdefault(finding.target, []).append({"severity": finding.severity, "message": finding.message})
     return {
-        "path": str(model), "tags": list(info.tags), "signature_keys": list(info.signature_keys),
-        "signature": dataclasses.asdict(info.signature), "mode": info.mode, "notes": list(info.notes),
-        "parameters": info.parameters, "size_bytes": info.size_bytes, "tensorflow_version": info.tensorflow_version,
-        **summary, "preflight": preflight,
+        "path": str(model),
+        "tags": list(info.tags),
+        "signature_keys": list(info.signature_keys),
+        "signature": dataclasses.asdict(info.signature),
+        "mode": info.mode,
+        "notes": list(info.notes),
+        "parameters": info.parameters,
+        "size_bytes": info.size_bytes,
+        "tensorflow_version": info.tensorflow_version,
+        **summary,
+        "preflight": preflight,
     }
 
 
 def print_inspection(result: dict[str, Any]) -> None:
     console = Console() if Console().is_terminal else Console(width=150)  # logs: long lines, no wrapping
     sig = result["signature"]
-    console.print(f"[bold]{result['path']}[/]  tags {'/'.join(result['tags'])}  loaded as {result['mode']}  "
-                  f"{human_bytes(result['size_bytes'])}  {result['parameters']:,} parameters")
+    console.print(
+        f"[bold]{result['path']}[/]  tags {'/'.join(result['tags'])}  loaded as {result['mode']}  "
+        f"{human_bytes(result['size_bytes'])}  {result['parameters']:,} parameters"
+    )
     console.print(f"signatures: {', '.join(result['signature_keys'])}  (showing [bold]{sig['key']}[/])")
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {note}")
@@ -57,13 +69,20 @@ def print_inspection(result: dict[str, Any]) -> None:
         table.add_column(column)
     for kind in ("inputs", "outputs"):
         for spec in sig[kind]:
-            shape = "?" if spec["shape"] is None else "[" + ", ".join("?" if d is None else str(d) for d in spec["shape"]) + "]"
+            shape = (
+                "?"
+                if spec["shape"] is None
+                else "[" + ", ".join("?" if d is None else str(d) for d in spec["shape"]) + "]"
+            )
             table.add_row(kind[:-1], spec["name"], spec["dtype"], shape)
     console.print(table)
     ops = result["op_histogram"]
     console.print("ops: " + ", ".join(f"{op}×{count}" for op, count in ops.items()))
-    for key, label in (("control_flow_ops", "control flow"), ("dynamic_shapes", "dynamic shapes"),
-                       ("string_or_resource_tensors", "string/resource tensors")):
+    for key, label in (
+        ("control_flow_ops", "control flow"),
+        ("dynamic_shapes", "dynamic shapes"),
+        ("string_or_resource_tensors", "string/resource tensors"),
+    ):
         if result[key]:
             console.print(f"{label}: {', '.join(result[key])}")
     console.print("[bold]pre-flight[/]")

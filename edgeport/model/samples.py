@@ -4,6 +4,7 @@ From `--data` (.npz keyed by input name, .npy for a single input, or a folder of
 preprocessing recipe) or, without data, deterministic seeded synthetic inputs per dtype. Every array is
 conformed to the signature here, so runtimes receive feeds shaped exactly as the signature says.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.contracts import SampleSet, Signature, TensorSpec
+from edgeport.data import SampleSet, Signature, TensorSpec
 from edgeport.errors import UsageError
 
 DEFAULT_SYNTHETIC_COUNT = 8
@@ -75,7 +76,10 @@ def parse_input_ranges(items: tuple[str, ...] | list[str]) -> dict[str, tuple[fl
         low, colon, high = span.partition(":")
         if not eq or not colon:
             raise UsageError(f"--input-range {item!r}: expected NAME=LO:HI, e.g. image=0:1")
-        ranges[name.strip()] = (_parse_number(low, f"--input-range {name}"), _parse_number(high, f"--input-range {name}"))
+        ranges[name.strip()] = (
+            _parse_number(low, f"--input-range {name}"),
+            _parse_number(high, f"--input-range {name}"),
+        )
     return ranges
 
 
@@ -96,10 +100,14 @@ def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, tuple[in
 def feed_shape(spec: TensorSpec, override: tuple[int, ...] | None) -> tuple[int, ...]:
     """The concrete shape of one feed: dynamic batch becomes 1, other dynamic dims need --input-shape."""
     if override is not None:
-        if spec.shape is not None and (len(override) != len(spec.shape) or any(
-                d is not None and d != o for d, o in zip(spec.shape, override, strict=True))):
-            raise UsageError(f"--input-shape {spec.name}={','.join(map(str, override))} does not fit the "
-                             f"signature's {spec.describe()}")
+        if spec.shape is not None and (
+            len(override) != len(spec.shape)
+            or any(d is not None and d != o for d, o in zip(spec.shape, override, strict=True))
+        ):
+            raise UsageError(
+                f"--input-shape {spec.name}={','.join(map(str, override))} does not fit the "
+                f"signature's {spec.describe()}"
+            )
         return override
     if spec.shape is None:
         raise UsageError(f"input {spec.name!r} has unknown rank; pass --input-shape {spec.name}=D0,D1,...")
@@ -108,9 +116,11 @@ def feed_shape(spec: TensorSpec, override: tuple[int, ...] | None) -> tuple[int,
         dims[0] = 1
     if any(d is None for d in dims):
         example = ",".join("N" if d is None else str(d) for d in dims)
-        raise UsageError(f"input {spec.describe()} has dynamic dimensions; pass --input-shape {spec.name}={example} "
-                         "with N replaced, or --data")
-    return tuple(dims)
+        raise UsageError(
+            f"input {spec.describe()} has dynamic dimensions; pass --input-shape {spec.name}={example} "
+            "with N replaced, or --data"
+        )
+    return tuple(d for d in dims if d is not None)  # none is left
 
 
 def synthetic_samples(signature: Signature, request: SampleRequest) -> SampleSet:
@@ -144,17 +154,20 @@ def load_samples(signature: Signature, request: SampleRequest) -> SampleSet:
     if path.is_dir():
         arrays = _image_folder(path, signature, request)
     elif path.suffix == ".npz":
-        arrays = _npz(path)
+        arrays = read_npz(path)
     elif path.suffix == ".npy":
         if len(signature.inputs) != 1:
             names = ", ".join(s.name for s in signature.inputs)
-            raise UsageError(f"data {path} is .npy but the signature has {len(signature.inputs)} inputs ({names}); "
-                             "pass an .npz keyed by input name")
+            raise UsageError(
+                f"data {path} is .npy but the signature has {len(signature.inputs)} inputs ({names}); "
+                "pass an .npz keyed by input name"
+            )
         arrays = {signature.inputs[0].name: _load_array(path)}
     else:
         raise UsageError(f"data {path}: unknown format {path.suffix or '(none)'}; use .npz, .npy or an image folder")
-    return SampleSet(arrays=conform(signature, arrays, str(path), request.input_shapes), source=str(path),
-                     synthetic=False)
+    return SampleSet(
+        arrays=conform(signature, arrays, str(path), request.input_shapes), source=str(path), synthetic=False
+    )
 
 
 def _load_array(path: Path) -> np.ndarray:
@@ -164,7 +177,7 @@ def _load_array(path: Path) -> np.ndarray:
         raise UsageError(f"data {path} cannot be read as numpy ({exc}); write it with np.save") from None
 
 
-def _npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -172,8 +185,12 @@ def _npz(path: Path) -> dict[str, np.ndarray]:
         raise UsageError(f"data {path} cannot be read as .npz ({exc}); write it with np.savez") from None
 
 
-def conform(signature: Signature, arrays: Mapping[str, np.ndarray], where: str,
-            input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+def conform(
+    signature: Signature,
+    arrays: Mapping[str, np.ndarray],
+    where: str,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, np.ndarray]:
     """Check keys, dtypes and shapes against the signature; return arrays whose axis 0 indexes samples.
 
     An array either has one more axis than the input (axis 0 = samples, each one a full feed), or the
@@ -183,10 +200,14 @@ def conform(signature: Signature, arrays: Mapping[str, np.ndarray], where: str,
     unknown = sorted(set(arrays) - names)
     missing = sorted(names - set(arrays))
     if unknown:
-        raise UsageError(f"data {where}: key {unknown[0]!r} is not an input of signature {signature.key!r} "
-                         f"(inputs: {', '.join(sorted(names))})")
+        raise UsageError(
+            f"data {where}: key {unknown[0]!r} is not an input of signature {signature.key!r} "
+            f"(inputs: {', '.join(sorted(names))})"
+        )
     if missing:
-        raise UsageError(f"data {where}: input {missing[0]!r} is missing; the signature needs {', '.join(sorted(names))}")
+        raise UsageError(
+            f"data {where}: input {missing[0]!r} is missing; the signature needs {', '.join(sorted(names))}"
+        )
     out, counts = {}, set()
     for spec in signature.inputs:
         out[spec.name] = _conform_one(spec, np.asarray(arrays[spec.name]), where, (input_shapes or {}).get(spec.name))
@@ -206,10 +227,13 @@ def _conform_one(spec: TensorSpec, array: np.ndarray, where: str, override) -> n
         array = array.astype(object)
     elif array.dtype != want:
         lossless = np.can_cast(array.dtype, want, casting="same_kind") and not (
-            np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.floating))
+            np.issubdtype(want, np.integer) and np.issubdtype(array.dtype, np.floating)
+        )
         if not lossless:
-            raise UsageError(f"data {where}: input {spec.name!r} is {array.dtype}, the signature wants {spec.dtype}; "
-                             f"convert it with .astype('{spec.dtype}')")
+            raise UsageError(
+                f"data {where}: input {spec.name!r} is {array.dtype}, the signature wants {spec.dtype}; "
+                f"convert it with .astype('{spec.dtype}')"
+            )
         array = array.astype(want)
     dims = override or spec.shape
     if dims is None:
@@ -223,14 +247,18 @@ def _conform_one(spec: TensorSpec, array: np.ndarray, where: str, override) -> n
         return array
     if array.ndim == rank and rank > 0 and dims[0] in (None, 1) and fits((1, *array.shape[1:])):
         return array[:, None]
-    raise UsageError(f"data {where}: input {spec.name!r} has shape {list(array.shape)}, which does not fit the "
-                     f"signature's {spec.describe()} (expected [samples, ...] or [samples, ...feed])")
+    raise UsageError(
+        f"data {where}: input {spec.name!r} has shape {list(array.shape)}, which does not fit the "
+        f"signature's {spec.describe()} (expected [samples, ...] or [samples, ...feed])"
+    )
 
 
 def _image_folder(path: Path, signature: Signature, request: SampleRequest) -> dict[str, np.ndarray]:
     if len(signature.inputs) != 1:
-        raise UsageError(f"data {path}: an image folder feeds a single-input model; this one has "
-                         f"{len(signature.inputs)} inputs: pass an .npz")
+        raise UsageError(
+            f"data {path}: an image folder feeds a single-input model; this one has "
+            f"{len(signature.inputs)} inputs: pass an .npz"
+        )
     spec = signature.inputs[0]
     shape = feed_shape(spec, request.input_shapes.get(spec.name))
     if len(shape) != 4:
@@ -239,13 +267,15 @@ def _image_folder(path: Path, signature: Signature, request: SampleRequest) -> d
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UsageError(f"data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
-    from PIL import Image  # noqa: PLC0415 - pillow comes with matplotlib / tensorflow's deps
+    from PIL import Image  # pillow comes with matplotlib / tensorflow's deps
 
     images = []
     for file in files:
         try:
-            with Image.open(file) as image:
-                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+            with Image.open(file) as opened:
+                image = opened.convert("L" if channels == 1 else "RGB").resize(
+                    (width, height), Image.Resampling.BILINEAR
+                )
                 pixels = np.asarray(image, dtype=np.float32).reshape(height, width, channels)
         except OSError as exc:
             raise UsageError(f"data {file}: not a readable image ({exc})") from None

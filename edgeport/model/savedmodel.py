@@ -5,6 +5,7 @@ MetaGraph loaded in a v1 session. Either way the rest of edgeport sees the same 
 keyed by the signature's own names, a signature function (a TF2 ConcreteFunction taking keyword arguments
 named like the inputs and returning a dict named like the outputs) and a frozen GraphDef computed once.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,15 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeport.contracts import Feeds, Signature, TensorSpec
-from edgeport.errors import ModelLoadError, UsageError
+from edgeport.data import Feeds, Signature, TensorSpec
+from edgeport.errors import ModelLoadError, UsageError, first_line
 from edgeport.model.tf_quiet import import_tensorflow
 
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_TAGS = ("serve",)
 CONTROL_FLOW_OPS = frozenset(
-    {"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase", "Enter", "Exit", "Switch", "Merge",
-     "LoopCond", "NextIteration"}
+    {
+        "While",
+        "StatelessWhile",
+        "If",
+        "StatelessIf",
+        "Case",
+        "StatelessCase",
+        "Enter",
+        "Exit",
+        "Switch",
+        "Merge",
+        "LoopCond",
+        "NextIteration",
+    }
 )
 
 
@@ -57,8 +70,8 @@ def check_saved_model_dir(path: Path) -> None:
 
 def read_saved_model_proto(path: Path):
     tf = import_tensorflow()
-    from google.protobuf import message, text_format  # noqa: PLC0415
-    from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
+    from google.protobuf import message, text_format
+    from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     pb = path / "saved_model.pb"
@@ -68,9 +81,7 @@ def read_saved_model_proto(path: Path):
         else:
             text_format.Parse((path / "saved_model.pbtxt").read_text(), proto)
     except (message.DecodeError, text_format.ParseError, UnicodeDecodeError, RuntimeWarning) as exc:
-        raise ModelLoadError(
-            f"{pb} is corrupt or truncated ({type(exc).__name__}); re-export the SavedModel"
-        ) from None
+        raise ModelLoadError(f"{pb} is corrupt or truncated ({type(exc).__name__}); re-export the SavedModel") from None
     if not proto.meta_graphs:
         raise ModelLoadError(f"{pb} holds no MetaGraph (truncated?); re-export the SavedModel")
     del tf
@@ -80,8 +91,17 @@ def read_saved_model_proto(path: Path):
 class LoadedModel:
     """One SavedModel signature, loaded once per run. Built by `load_model`."""
 
-    def __init__(self, *, path: Path, tags: tuple[str, ...], signature: Signature, mode: str,
-                 signature_keys: tuple[str, ...], notes: tuple[str, ...], backend: Any):
+    def __init__(
+        self,
+        *,
+        path: Path,
+        tags: tuple[str, ...],
+        signature: Signature,
+        mode: str,
+        signature_keys: tuple[str, ...],
+        notes: tuple[str, ...],
+        backend: Any,
+    ):
         self.path = path
         self.tags = tags
         self.signature = signature
@@ -125,8 +145,9 @@ class LoadedModel:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
 
-def load_model(path: Path, signature_key: str | None = None, tags: tuple[str, ...] | None = None,
-               force_v1: bool = False) -> LoadedModel:
+def load_model(
+    path: Path, signature_key: str | None = None, tags: tuple[str, ...] | None = None, force_v1: bool = False
+) -> LoadedModel:
     path = Path(path)
     check_saved_model_dir(path)
     proto = read_saved_model_proto(path)
@@ -135,13 +156,13 @@ def load_model(path: Path, signature_key: str | None = None, tags: tuple[str, ..
     keys = tuple(sorted(k for k in meta.signature_def if not k.startswith("__")))
     key = _pick_signature(keys, signature_key, path)
     notes: list[str] = []
-    backend = None
+    backend: _TF2Backend | _V1SessionBackend | None = None
     if not force_v1:
         try:
             backend = _TF2Backend(path, tags, key)
         except Exception as exc:  # noqa: BLE001 - any loader failure means: try the v1 session
             notes.append(
-                f"tf.saved_model.load failed ({type(exc).__name__}: {_first_line(exc)}); "
+                f"tf.saved_model.load failed ({type(exc).__name__}: {first_line(exc)}); "
                 "loaded the MetaGraph in a v1 session instead"
             )
     else:
@@ -150,14 +171,16 @@ def load_model(path: Path, signature_key: str | None = None, tags: tuple[str, ..
         try:
             backend = _V1SessionBackend(path, tags, key, meta.signature_def[key])
         except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"cannot load SavedModel {path}: {type(exc).__name__}: {_first_line(exc)}") from None
-    return LoadedModel(path=path, tags=tags, signature=backend.signature, mode=backend.mode,
-                       signature_keys=keys, notes=tuple(notes), backend=backend)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else ""
+            raise ModelLoadError(f"cannot load SavedModel {path}: {type(exc).__name__}: {first_line(exc)}") from None
+    return LoadedModel(
+        path=path,
+        tags=tags,
+        signature=backend.signature,
+        mode=backend.mode,
+        signature_keys=keys,
+        notes=tuple(notes),
+        backend=backend,
+    )
 
 
 def _pick_meta_graph(proto, path: Path, tags):
@@ -185,8 +208,9 @@ def _pick_signature(keys: tuple[str, ...], wanted: str | None, path: Path) -> st
         return keys[0]
     if not keys:
         raise ModelLoadError(f"{path} has no signatures; export the model with a serving signature")
-    raise UsageError(f"{path} has several signatures and none is {DEFAULT_SIGNATURE}: {', '.join(keys)}; "
-                     "pick one with --signature")
+    raise UsageError(
+        f"{path} has several signatures and none is {DEFAULT_SIGNATURE}: {', '.join(keys)}; pick one with --signature"
+    )
 
 
 def _spec(tf, name: str, dtype, shape) -> TensorSpec:
@@ -226,7 +250,7 @@ class _TF2Backend:
         return {name: value.numpy() for name, value in self._fn(**args).items()}
 
     def freeze(self) -> FrozenGraph:
-        from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
+        from tensorflow.python.framework.convert_to_constants import (
             convert_variables_to_constants_v2,
         )
 
@@ -286,13 +310,15 @@ class _V1SessionBackend:
         return FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
 
     def concrete_function(self):
-        if self._wrapped is None:
-            self._wrapped = wrap_frozen_graph(self.freeze(), self.signature)
-        return self._wrapped.function
+        return self._wrap().function
 
     def trackable(self):
-        self.concrete_function()
-        return self._wrapped.owner
+        return self._wrap().owner
+
+    def _wrap(self) -> FrozenFunction:
+        if self._wrapped is None:
+            self._wrapped = wrap_frozen_graph(self.freeze(), self.signature)
+        return self._wrapped
 
 
 @dataclass(frozen=True)
@@ -317,8 +343,10 @@ def wrap_frozen_graph(frozen: FrozenGraph, signature: Signature) -> FrozenFuncti
         outputs = pruned(*[kwargs[n] for n in input_names])
         return dict(zip(output_names, outputs, strict=True))
 
-    specs = {s.name: tf.TensorSpec([*s.shape] if s.shape is not None else None, s.dtype, name=s.name)
-             for s in signature.inputs}
+    specs = {
+        s.name: tf.TensorSpec([*s.shape] if s.shape is not None else None, s.dtype, name=s.name)
+        for s in signature.inputs
+    }
     function = tf.function(signature_fn)
     concrete = function.get_concrete_function(**specs)
     owner = tf.Module()
@@ -336,7 +364,13 @@ def _count_parameters(path: Path) -> int:
     total = 0
     for name, shape in tf.train.list_variables(str(prefix)):
         lowered = name.lower()
-        if name == "_CHECKPOINTABLE_OBJECT_GRAPH" or "optimizer" in lowered or "OPTIMIZER_SLOT" in name or "save_counter" in lowered or "global_step" in lowered:
+        if (
+            name == "_CHECKPOINTABLE_OBJECT_GRAPH"
+            or "optimizer" in lowered
+            or "OPTIMIZER_SLOT" in name
+            or "save_counter" in lowered
+            or "global_step" in lowered
+        ):
             continue
         count = 1
         for dim in shape:

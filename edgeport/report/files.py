@@ -3,6 +3,7 @@
 Schema (report.json, `schema_version` 1): see README "Report schema". Non-finite floats are written as
 the strings "inf", "-inf", "nan" so the file stays strict JSON.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,8 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from edgeport.checks.accuracy import AccuracyResult
-from edgeport.errors import ExitCode
 from edgeport.checks.latency import LatencyStats
+from edgeport.errors import ExitCode
 
 SCHEMA_VERSION = 1
 STAGES = ("convert", "check", "bench")
@@ -60,7 +61,7 @@ class TargetResult:
     @property
     def verdict(self) -> str:
         statuses = {s.status for s in self.stages}
-        if "error" in statuses and self.stage("convert") and self.stage("convert").status == "error":
+        if "error" in statuses and (convert := self.stage("convert")) is not None and convert.status == "error":
             return "error"
         if "failed" in statuses or "error" in statuses:
             return "failed"
@@ -89,30 +90,30 @@ class Report:
         return next(t for t in self.targets if t.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        data = _jsonable(dataclasses.asdict(self))
+        data = jsonable(dataclasses.asdict(self))
         data["verdicts"] = {t.name: t.verdict for t in self.targets}
         return data
 
 
 def exit_code_for(targets: tuple[TargetResult, ...]) -> ExitCode:
-    if any(t.stage("convert") and t.stage("convert").status == "error" for t in targets):
+    if any((convert := t.stage("convert")) is not None and convert.status == "error" for t in targets):
         return ExitCode.LOAD_OR_CONVERSION
     if any(s.status in ("failed", "error") for t in targets for s in t.stages):
         return ExitCode.GATE_FAILED
     return ExitCode.OK
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return value
 
 
@@ -162,14 +163,18 @@ def junit_xml(report: Report) -> str:
             elif stage.status == "skipped":
                 skipped += 1
                 body = f"<skipped message={quoteattr(stage.reason)}/>"
-            cases.append(f'    <testcase classname={quoteattr("edgeport." + target.name)} name="{stage.stage}" '
-                         f'time="{stage.seconds:.3f}">{body}</testcase>')
+            cases.append(
+                f'    <testcase classname={quoteattr("edgeport." + target.name)} name="{stage.stage}" '
+                f'time="{stage.seconds:.3f}">{body}</testcase>'
+            )
     total = len(cases)
     model = quoteattr(f"edgeport {report.model.get('path', '')}")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuites tests="{total}" failures="{failures}" errors="{errors}" skipped="{skipped}">\n'
-            f'  <testsuite name={model} tests="{total}" failures="{failures}" errors="{errors}" '
-            f'skipped="{skipped}" timestamp="{report.created}">\n' + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuites tests="{total}" failures="{failures}" errors="{errors}" skipped="{skipped}">\n'
+        f'  <testsuite name={model} tests="{total}" failures="{failures}" errors="{errors}" '
+        f'skipped="{skipped}" timestamp="{report.created}">\n' + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n"
+    )
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -209,21 +214,32 @@ def accuracy_cell(target: TargetResult) -> str:
 
 def summary_markdown(report: Report) -> str:
     verdict = {0: "passed", 1: "FAILED (a gate)", 2: "usage error", 3: "FAILED (load/conversion)"}.get(
-        report.exit_code, str(report.exit_code))
-    lines = [f"# edgeport: {verdict}", "",
-             f"Model `{report.model.get('path')}` signature `{report.model.get('signature', {}).get('key')}` "
-             f"({report.model.get('mode')}), {human_bytes(report.model.get('size_bytes'))}; samples: "
-             f"{report.samples.get('source')}.", ""]
-    lines += ["| target | convert | check | bench | size | accuracy (worst output) | p50 ms | p90 ms |",
-              "|---|---|---|---|---|---|---|---|"]
+        report.exit_code, str(report.exit_code)
+    )
+    lines = [
+        f"# edgeport: {verdict}",
+        "",
+        f"Model `{report.model.get('path')}` signature `{report.model.get('signature', {}).get('key')}` "
+        f"({report.model.get('mode')}), {human_bytes(report.model.get('size_bytes'))}; samples: "
+        f"{report.samples.get('source')}.",
+        "",
+    ]
+    lines += [
+        "| target | convert | check | bench | size | accuracy (worst output) | p50 ms | p90 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     if report.baseline:
-        lines.append(f"| savedmodel (tensorflow) | – | – | – | {human_bytes(report.model.get('size_bytes'))} | reference "
-                     f"| {_fmt(report.baseline.p50_ms)} | {_fmt(report.baseline.p90_ms)} |")
+        lines.append(
+            f"| savedmodel (tensorflow) | – | – | – | {human_bytes(report.model.get('size_bytes'))} | reference "
+            f"| {_fmt(report.baseline.p50_ms)} | {_fmt(report.baseline.p90_ms)} |"
+        )
     for t in report.targets:
         lat = t.latency
-        lines.append(f"| {t.name} | {stage_cell(t.stage('convert'))} | {stage_cell(t.stage('check'))} | "
-                     f"{stage_cell(t.stage('bench'))} | {human_bytes(t.size_bytes)} | {accuracy_cell(t)} | "
-                     f"{_fmt(lat.p50_ms if lat else None)} | {_fmt(lat.p90_ms if lat else None)} |")
+        lines.append(
+            f"| {t.name} | {stage_cell(t.stage('convert'))} | {stage_cell(t.stage('check'))} | "
+            f"{stage_cell(t.stage('bench'))} | {human_bytes(t.size_bytes)} | {accuracy_cell(t)} | "
+            f"{_fmt(lat.p50_ms if lat else None)} | {_fmt(lat.p90_ms if lat else None)} |"
+        )
     if report.warnings:
         lines += ["", "**Warnings**", ""] + [f"- {w}" for w in report.warnings]
     notes = [(t.name, n) for t in report.targets for n in t.notes]

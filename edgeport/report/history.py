@@ -5,6 +5,7 @@ Concurrent runs may share one database: WAL journal (readers never block the wri
 appear all together or not at all). The SavedModel's own latency is kept as the row `savedmodel`, so a
 trend can tell a slower machine from a slower artifact.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -72,8 +73,9 @@ def connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
-        raise UsageError(f"cannot open the history database {path} ({exc}); pass --history with a writable path") \
-            from None
+        raise UsageError(
+            f"cannot open the history database {path} ({exc}); pass --history with a writable path"
+        ) from None
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         _retry(lambda: connection.execute("PRAGMA journal_mode = WAL"))
@@ -81,8 +83,9 @@ def connect(path: Path) -> sqlite3.Connection:
         _retry(lambda: _create_schema(connection))
     except sqlite3.DatabaseError as exc:
         connection.close()
-        raise UsageError(f"{path} is not an edgeport history database ({exc}); pass --history with another path") \
-            from None
+        raise UsageError(
+            f"{path} is not an edgeport history database ({exc}); pass --history with another path"
+        ) from None
     return connection
 
 
@@ -120,19 +123,34 @@ def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     baseline = report.get("baseline")
     if baseline:
-        rows.append({"target": BASELINE_ROW, "verdict": "reference", "size_bytes": report["model"].get("size_bytes"),
-                     "worst_cosine": None, "top1_agreement": None, "p50_ms": baseline["p50_ms"],
-                     "p90_ms": baseline["p90_ms"]})
+        rows.append(
+            {
+                "target": BASELINE_ROW,
+                "verdict": "reference",
+                "size_bytes": report["model"].get("size_bytes"),
+                "worst_cosine": None,
+                "top1_agreement": None,
+                "p50_ms": baseline["p50_ms"],
+                "p90_ms": baseline["p90_ms"],
+            }
+        )
     verdicts = report.get("verdicts", {})
     for target in report["targets"]:
         outputs = (target.get("accuracy") or {}).get("outputs", [])
         cosines = [float(o["cosine"]) for o in outputs]
         top1 = [o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None]
         latency = target.get("latency") or {}
-        rows.append({"target": target["name"], "verdict": verdicts.get(target["name"], _verdict(target)),
-                     "size_bytes": target.get("size_bytes"), "worst_cosine": min(cosines) if cosines else None,
-                     "top1_agreement": min(top1) if top1 else None, "p50_ms": latency.get("p50_ms"),
-                     "p90_ms": latency.get("p90_ms")})
+        rows.append(
+            {
+                "target": target["name"],
+                "verdict": verdicts.get(target["name"], _verdict(target)),
+                "size_bytes": target.get("size_bytes"),
+                "worst_cosine": min(cosines) if cosines else None,
+                "top1_agreement": min(top1) if top1 else None,
+                "p50_ms": latency.get("p50_ms"),
+                "p90_ms": latency.get("p90_ms"),
+            }
+        )
     return rows
 
 
@@ -151,13 +169,24 @@ def append_run(path: Path, report: Mapping[str, Any], *, output: Path | None = N
         try:
             cursor = connection.execute(
                 "INSERT INTO runs (created, model, output, exit_code, cpu, edgeport_version) VALUES (?, ?, ?, ?, ?, ?)",
-                (report.get("created") or _now(), model, str(Path(output).resolve()) if output else None,
-                 int(report.get("exit_code", 0)), report.get("machine", {}).get("cpu"), report.get("edgeport_version")))
+                (
+                    report.get("created") or _now(),
+                    model,
+                    str(Path(output).resolve()) if output else None,
+                    int(report.get("exit_code", 0)),
+                    report.get("machine", {}).get("cpu"),
+                    report.get("edgeport_version"),
+                ),
+            )
             run_id = cursor.lastrowid
+            if run_id is None:  # sqlite sets it on every INSERT
+                raise sqlite3.DatabaseError("the INSERT into runs gave no row id")
             connection.executemany(
                 "INSERT INTO results (run_id, target, verdict, size_bytes, worst_cosine, top1_agreement, p50_ms, "
                 "p90_ms) VALUES (:run_id, :target, :verdict, :size_bytes, :worst_cosine, :top1_agreement, :p50_ms, "
-                ":p90_ms)", [{**row, "run_id": run_id} for row in rows])
+                ":p90_ms)",
+                [{**row, "run_id": run_id} for row in rows],
+            )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -171,8 +200,9 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def read_history(path: Path, *, model: str | None = None, target: str | None = None,
-                 limit: int | None = None) -> list[HistoryRow]:
+def read_history(
+    path: Path, *, model: str | None = None, target: str | None = None, limit: int | None = None
+) -> list[HistoryRow]:
     """Rows oldest first; `model` matches the absolute path or any part of it; `limit`: newest N runs."""
     path = Path(path)
     if not path.is_file():
@@ -185,9 +215,11 @@ def read_history(path: Path, *, model: str | None = None, target: str | None = N
         where.append("x.target = ?")
         params.append(target)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    query = ("SELECT r.id, r.created, r.model, x.target, x.verdict, x.size_bytes, x.worst_cosine, x.top1_agreement, "
-             f"x.p50_ms, x.p90_ms, r.exit_code, r.output FROM results x JOIN runs r ON r.id = x.run_id {clause} "
-             "ORDER BY r.created, r.id, x.target")
+    query = (
+        "SELECT r.id, r.created, r.model, x.target, x.verdict, x.size_bytes, x.worst_cosine, x.top1_agreement, "
+        f"x.p50_ms, x.p90_ms, r.exit_code, r.output FROM results x JOIN runs r ON r.id = x.run_id {clause} "
+        "ORDER BY r.created, r.id, x.target"
+    )
     connection = connect(path)
     try:
         rows = [HistoryRow(*row) for row in connection.execute(query, params)]
@@ -219,10 +251,10 @@ def history_json(rows: Sequence[HistoryRow]) -> str:
 
 def print_history(rows: Sequence[HistoryRow], console) -> None:
     """One table per (model, target): each run's size, accuracy and p50 with the change from the run before."""
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.markup import escape
+    from rich.table import Table
 
-    from edgeport.report.files import human_bytes  # noqa: PLC0415
+    from edgeport.report.files import human_bytes
 
     if not rows:
         console.print("no runs recorded for this selection", highlight=False)
@@ -230,10 +262,14 @@ def print_history(rows: Sequence[HistoryRow], console) -> None:
     groups: dict[tuple[str, str], list[HistoryRow]] = {}
     for row in rows:
         groups.setdefault((row.model, row.target), []).append(row)
-    for (model, target), runs in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] != BASELINE_ROW,
-                                                                           item[0][1])):
-        table = Table(title=f"{escape(target)}  [dim]{escape(model)}[/]  p50 {sparkline([r.p50_ms for r in runs])}  "
-                            f"size {sparkline([r.size_bytes for r in runs])}", title_justify="left")
+    for (model, target), runs in sorted(
+        groups.items(), key=lambda item: (item[0][0], item[0][1] != BASELINE_ROW, item[0][1])
+    ):
+        table = Table(
+            title=f"{escape(target)}  [dim]{escape(model)}[/]  p50 {sparkline([r.p50_ms for r in runs])}  "
+            f"size {sparkline([r.size_bytes for r in runs])}",
+            title_justify="left",
+        )
         for column in ("run", "time (UTC)", "verdict", "size", "worst cosine", "top-1", "p50 ms", "p50 change"):
             table.add_column(column, justify="right" if column not in ("time (UTC)", "verdict") else "left")
         previous = None
@@ -242,15 +278,22 @@ def print_history(rows: Sequence[HistoryRow], console) -> None:
             if previous and previous.p50_ms and row.p50_ms:
                 change = f"{row.p50_ms / previous.p50_ms - 1:+.1%}"
             color = {"passed": "green", "failed": "red", "error": "red"}.get(row.verdict, "dim")
-            table.add_row(str(row.run_id), row.created.replace("+00:00", ""), f"[{color}]{row.verdict}[/]",
-                          human_bytes(row.size_bytes), "–" if row.worst_cosine is None else f"{row.worst_cosine:.6f}",
-                          "–" if row.top1_agreement is None else f"{row.top1_agreement:.1%}",
-                          "–" if row.p50_ms is None else f"{row.p50_ms:.4g}", change)
+            table.add_row(
+                str(row.run_id),
+                row.created.replace("+00:00", ""),
+                f"[{color}]{row.verdict}[/]",
+                human_bytes(row.size_bytes),
+                "–" if row.worst_cosine is None else f"{row.worst_cosine:.6f}",
+                "–" if row.top1_agreement is None else f"{row.top1_agreement:.1%}",
+                "–" if row.p50_ms is None else f"{row.p50_ms:.4g}",
+                change,
+            )
             previous = row
         console.print(table)
 
 
 # ---- commands ---------------------------------------------------------------------------------------------
+
 
 def record_run(path: Path | None, report: Mapping[str, Any], *, output: Path, console) -> int | None:
     """Append a finished run; a history that cannot be written is a warning, never a failed run."""
@@ -263,9 +306,10 @@ def record_run(path: Path | None, report: Mapping[str, Any], *, output: Path, co
         return None
 
 
-def history_command(path: Path | None, *, model: str | None, target: str | None, last: int | None,
-                    as_json: bool) -> None:
-    from rich.console import Console  # noqa: PLC0415
+def history_command(
+    path: Path | None, *, model: str | None, target: str | None, last: int | None, as_json: bool
+) -> None:
+    from rich.console import Console
 
     rows = read_history(Path(path) if path else DEFAULT_HISTORY, model=model, target=target, limit=last)
     if as_json:

@@ -6,6 +6,7 @@ agreement for quantized targets, and latency distributions side by side with the
 Plots are drawn offline by matplotlib (Agg) as inline SVG; without matplotlib the page says so and keeps
 every table.
 """
+
 from __future__ import annotations
 
 import html
@@ -56,58 +57,75 @@ def render(report: Report) -> str:
     body += [_target_section(report, target, plots) for target in report.targets]
     body.append(_footer(report))
     title = f"edgeport: {Path(str(report.model.get('path', ''))).name} - {_run_verdict(report)}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
-            f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(filter(None, body))
-            + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(filter(None, body))
+        + "\n</body></html>\n"
+    )
 
 
 # ---- page parts -------------------------------------------------------------------------------------------
 
+
 def _run_verdict(report: Report) -> str:
     return {0: "passed", 1: "FAILED (a gate)", 2: "usage error", 3: "FAILED (load/conversion)"}.get(
-        report.exit_code, f"exit {report.exit_code}")
+        report.exit_code, f"exit {report.exit_code}"
+    )
 
 
 def _header(report: Report) -> str:
     model = report.model
     signature = model.get("signature", {}) or {}
     css = "pass" if report.exit_code == 0 else "fail"
-    return (f'<h1>edgeport: <span class="{css}" id="run-verdict">{_e(_run_verdict(report))}</span></h1>\n'
-            f'<p class="muted">Model <code>{_e(model.get("path"))}</code>, signature '
-            f'<code>{_e(signature.get("key"))}</code> ({_e(model.get("mode"))}), {human_bytes(model.get("size_bytes"))}; '
-            f'{report.samples.get("count")} samples from {_e(report.samples.get("source"))}'
-            f'{" (synthetic)" if report.samples.get("synthetic") else ""}; exit code {report.exit_code}.</p>')
+    return (
+        f'<h1>edgeport: <span class="{css}" id="run-verdict">{_e(_run_verdict(report))}</span></h1>\n'
+        f'<p class="muted">Model <code>{_e(model.get("path"))}</code>, signature '
+        f"<code>{_e(signature.get('key'))}</code> ({_e(model.get('mode'))}), {human_bytes(model.get('size_bytes'))}; "
+        f"{report.samples.get('count')} samples from {_e(report.samples.get('source'))}"
+        f"{' (synthetic)' if report.samples.get('synthetic') else ''}; exit code {report.exit_code}.</p>"
+    )
 
 
 def _stage_td(target: TargetResult, stage_name: str) -> str:
     stage = target.stage(stage_name)
     if stage is None:
-        return '<td data-stage="%s" data-status="none">–</td>' % stage_name
+        return f'<td data-stage="{stage_name}" data-status="none">–</td>'
     label = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}[stage.status]
     reason = f' <span class="reason">{_e(stage.reason)}</span>' if stage.reason and stage.status != "passed" else ""
-    return (f'<td data-stage="{stage_name}" data-status="{stage.status}"><span class="{STATUS_CLASS[stage.status]}">'
-            f"{label}</span>{reason}</td>")
+    return (
+        f'<td data-stage="{stage_name}" data-status="{stage.status}"><span class="{STATUS_CLASS[stage.status]}">'
+        f"{label}</span>{reason}</td>"
+    )
 
 
 def _verdict_table(report: Report) -> str:
     rows = []
     if report.baseline:
         b = report.baseline
-        rows.append('<tr data-target="savedmodel" class="baseline"><td>savedmodel (tensorflow)</td>'
-                    f'<td>–</td><td>–</td><td>–</td><td class="num">{human_bytes(report.model.get("size_bytes"))}</td><td>reference</td>'
-                    f'<td class="num">{b.p50_ms:.3f}</td><td class="num">{b.p90_ms:.3f}</td></tr>')
+        rows.append(
+            '<tr data-target="savedmodel" class="baseline"><td>savedmodel (tensorflow)</td>'
+            f'<td>–</td><td>–</td><td>–</td><td class="num">{human_bytes(report.model.get("size_bytes"))}</td>'
+            "<td>reference</td>"
+            f'<td class="num">{b.p50_ms:.3f}</td><td class="num">{b.p90_ms:.3f}</td></tr>'
+        )
     for t in report.targets:
         lat = t.latency
         rows.append(
-            f'<tr data-target="{_e(t.name)}" data-verdict="{t.verdict}"><td><a href="#{_anchor(t.name)}">{_e(t.name)}</a>'
-            f'</td>{_stage_td(t, "convert")}{_stage_td(t, "check")}{_stage_td(t, "bench")}'
+            f'<tr data-target="{_e(t.name)}" data-verdict="{t.verdict}">'
+            f'<td><a href="#{_anchor(t.name)}">{_e(t.name)}</a>'
+            f"</td>{_stage_td(t, 'convert')}{_stage_td(t, 'check')}{_stage_td(t, 'bench')}"
             f'<td class="num">{human_bytes(t.size_bytes)}</td><td>{_e(accuracy_cell(t))}</td>'
-            f'<td class="num">{_num(lat.p50_ms if lat else None)}</td><td class="num">{_num(lat.p90_ms if lat else None)}'
-            "</td></tr>")
-    head = "".join(f"<th>{c}</th>" for c in ("target", "convert", "check", "bench", "size", "accuracy (worst output)",
-                                              "p50 ms", "p90 ms"))
+            f'<td class="num">{_num(lat.p50_ms if lat else None)}</td>'
+            f'<td class="num">{_num(lat.p90_ms if lat else None)}'
+            "</td></tr>"
+        )
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in ("target", "convert", "check", "bench", "size", "accuracy (worst output)", "p50 ms", "p90 ms")
+    )
     return f'<table id="verdicts"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
 
 
@@ -122,26 +140,38 @@ def _latency_overview(report: Report, plots: _Plotter) -> str:
     series = _latency_series(report, report.targets)
     if not series:
         return ""
-    return ("<h2 id=\"latency\">Latency</h2><p class=\"muted\">Distribution of the timed runs (one inference each), "
-            "log scale; the box spans p25 to p75, the white line is p50.</p>"
-            + plots.figure(lambda plt: _latency_figure(plt, series)))
+    return (
+        '<h2 id="latency">Latency</h2><p class="muted">Distribution of the timed runs (one inference each), '
+        "log scale; the box spans p25 to p75, the white line is p50.</p>"
+        + plots.figure(lambda plt: _latency_figure(plt, series))
+    )
 
 
 def _target_section(report: Report, target: TargetResult, plots: _Plotter) -> str:
     css = STATUS_CLASS["failed" if target.verdict == "error" else target.verdict]
-    parts = [f'<section id="{_anchor(target.name)}" data-target="{_e(target.name)}">',
-             f'<h2>{_e(target.name)} <span class="{css}">{_e(target.verdict)}</span></h2>',
-             f'<p class="muted">converter {_e(target.converter)}, runtime {_e(target.runtime_version or target.runtime)}'
-             f'{", backend " + _e(target.backend) if target.backend else ""}, precision {_e(target.precision or "–")}, '
-             f"{target.threads} thread(s)</p>",
-             _stages_table(target), _size(report, target), _accuracy(target, plots), _agreement(target),
-             _latency(report, target, plots), _notes(target), "</section>"]
+    parts = [
+        f'<section id="{_anchor(target.name)}" data-target="{_e(target.name)}">',
+        f'<h2>{_e(target.name)} <span class="{css}">{_e(target.verdict)}</span></h2>',
+        f'<p class="muted">converter {_e(target.converter)}, runtime {_e(target.runtime_version or target.runtime)}'
+        f"{', backend ' + _e(target.backend) if target.backend else ''}, precision {_e(target.precision or '–')}, "
+        f"{target.threads} thread(s)</p>",
+        _stages_table(target),
+        _size(report, target),
+        _accuracy(target, plots),
+        _agreement(target),
+        _latency(report, target, plots),
+        _notes(target),
+        "</section>",
+    ]
     return "\n".join(filter(None, parts))
 
 
 def _stages_table(target: TargetResult) -> str:
-    rows = "".join(f'<tr><td>{s.stage}</td><td class="{STATUS_CLASS[s.status]}">{s.status}</td>'
-                   f'<td class="num">{s.seconds:.2f} s</td><td>{_e(s.reason)}</td></tr>' for s in target.stages)
+    rows = "".join(
+        f'<tr><td>{s.stage}</td><td class="{STATUS_CLASS[s.status]}">{s.status}</td>'
+        f'<td class="num">{s.seconds:.2f} s</td><td>{_e(s.reason)}</td></tr>'
+        for s in target.stages
+    )
     return f"<table><tr><th>stage</th><th>status</th><th>time</th><th>reason</th></tr>{rows}</table>"
 
 
@@ -154,9 +184,11 @@ def _size(report: Report, target: TargetResult) -> str:
     ratio = target.size_bytes / reference
     width = max(1.0, min(100.0, 100 * ratio))
     files = ", ".join(f"<code>{_e(f)}</code>" for f in target.files[:12]) + (" …" if len(target.files) > 12 else "")
-    return (f'<h3>Size</h3><p class="size"><span class="bar"><span style="width:{width:.1f}%"></span></span> '
-            f"{human_bytes(target.size_bytes)} = <strong>{ratio:.1%}</strong> of the SavedModel's "
-            f"{human_bytes(reference)}</p><p class=\"muted\">files: {files}</p>")
+    return (
+        f'<h3>Size</h3><p class="size"><span class="bar"><span style="width:{width:.1f}%"></span></span> '
+        f"{human_bytes(target.size_bytes)} = <strong>{ratio:.1%}</strong> of the SavedModel's "
+        f'{human_bytes(reference)}</p><p class="muted">files: {files}</p>'
+    )
 
 
 def _accuracy(target: TargetResult, plots: _Plotter) -> str:
@@ -164,39 +196,53 @@ def _accuracy(target: TargetResult, plots: _Plotter) -> str:
     if accuracy is None:
         check = target.stage("check")
         why = check.reason if check and check.reason else "not checked"
-        return f"<h3>Accuracy</h3><p class=\"muted\">{_e(why)}</p>"
+        return f'<h3>Accuracy</h3><p class="muted">{_e(why)}</p>'
     tol = accuracy.tolerance
     gates = ", ".join(f"{k} {v:g}" for k, v in vars(tol).items() if v is not None) or "none"
-    head = "".join(f"<th>{c}</th>" for c in ("output", "shape", "max abs", "mean abs", "RMSE", "cosine", "SNR dB",
-                                              "top-1", "top-5"))
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in ("output", "shape", "max abs", "mean abs", "RMSE", "cosine", "SNR dB", "top-1", "top-5")
+    )
     rows = "".join(
-        f"<tr><td>{_e(o.name)}</td><td>{list(o.shape)}</td><td class=\"num\">{o.max_abs_error:.3g}</td>"
-        f"<td class=\"num\">{o.mean_abs_error:.3g}</td><td class=\"num\">{o.rmse:.3g}</td>"
-        f"<td class=\"num\">{o.cosine:.6f}</td><td class=\"num\">{_num(o.snr_db, 1)}</td>"
-        f"<td class=\"num\">{_pct(o.top1_agreement)}</td><td class=\"num\">{_pct(o.top5_agreement)}</td></tr>"
-        for o in accuracy.outputs)
-    failures = "".join(f"<li class=\"fail\">{_e(f)}</li>" for f in accuracy.failures)
-    parts = [f"<h3>Accuracy</h3><p class=\"muted\">{accuracy.samples} samples against the SavedModel; gates: "
-             f"{_e(gates)}</p><table class=\"accuracy\"><tr>{head}</tr>{rows}</table>",
-             f"<ul>{failures}</ul>" if failures else ""]
+        f'<tr><td>{_e(o.name)}</td><td>{list(o.shape)}</td><td class="num">{o.max_abs_error:.3g}</td>'
+        f'<td class="num">{o.mean_abs_error:.3g}</td><td class="num">{o.rmse:.3g}</td>'
+        f'<td class="num">{o.cosine:.6f}</td><td class="num">{_num(o.snr_db, 1)}</td>'
+        f'<td class="num">{_pct(o.top1_agreement)}</td><td class="num">{_pct(o.top5_agreement)}</td></tr>'
+        for o in accuracy.outputs
+    )
+    failures = "".join(f'<li class="fail">{_e(f)}</li>' for f in accuracy.failures)
+    parts = [
+        f'<h3>Accuracy</h3><p class="muted">{accuracy.samples} samples against the SavedModel; gates: '
+        f'{_e(gates)}</p><table class="accuracy"><tr>{head}</tr>{rows}</table>',
+        f"<ul>{failures}</ul>" if failures else "",
+    ]
     for output in accuracy.outputs:
-        parts.append(f"<h3>Absolute error distribution: {_e(output.name)}</h3>"
-                     + plots.figure(lambda plt, o=output: _error_figure(plt, o)))
+        parts.append(
+            f"<h3>Absolute error distribution: {_e(output.name)}</h3>"
+            + plots.figure(lambda plt, o=output: _error_figure(plt, o))
+        )
     return "\n".join(filter(None, parts))
 
 
 def _agreement(target: TargetResult) -> str:
     if target.accuracy is None or (target.precision or target.variant) not in QUANTIZED:
         return ""
-    rows = [(o.name, o.top1_agreement, o.top5_agreement) for o in target.accuracy.outputs
-            if o.top1_agreement is not None]
+    rows = [
+        (o.name, o.top1_agreement, o.top5_agreement) for o in target.accuracy.outputs if o.top1_agreement is not None
+    ]
     if not rows:
-        return ("<h3>Agreement</h3><p class=\"muted\">No classifier-like output (one vector of class scores per "
-                "sample), so no top-1/top-5 agreement.</p>")
-    items = "".join(f'<li><code>{_e(name)}</code>: top-1 <strong>{_pct(top1)}</strong>, top-5 {_pct(top5)}</li>'
-                    for name, top1, top5 in rows)
-    return (f"<h3>Agreement ({_e(target.precision)})</h3><p class=\"muted\">Share of samples whose SavedModel top-1 "
-            f"class is the artifact's top-1 (top-5: among its five best).</p><ul class=\"agreement\">{items}</ul>")
+        return (
+            '<h3>Agreement</h3><p class="muted">No classifier-like output (one vector of class scores per '
+            "sample), so no top-1/top-5 agreement.</p>"
+        )
+    items = "".join(
+        f"<li><code>{_e(name)}</code>: top-1 <strong>{_pct(top1)}</strong>, top-5 {_pct(top5)}</li>"
+        for name, top1, top5 in rows
+    )
+    return (
+        f'<h3>Agreement ({_e(target.precision)})</h3><p class="muted">Share of samples whose SavedModel top-1 '
+        f'class is the artifact\'s top-1 (top-5: among its five best).</p><ul class="agreement">{items}</ul>'
+    )
 
 
 def _latency(report: Report, target: TargetResult, plots: _Plotter) -> str:
@@ -204,25 +250,43 @@ def _latency(report: Report, target: TargetResult, plots: _Plotter) -> str:
     if lat is None:
         bench = target.stage("bench")
         why = bench.reason if bench and bench.reason else "not benchmarked"
-        return f"<h3>Latency</h3><p class=\"muted\">{_e(why)}</p>"
+        return f'<h3>Latency</h3><p class="muted">{_e(why)}</p>'
     rows = [("savedmodel (tensorflow)", report.baseline)] if report.baseline else []
     rows.append((target.name, lat))
-    head = "".join(f"<th>{c}</th>" for c in ("", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "min ms",
-                                              "load ms", "first ms", "peak RSS"))
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in (
+            "",
+            "runs",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "mean ± std ms",
+            "min ms",
+            "load ms",
+            "first ms",
+            "peak RSS",
+        )
+    )
     body = "".join(
-        f"<tr><td>{_e(name)}</td><td class=\"num\">{s.runs}</td><td class=\"num\">{s.p50_ms:.4g}</td>"
-        f"<td class=\"num\">{s.p90_ms:.4g}</td><td class=\"num\">{s.p99_ms:.4g}</td>"
-        f"<td class=\"num\">{s.mean_ms:.4g} ± {s.std_ms:.3g}</td><td class=\"num\">{s.min_ms:.4g}</td>"
-        f"<td class=\"num\">{s.load_ms:.1f}</td><td class=\"num\">{s.first_inference_ms:.2f}</td>"
-        f"<td class=\"num\">{s.peak_rss_mb:.0f} MB</td></tr>" for name, s in rows)
+        f'<tr><td>{_e(name)}</td><td class="num">{s.runs}</td><td class="num">{s.p50_ms:.4g}</td>'
+        f'<td class="num">{s.p90_ms:.4g}</td><td class="num">{s.p99_ms:.4g}</td>'
+        f'<td class="num">{s.mean_ms:.4g} ± {s.std_ms:.3g}</td><td class="num">{s.min_ms:.4g}</td>'
+        f'<td class="num">{s.load_ms:.1f}</td><td class="num">{s.first_inference_ms:.2f}</td>'
+        f'<td class="num">{s.peak_rss_mb:.0f} MB</td></tr>'
+        for name, s in rows
+    )
     speedup = ""
     if report.baseline and lat.p50_ms > 0:
         ratio = report.baseline.p50_ms / lat.p50_ms
-        speedup = (f"<p>p50 on {_e(lat.runtime_version)}: <strong>{ratio:.2f}× {'faster' if ratio >= 1 else 'slower'}"
-                   f"</strong> than the SavedModel on TensorFlow ({report.baseline.p50_ms:.4g} ms).</p>")
+        speedup = (
+            f"<p>p50 on {_e(lat.runtime_version)}: <strong>{ratio:.2f}× {'faster' if ratio >= 1 else 'slower'}"
+            f"</strong> than the SavedModel on TensorFlow ({report.baseline.p50_ms:.4g} ms).</p>"
+        )
     series = _latency_series(report, (target,))
-    return (f"<h3>Latency</h3><table><tr>{head}</tr>{body}</table>{speedup}"
-            + plots.figure(lambda plt: _latency_figure(plt, series)))
+    return f"<h3>Latency</h3><table><tr>{head}</tr>{body}</table>{speedup}" + plots.figure(
+        lambda plt: _latency_figure(plt, series)
+    )
 
 
 def _notes(target: TargetResult) -> str:
@@ -232,12 +296,15 @@ def _notes(target: TargetResult) -> str:
 
 def _footer(report: Report) -> str:
     machine = report.machine
-    return (f'<p class="muted" id="footer">Measured on {_e(machine.get("cpu"))}, {_e(machine.get("platform"))}, '
-            f'Python {_e(machine.get("python"))}, {machine.get("threads")} thread(s); {_e(report.created)}; '
-            f"edgeport {_e(report.edgeport_version)}, report schema {report.schema_version}.</p>")
+    return (
+        f'<p class="muted" id="footer">Measured on {_e(machine.get("cpu"))}, {_e(machine.get("platform"))}, '
+        f"Python {_e(machine.get('python'))}, {machine.get('threads')} thread(s); {_e(report.created)}; "
+        f"edgeport {_e(report.edgeport_version)}, report schema {report.schema_version}.</p>"
+    )
 
 
 # ---- plots -------------------------------------------------------------------------------------------------
+
 
 class _Plotter:
     """Draws figures as inline SVG; with no matplotlib, every figure is an empty string and `missing` says why."""
@@ -250,10 +317,10 @@ class _Plotter:
     @classmethod
     def create(cls) -> _Plotter:
         try:
-            import matplotlib  # noqa: PLC0415
+            import matplotlib
 
             matplotlib.use("Agg", force=True)
-            from matplotlib import pyplot  # noqa: PLC0415
+            from matplotlib import pyplot
         except ImportError:
             return cls(None, NO_PLOTS)
         return cls(pyplot, "")
@@ -264,8 +331,15 @@ class _Plotter:
         self._count += 1
         plt = self._plt
         try:
-            with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"edgeport-fig{self._count}",
-                                 "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}):
+            with plt.rc_context(
+                {
+                    "svg.fonttype": "none",
+                    "svg.hashsalt": f"edgeport-fig{self._count}",
+                    "font.size": 9,
+                    "axes.spines.top": False,
+                    "axes.spines.right": False,
+                }
+            ):
                 fig = draw(plt)
                 buffer = io.StringIO()
                 fig.savefig(buffer, format="svg", bbox_inches="tight")
@@ -274,7 +348,7 @@ class _Plotter:
         finally:
             plt.close("all")
         svg = buffer.getvalue()
-        svg = svg[svg.index("<svg"):]  # drop the XML declaration and DOCTYPE: the SVG is inline
+        svg = svg[svg.index("<svg") :]  # drop the XML declaration and DOCTYPE: the SVG is inline
         return f'<div class="plot">{_unique_ids(svg, self._count)}</div>'
 
 
@@ -298,27 +372,37 @@ def _positive(stats: LatencyStats | None) -> tuple[float, ...]:
 
 def _latency_figure(plt, series: list[tuple[str, tuple[float, ...]]]):
     """Violins of log10(run ms) with a box (p25-p75) and the median, one row per series, baseline on top."""
-    import numpy as np  # noqa: PLC0415
-    from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter
 
     names = [name for name, _ in series][::-1]
     data = [np.log10(np.asarray(runs)) for _, runs in series][::-1]
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(series) + 1.1))
     positions = list(range(1, len(series) + 1))
     horizontal = _horizontal(ax)
-    spread = [(d, p, n) for d, p, n in zip(data, positions, names) if d.size > 1 and np.ptp(d) > 0]
+    spread = [(d, p, n) for d, p, n in zip(data, positions, names, strict=False) if d.size > 1 and np.ptp(d) > 0]
     if spread:  # a violin needs a spread to estimate a density from
-        violins = ax.violinplot([d for d, _, _ in spread], positions=[p for _, p, _ in spread], showextrema=False,
-                                widths=0.8, **horizontal)
-        for body, name in zip(violins["bodies"], [n for _, _, n in spread]):
+        violins = ax.violinplot(
+            [d for d, _, _ in spread], positions=[p for _, p, _ in spread], showextrema=False, widths=0.8, **horizontal
+        )
+        for body, name in zip(violins["bodies"], [n for _, _, n in spread], strict=False):
             body.set_facecolor("#9aa5b1" if name.startswith("savedmodel") else "#3d6fb6")
             body.set_alpha(0.55)
-    ax.boxplot(data, positions=positions, widths=0.22, **horizontal, showfliers=False, whis=(1, 99), patch_artist=True,
-               boxprops={"facecolor": "#1d2330"}, medianprops={"color": "white", "linewidth": 1.5})
+    ax.boxplot(
+        data,
+        positions=positions,
+        widths=0.22,
+        **horizontal,
+        showfliers=False,
+        whis=(1, 99),
+        patch_artist=True,
+        boxprops={"facecolor": "#1d2330"},
+        medianprops={"color": "white", "linewidth": 1.5},
+    )
     ax.set_yticks(positions, names)
     low, high = min(float(d.min()) for d in data), max(float(d.max()) for d in data)
     ax.set_xticks(_log_ticks(low, high))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:g}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10**v:g}"))
     ax.set_xlabel("latency per inference, ms (log scale; whiskers p1-p99)")
     ax.grid(axis="x", alpha=0.3)
     return fig
@@ -326,7 +410,7 @@ def _latency_figure(plt, series: list[tuple[str, tuple[float, ...]]]):
 
 def _horizontal(ax) -> dict:
     """Horizontal violins and boxes: `orientation=` since matplotlib 3.10, `vert=False` before."""
-    import inspect  # noqa: PLC0415
+    import inspect
 
     if "orientation" in inspect.signature(ax.boxplot).parameters:
         return {"orientation": "horizontal"}
@@ -336,7 +420,7 @@ def _horizontal(ax) -> dict:
 def _log_ticks(low: float, high: float) -> list[float]:
     """log10 positions of 1-2-5 steps covering [low, high] (log10 values), at most about ten of them."""
     for steps in ((1, 2, 5), (1, 3), (1,)):
-        ticks = [math.log10(m * 10.0 ** k) for k in range(math.floor(low) - 1, math.ceil(high) + 1) for m in steps]
+        ticks = [math.log10(m * 10.0**k) for k in range(math.floor(low) - 1, math.ceil(high) + 1) for m in steps]
         inside = [t for t in ticks if low - 0.05 <= t <= high + 0.05]
         if len(inside) <= 10:
             return inside
@@ -344,13 +428,14 @@ def _log_ticks(low: float, high: float) -> list[float]:
 
 
 def _error_figure(plt, output: OutputMetrics):
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     edges, counts = (np.asarray(v, dtype=float) for v in output.abs_error_histogram)
     fig, ax = plt.subplots(figsize=(8, 2.4))
     if counts.size and counts.sum() > 0:
-        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#3d6fb6", edgecolor="white",
-               linewidth=0.4)
+        ax.bar(
+            edges[:-1], counts, width=np.diff(edges), align="edge", color="#3d6fb6", edgecolor="white", linewidth=0.4
+        )
         ax.set_yscale("symlog", linthresh=1)
     ax.axvline(output.mean_abs_error, color="#b3261e", linewidth=1, label=f"mean {output.mean_abs_error:.3g}")
     ax.legend(frameon=False, loc="upper right")
@@ -360,6 +445,7 @@ def _error_figure(plt, output: OutputMetrics):
 
 
 # ---- formatting --------------------------------------------------------------------------------------------
+
 
 def _e(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)

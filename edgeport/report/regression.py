@@ -14,6 +14,7 @@ threshold (plus binomial noise when the runs used different samples) or SNR drop
 size when the artifact grew by more than a relative threshold; a verdict when a target stopped passing.
 Targets present in only one report are noted, not failed.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,12 +90,21 @@ class Comparison:
         return ExitCode.GATE_FAILED if self.regressions else ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
-        from edgeport.report.files import _jsonable  # noqa: PLC0415
+        from edgeport.report.files import jsonable
 
-        return _jsonable({"old": self.old, "new": self.new, "regression": bool(self.regressions),
-                          "exit_code": int(self.exit_code), "thresholds": asdict(self.thresholds),
-                          "missing": list(self.missing), "added": list(self.added), "notes": list(self.notes),
-                          "changes": [{**asdict(c), "status": c.status} for c in self.changes]})
+        return jsonable(
+            {
+                "old": self.old,
+                "new": self.new,
+                "regression": bool(self.regressions),
+                "exit_code": int(self.exit_code),
+                "thresholds": asdict(self.thresholds),
+                "missing": list(self.missing),
+                "added": list(self.added),
+                "notes": list(self.notes),
+                "changes": [{**asdict(c), "status": c.status} for c in self.changes],
+            }
+        )
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -106,8 +116,9 @@ def load_report(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UsageError(f"baseline report {file} does not exist; pass the report.json of an earlier run") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{file} is not a readable report.json ({exc}); pass the report.json of an edgeport run") \
-            from None
+        raise UsageError(
+            f"{file} is not a readable report.json ({exc}); pass the report.json of an edgeport run"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list) or "schema_version" not in data:
         raise UsageError(f"{file} is not an edgeport report.json (no schema_version/targets)")
     if data["schema_version"] != 1:
@@ -115,8 +126,14 @@ def load_report(path: Path) -> dict[str, Any]:
     return data
 
 
-def compare_reports(old: Mapping[str, Any], new: Mapping[str, Any], thresholds: Thresholds = Thresholds(), *,
-                    old_name: str = "old", new_name: str = "new") -> Comparison:
+def compare_reports(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    thresholds: Thresholds = Thresholds(),
+    *,
+    old_name: str = "old",
+    new_name: str = "new",
+) -> Comparison:
     old_targets = {t["name"]: t for t in old["targets"]}
     new_targets = {t["name"]: t for t in new["targets"]}
     same_samples = _same_samples(old, new)
@@ -127,18 +144,34 @@ def compare_reports(old: Mapping[str, Any], new: Mapping[str, Any], thresholds: 
         changes += _size(name, before, after, thresholds)
         changes += _accuracy(name, before, after, thresholds, same_samples)
         changes += _latency(name, before, after, thresholds)
-    return Comparison(old=old_name, new=new_name, changes=tuple(changes),
-                      missing=tuple(n for n in old_targets if n not in new_targets),
-                      added=tuple(n for n in new_targets if n not in old_targets),
-                      notes=tuple(_notes(old, new, same_samples)), thresholds=thresholds)
+    return Comparison(
+        old=old_name,
+        new=new_name,
+        changes=tuple(changes),
+        missing=tuple(n for n in old_targets if n not in new_targets),
+        added=tuple(n for n in new_targets if n not in old_targets),
+        notes=tuple(_notes(old, new, same_samples)),
+        thresholds=thresholds,
+    )
 
 
 def _verdict(name: str, before: Mapping, after: Mapping) -> list[Change]:
     old, new = _verdict_of(before), _verdict_of(after)
     if old == new:
         return []
-    return [Change(name, "verdict", old, new, 1.0 if old == "passed" else -1.0, 0.0, old == "passed",
-                   "a passing target must keep passing", relative=False)]
+    return [
+        Change(
+            name,
+            "verdict",
+            old,
+            new,
+            1.0 if old == "passed" else -1.0,
+            0.0,
+            old == "passed",
+            "a passing target must keep passing",
+            relative=False,
+        )
+    ]
 
 
 def _verdict_of(target: Mapping) -> str:
@@ -153,8 +186,19 @@ def _size(name: str, before: Mapping, after: Mapping, thresholds: Thresholds) ->
     if not old or new is None:
         return []
     change = new / old - 1.0
-    return [Change(name, "size_bytes", old, new, change, thresholds.size, change > thresholds.size,
-                   f"{thresholds.size:.0%}", relative=True)]
+    return [
+        Change(
+            name,
+            "size_bytes",
+            old,
+            new,
+            change,
+            thresholds.size,
+            change > thresholds.size,
+            f"{thresholds.size:.0%}",
+            relative=True,
+        )
+    ]
 
 
 def _accuracy(name: str, before: Mapping, after: Mapping, thresholds: Thresholds, same_samples: bool) -> list[Change]:
@@ -165,20 +209,33 @@ def _accuracy(name: str, before: Mapping, after: Mapping, thresholds: Thresholds
     changes = []
     for output in [n for n in new_outputs if n in old_outputs]:
         o, n = old_outputs[output], new_outputs[output]
-        changes.append(_drop(name, f"cosine[{output}]", _float(o["cosine"]), _float(n["cosine"]),
-                             thresholds.accuracy, f"{thresholds.accuracy:g}"))
+        changes.append(
+            _drop(
+                name,
+                f"cosine[{output}]",
+                _float(o["cosine"]),
+                _float(n["cosine"]),
+                thresholds.accuracy,
+                f"{thresholds.accuracy:g}",
+            )
+        )
         for key in ("top1_agreement", "top5_agreement"):
             if o.get(key) is None or n.get(key) is None:
                 continue
-            noise = 0.0 if same_samples else 2 * math.hypot(_binomial_se(o[key], old_samples),
-                                                            _binomial_se(n[key], new_samples))
+            noise = (
+                0.0
+                if same_samples
+                else 2 * math.hypot(_binomial_se(o[key], old_samples), _binomial_se(n[key], new_samples))
+            )
             basis = f"{thresholds.agreement:g}" + (f" + sampling {noise:.3f}" if noise else "")
-            changes.append(_drop(name, f"{key.split('_')[0]}[{output}]", o[key], n[key],
-                                 thresholds.agreement + noise, basis))
+            changes.append(
+                _drop(name, f"{key.split('_')[0]}[{output}]", o[key], n[key], thresholds.agreement + noise, basis)
+            )
         old_snr, new_snr = (min(_float(v), SNR_CAP_DB) for v in (o["snr_db"], n["snr_db"]))
         if math.isfinite(old_snr) and math.isfinite(new_snr):
-            changes.append(_drop(name, f"snr_db[{output}]", old_snr, new_snr, thresholds.snr_db,
-                                 f"{thresholds.snr_db:g} dB"))
+            changes.append(
+                _drop(name, f"snr_db[{output}]", old_snr, new_snr, thresholds.snr_db, f"{thresholds.snr_db:g} dB")
+            )
     return changes
 
 
@@ -202,10 +259,21 @@ def _latency(name: str, before: Mapping, after: Mapping, thresholds: Thresholds)
         fastest = float(new["min_ms"]) / float(old["min_ms"]) - 1.0 if float(old["min_ms"]) > 0 else change
         fastest_allowed = thresholds.latency + thresholds.noise * max(_low_tail(old), _low_tail(new))
         confirmed = fastest > fastest_allowed and new_value - old_value > thresholds.latency_floor_ms
-        changes.append(Change(name, metric, old_value, new_value, change, allowed, change > allowed and confirmed,
-                              f"{thresholds.latency:.0%} + noise {noise:.0%}; fastest run {fastest:+.0%} of "
-                              f"+{fastest_allowed:.0%}; floor {thresholds.latency_floor_ms:g} ms", relative=True,
-                              unconfirmed=change > allowed and not confirmed))
+        changes.append(
+            Change(
+                name,
+                metric,
+                old_value,
+                new_value,
+                change,
+                allowed,
+                change > allowed and confirmed,
+                f"{thresholds.latency:.0%} + noise {noise:.0%}; fastest run {fastest:+.0%} of "
+                f"+{fastest_allowed:.0%}; floor {thresholds.latency_floor_ms:g} ms",
+                relative=True,
+                unconfirmed=change > allowed and not confirmed,
+            )
+        )
     return changes
 
 
@@ -215,14 +283,15 @@ def relative_latency_noise(old: Mapping, new: Mapping, quantile: float) -> float
     Each run's spread is taken relative to its own median, so a slower run does not excuse itself by being
     slower; the noisier of the two runs sets the allowance.
     """
-    sampling = 2 * math.hypot(_bootstrap_se(old, quantile) / float(old["p50_ms"]),
-                              _bootstrap_se(new, quantile) / float(new["p50_ms"]))
+    sampling = 2 * math.hypot(
+        _bootstrap_se(old, quantile) / float(old["p50_ms"]), _bootstrap_se(new, quantile) / float(new["p50_ms"])
+    )
     spread = max(_robust_sigma(old) / float(old["p50_ms"]), _robust_sigma(new) / float(new["p50_ms"]))
     return sampling + spread
 
 
 def _bootstrap_se(stats: Mapping, quantile: float) -> float:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     runs = np.asarray(stats.get("run_ms") or [], dtype=np.float64)
     if runs.size < 2:
@@ -233,7 +302,7 @@ def _bootstrap_se(stats: Mapping, quantile: float) -> float:
 
 
 def _robust_sigma(stats: Mapping) -> float:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     runs = np.asarray(stats.get("run_ms") or [], dtype=np.float64)
     if runs.size >= 4:
@@ -244,7 +313,7 @@ def _robust_sigma(stats: Mapping) -> float:
 
 def _low_tail(stats: Mapping) -> float:
     """Relative gap between the fastest run and p5: how much the fastest run itself can wander."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     runs = np.asarray(stats.get("run_ms") or [], dtype=np.float64)
     fastest = float(stats["min_ms"])
@@ -267,14 +336,16 @@ def _same_path(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return a == b
     short, long = sorted((Path(a).parts, Path(b).parts), key=len)
-    return bool(short) and long[len(long) - len(short):] == short
+    return bool(short) and long[len(long) - len(short) :] == short
 
 
 def _notes(old: Mapping, new: Mapping, same_samples: bool) -> list[str]:
     notes = []
     if not same_samples:
-        notes.append(f"accuracy measured on different samples ({old.get('samples', {}).get('source')} vs "
-                     f"{new.get('samples', {}).get('source')}): agreement gets a sampling allowance")
+        notes.append(
+            f"accuracy measured on different samples ({old.get('samples', {}).get('source')} vs "
+            f"{new.get('samples', {}).get('source')}): agreement gets a sampling allowance"
+        )
     old_cpu, new_cpu = old.get("machine", {}).get("cpu"), new.get("machine", {}).get("cpu")
     if old_cpu != new_cpu:
         notes.append(f"measured on different machines ({old_cpu} vs {new_cpu}): latency is not like for like")
@@ -289,11 +360,12 @@ def _float(value: Any) -> float:
 
 # ---- output -----------------------------------------------------------------------------------------------
 
+
 def format_value(change: Change, value: float | str) -> str:
     if isinstance(value, str):
         return value
     if change.metric == "size_bytes":
-        from edgeport.report.files import human_bytes  # noqa: PLC0415
+        from edgeport.report.files import human_bytes
 
         return human_bytes(value)
     if change.metric.startswith(("top1", "top5")):
@@ -328,19 +400,28 @@ def format_allowed(change: Change) -> str:
 
 def print_comparison(comparison: Comparison, console, show_all: bool = False) -> None:
     """The table of what moved (every compared metric with show_all), the notes and the verdict."""
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.markup import escape
+    from rich.table import Table
 
-    rows: Sequence[Change] = comparison.changes if show_all else [
-        c for c in comparison.changes if c.status != "ok"]
+    rows: Sequence[Change] = comparison.changes if show_all else [c for c in comparison.changes if c.status != "ok"]
     table = Table(title=f"compared with {escape(comparison.old)}", title_justify="left")
     for column in ("target", "metric", "old", "new", "change", "threshold", ""):
         table.add_column(column, overflow="fold")
     for c in rows:
-        status = {"regression": "[red]REGRESSION[/]", "better": "[green]better[/]",
-                  "noise": "[yellow]noise[/] (fastest run unchanged)"}.get(c.status, "ok")
-        table.add_row(escape(c.target), escape(c.metric), escape(format_value(c, c.old)),
-                      escape(format_value(c, c.new)), format_change(c), escape(format_allowed(c)), status)
+        status = {
+            "regression": "[red]REGRESSION[/]",
+            "better": "[green]better[/]",
+            "noise": "[yellow]noise[/] (fastest run unchanged)",
+        }.get(c.status, "ok")
+        table.add_row(
+            escape(c.target),
+            escape(c.metric),
+            escape(format_value(c, c.old)),
+            escape(format_value(c, c.new)),
+            format_change(c),
+            escape(format_allowed(c)),
+            status,
+        )
     if rows:
         console.print(table)
     quiet = len(comparison.changes) - len(rows)
@@ -362,6 +443,7 @@ def print_comparison(comparison: Comparison, console, show_all: bool = False) ->
 
 # ---- commands ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Baseline:
     """`convert --baseline`: the earlier report, loaded before the run so a bad path fails fast."""
@@ -382,20 +464,26 @@ def load_baseline(path: Path | None, thresholds: Mapping[str, float]) -> Baselin
 
 def check_against(baseline: Baseline, report: Mapping[str, Any], *, out: Path, console) -> Comparison:
     """Compare a finished run with its baseline, write OUT/comparison.json, print what moved."""
-    from edgeport.report.files import atomic_write  # noqa: PLC0415
+    from edgeport.report.files import atomic_write
 
-    comparison = compare_reports(baseline.report, report, baseline.thresholds, old_name=str(baseline.path),
-                                 new_name=str(Path(out) / "report.json"))
+    comparison = compare_reports(
+        baseline.report,
+        report,
+        baseline.thresholds,
+        old_name=str(baseline.path),
+        new_name=str(Path(out) / "report.json"),
+    )
     atomic_write(Path(out) / "comparison.json", json.dumps(comparison.to_dict(), indent=2) + "\n")
     print_comparison(comparison, console)
     return comparison
 
 
 def compare_command(old: Path, new: Path, *, thresholds: Mapping[str, float], show_all: bool, as_json: bool) -> int:
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
-    comparison = compare_reports(load_report(old), load_report(new), Thresholds(**thresholds), old_name=str(old),
-                                 new_name=str(new))
+    comparison = compare_reports(
+        load_report(old), load_report(new), Thresholds(**thresholds), old_name=str(old), new_name=str(new)
+    )
     if as_json:
         print(json.dumps(comparison.to_dict(), indent=2))
     else:

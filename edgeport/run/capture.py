@@ -1,4 +1,5 @@
 """Capture what native converters print (C++ logs on fd 2, Python warnings) so it lands in the report."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,18 @@ class Captured:
         return tuple(unique[:limit])
 
 
-_NOISE = ("cpu_feature_guard", "To enable the following instructions", "absl::InitializeLog", "cudart_stub",
-          "Could not find cuda drivers", "oneDNN custom operations", "TF_ENABLE_ONEDNN_OPTS",
-          "tf.lite.Interpreter is deprecated", "fully_quantize: ", "Created TensorFlow Lite XNNPACK delegate")
+_NOISE = (
+    "cpu_feature_guard",
+    "To enable the following instructions",
+    "absl::InitializeLog",
+    "cudart_stub",
+    "Could not find cuda drivers",
+    "oneDNN custom operations",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "tf.lite.Interpreter is deprecated",
+    "fully_quantize: ",
+    "Created TensorFlow Lite XNNPACK delegate",
+)
 
 
 def _is_worth_reporting(line: str) -> bool:

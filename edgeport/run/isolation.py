@@ -5,6 +5,7 @@ method calls over a pipe; `call_isolated` is a one-shot worker for one function 
 stderr go to a log file, never to the user's terminal. When the process dies, the caller gets `WorkerDied`
 naming the signal.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -48,8 +49,13 @@ def _reply(conn, function: Callable, args: tuple, kwargs: dict) -> None:
     except EdgeportError as exc:
         conn.send(("error", exc))
     except BaseException as exc:  # noqa: BLE001 - report every failure of plug-in code as data
-        conn.send(("crash", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-                   traceback.format_exc()))
+        conn.send(
+            (
+                "crash",
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                traceback.format_exc(),
+            )
+        )
     else:
         conn.send(("ok", result))
 
@@ -93,8 +99,9 @@ class Worker:
     def __init__(self, factory: Callable, *args, log_path: Path | None = None, what: str = "worker"):
         self.what = what
         self._conn, child = _CONTEXT.Pipe()
-        self._process = _CONTEXT.Process(target=_serve, args=(child, factory, args, str(log_path) if log_path else None),
-                                         daemon=True)
+        self._process = _CONTEXT.Process(
+            target=_serve, args=(child, factory, args, str(log_path) if log_path else None), daemon=True
+        )
         self._process.start()
         child.close()
         self.description = self._receive()

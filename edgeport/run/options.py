@@ -1,4 +1,5 @@
 """Plug-in options: a plug-in's frozen `Options` dataclass is its schema. Unknown keys name themselves."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +10,19 @@ from typing import Any
 from edgeport.errors import UsageError
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
-          "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
 
 
 def parse_size(value: Any, where: str) -> int:

@@ -6,6 +6,7 @@ every target in that worker (`--jobs N`: N workers), moves each finished artifac
 atomically, checks each artifact in a fresh runtime process, benchmarks each in another fresh process, and
 writes the report. A failed stage skips its target's later stages, never other targets.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,26 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.checks.accuracy import compare, default_tolerance
-from edgeport.contracts import Artifact, Converter, Runtime, RuntimeSettings, SampleSet
+from edgeport.checks.budgets import budget_failures, unmeasured
+from edgeport.contracts import Converter, Runtime
+from edgeport.data import Artifact, Event, RuntimeSettings, SampleSet
 from edgeport.errors import EdgeportError, ModelLoadError, UsageError
+from edgeport.model.samples import load_samples
+from edgeport.report.files import Report, StageResult, TargetResult, current_umask, exit_code_for, write_report_files
 from edgeport.report.html import write_html
 from edgeport.run.isolation import PluginCrash, Worker, call_isolated
 from edgeport.run.options import build_options
 from edgeport.run.registry import registry
-from edgeport.report.files import Report, StageResult, TargetResult, current_umask, exit_code_for, write_report_files
 from edgeport.run.request import LATENCY_BUDGETS, SIZE_BUDGET, RunRequest, TargetConfig
-from edgeport.model.samples import load_samples
 from edgeport.run.service import ModelInfo, ModelService
 from edgeport.run.stages import run_bench, run_check
-
-
-@dataclass(frozen=True)
-class Event:
-    target: str  # target name, or "model"
-    stage: str  # load, reference, convert, check, bench, baseline, report
-    status: str  # started, passed, failed, error, skipped
-    message: str = ""
-
 
 Progress = Callable[[Event], None]
 
@@ -56,7 +50,7 @@ class _Plan:
     settings: RuntimeSettings
 
 
-def _quiet(_: Event) -> None:
+def quiet(_: Event) -> None:
     pass
 
 
@@ -80,15 +74,16 @@ def plan_targets(request: RunRequest) -> list[_Plan]:
 def prepare_output(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".edgeport-write-test-", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".edgeport-write-test-", delete=True):
+            pass
     except OSError as exc:
-        raise UsageError(f"output folder {out} is not writable ({exc.strerror}); pass -o with a folder you can "
-                         "write") from None
+        raise UsageError(
+            f"output folder {out} is not writable ({exc.strerror}); pass -o with a folder you can write"
+        ) from None
 
 
-def run(request: RunRequest, progress: Progress = _quiet) -> Report:
-    from edgeport.model.savedmodel import check_saved_model_dir  # noqa: PLC0415 - light: no TensorFlow
+def run(request: RunRequest, progress: Progress = quiet) -> Report:
+    from edgeport.model.savedmodel import check_saved_model_dir  # light: no TensorFlow
 
     check_saved_model_dir(request.model)
     plans = plan_targets(request)
@@ -114,8 +109,11 @@ def run(request: RunRequest, progress: Progress = _quiet) -> Report:
             progress(Event("model", "reference", "started", f"{samples.count} samples"))
             reference = service.call("reference", samples)
             progress(Event("model", "reference", "passed"))
-        baseline = _bench_baseline(service, samples, request.protocol, progress, warnings) \
-            if request.bench and request.baseline else None
+        baseline = (
+            _bench_baseline(service, samples, request.protocol, progress, warnings)
+            if request.bench and request.baseline
+            else None
+        )
         converted = _convert_all(request, plans, service, calibration, progress)
     finally:
         service.close()
@@ -126,13 +124,24 @@ def run(request: RunRequest, progress: Progress = _quiet) -> Report:
         results.append(_check_and_bench(request, plan, artifact, convert_stage, samples, reference, logs, progress))
     targets = tuple(results)
     report = Report(
-        model={"path": str(request.model), "tags": list(info.tags), "signature": dataclasses.asdict(info.signature),
-               "signature_keys": list(info.signature_keys), "mode": info.mode, "notes": list(info.notes),
-               "size_bytes": info.size_bytes, "parameters": info.parameters,
-               "tensorflow_version": info.tensorflow_version},
+        model={
+            "path": str(request.model),
+            "tags": list(info.tags),
+            "signature": dataclasses.asdict(info.signature),
+            "signature_keys": list(info.signature_keys),
+            "mode": info.mode,
+            "notes": list(info.notes),
+            "size_bytes": info.size_bytes,
+            "parameters": info.parameters,
+            "tensorflow_version": info.tensorflow_version,
+        },
         samples={"source": samples.source, "count": samples.count, "synthetic": samples.synthetic},
-        calibration={"source": calibration.source, "count": calibration.count, "synthetic": calibration.synthetic,
-                     "same_as_check": calibration is samples or calibration.source == samples.source},
+        calibration={
+            "source": calibration.source,
+            "count": calibration.count,
+            "synthetic": calibration.synthetic,
+            "same_as_check": calibration is samples or calibration.source == samples.source,
+        },
         targets=targets,
         exit_code=int(exit_code_for(targets)),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -147,7 +156,7 @@ def run(request: RunRequest, progress: Progress = _quiet) -> Report:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("edgeport")
@@ -156,16 +165,30 @@ def _version() -> str:
 
 
 def _machine(request: RunRequest, seconds: float) -> dict[str, Any]:
-    from edgeport.checks.latency import cpu_name  # noqa: PLC0415
+    from edgeport.checks.latency import cpu_name
 
-    return {"cpu": cpu_name(), "platform": platform.platform(), "python": platform.python_version(),
-            "threads": request.threads, "jobs": request.jobs, "wall_seconds": round(seconds, 2)}
+    return {
+        "cpu": cpu_name(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "threads": request.threads,
+        "jobs": request.jobs,
+        "wall_seconds": round(seconds, 2),
+    }
 
 
 def _start_service(request: RunRequest, log: Path) -> Worker:
     try:
-        return Worker(ModelService, str(request.model), request.signature, request.tags, request.force_v1,
-                      request.threads, log_path=log, what="model loader")
+        return Worker(
+            ModelService,
+            str(request.model),
+            request.signature,
+            request.tags,
+            request.force_v1,
+            request.threads,
+            log_path=log,
+            what="model loader",
+        )
     except PluginCrash as exc:
         raise ModelLoadError(f"cannot load {request.model}: {exc.message}") from None
 
@@ -174,18 +197,23 @@ def _sample_warnings(request: RunRequest, samples: SampleSet, calibration: Sampl
     quantized = [p.config.name for p in plans if p.converter.needs_calibration(p.config.spec.variant)]
     warnings = []
     if quantized and calibration.synthetic:
-        warnings.append(f"{', '.join(quantized)} calibrated on synthetic data: pass --data or --calibration with "
-                        "real samples for a meaningful int8 model")
+        warnings.append(
+            f"{', '.join(quantized)} calibrated on synthetic data: pass --data or --calibration with "
+            "real samples for a meaningful int8 model"
+        )
     if quantized and not calibration.synthetic and request.calibration is None:
-        warnings.append(f"{', '.join(quantized)} calibrated and checked on the same samples ({samples.source}); "
-                        "pass --calibration with other samples for an unbiased check")
+        warnings.append(
+            f"{', '.join(quantized)} calibrated and checked on the same samples ({samples.source}); "
+            "pass --calibration with other samples for an unbiased check"
+        )
     if samples.synthetic and request.check:
         warnings.append("accuracy checked on synthetic inputs; pass --data with real samples for a realistic check")
     return warnings
 
 
-def _convert_all(request: RunRequest, plans: list[_Plan], service: Worker, calibration: SampleSet,
-                 progress: Progress) -> dict[str, tuple[Artifact | None, StageResult]]:
+def _convert_all(
+    request: RunRequest, plans: list[_Plan], service: Worker, calibration: SampleSet, progress: Progress
+) -> dict[str, tuple[Artifact | None, StageResult]]:
     pool = _ServicePool(request, service)
     results: dict[str, tuple[Artifact | None, StageResult]] = {}
 
@@ -232,8 +260,9 @@ class _ServicePool:
             worker.close()
 
 
-def _convert_one(request: RunRequest, plan: _Plan, pool: _ServicePool, calibration: SampleSet,
-                 progress: Progress) -> tuple[Artifact | None, StageResult]:
+def _convert_one(
+    request: RunRequest, plan: _Plan, pool: _ServicePool, calibration: SampleSet, progress: Progress
+) -> tuple[Artifact | None, StageResult]:
     name = plan.config.name
     progress(Event(name, "convert", "started"))
     final = request.out / plan.config.spec.slug
@@ -259,7 +288,7 @@ def _convert_one(request: RunRequest, plan: _Plan, pool: _ServicePool, calibrati
 
 
 def _check_files(artifact: Artifact, folder: Path) -> None:
-    from edgeport.errors import ConversionError  # noqa: PLC0415
+    from edgeport.errors import ConversionError
 
     if not (folder / artifact.main_file).is_file():
         raise ConversionError(f"converter wrote no {artifact.main_file}; the plug-in is broken")
@@ -267,7 +296,7 @@ def _check_files(artifact: Artifact, folder: Path) -> None:
 
 def _bench_baseline(service: Worker, samples: SampleSet, protocol, progress: Progress, warnings: list[str]):
     """Time the SavedModel in the model service (its own process, before any conversion)."""
-    from edgeport.checks.latency import summarize  # noqa: PLC0415
+    from edgeport.checks.latency import summarize
 
     progress(Event("savedmodel", "baseline", "started"))
     try:
@@ -280,15 +309,28 @@ def _bench_baseline(service: Worker, samples: SampleSet, protocol, progress: Pro
     return summarize(raw)
 
 
-def _check_and_bench(request: RunRequest, plan: _Plan, artifact: Artifact | None, convert: StageResult,
-                     samples: SampleSet, reference, logs: Path, progress: Progress) -> TargetResult:
+def _check_and_bench(
+    request: RunRequest,
+    plan: _Plan,
+    artifact: Artifact | None,
+    convert: StageResult,
+    samples: SampleSet,
+    reference,
+    logs: Path,
+    progress: Progress,
+) -> TargetResult:
     name = plan.config.name
-    base = dict(name=name, converter=plan.converter.name, variant=plan.config.spec.variant,
-                runtime=plan.runtime.name, threads=plan.settings.threads, backend=plan.settings.backend)
     if artifact is None:
         skip = "conversion failed"
-        return TargetResult(**base, stages=(convert, StageResult("check", "skipped", 0, skip),
-                                             StageResult("bench", "skipped", 0, skip)))
+        return TargetResult(
+            name=name,
+            converter=plan.converter.name,
+            variant=plan.config.spec.variant,
+            runtime=plan.runtime.name,
+            stages=(convert, StageResult("check", "skipped", 0, skip), StageResult("bench", "skipped", 0, skip)),
+            threads=plan.settings.threads,
+            backend=plan.settings.backend,
+        )
     folder = request.out / plan.config.spec.slug
     main = folder / artifact.main_file
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -299,12 +341,25 @@ def _check_and_bench(request: RunRequest, plan: _Plan, artifact: Artifact | None
     bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress)
     check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
     return TargetResult(
-        **base, stages=(convert, check, bench), precision=artifact.precision, folder=folder.name,
-        artifact=str(main.relative_to(request.out)), size_bytes=size,
+        name=name,
+        converter=plan.converter.name,
+        variant=plan.config.spec.variant,
+        runtime=plan.runtime.name,
+        stages=(convert, check, bench),
+        precision=artifact.precision,
+        folder=folder.name,
+        artifact=str(main.relative_to(request.out)),
+        size_bytes=size,
         files=tuple(sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())),
-        warnings=artifact.warnings, notes=artifact.notes, details=dict(artifact.details), accuracy=accuracy,
-        latency=latency, measurements=measurements,
+        warnings=artifact.warnings,
+        notes=artifact.notes,
+        details=dict(artifact.details),
+        accuracy=accuracy,
+        latency=latency,
+        measurements=measurements,
         runtime_version=runtime_version or (latency.runtime_version if latency else None),
+        threads=plan.settings.threads,
+        backend=plan.settings.backend,
     )
 
 
@@ -328,8 +383,16 @@ def _check(request, plan, artifact, main, samples, reference, logs, progress):
     progress(Event(name, "check", "started"))
     start = time.perf_counter()
     try:
-        result = call_isolated(run_check, plan.runtime, str(main), samples, plan.settings,
-                               log_path=logs / f"{plan.config.spec.slug}.log", what=f"{plan.runtime.name} runtime")
+        result = call_isolated(
+            run_check,
+            plan.runtime,
+            str(main),
+            samples,
+            plan.settings,
+            artifact.measurements,
+            log_path=logs / f"{plan.config.spec.slug}.log",
+            what=f"{plan.runtime.name} runtime",
+        )
     except EdgeportError as exc:
         progress(Event(name, "check", "failed", exc.message))
         return StageResult("check", "failed", time.perf_counter() - start, exc.message), None, None, {}
@@ -343,7 +406,7 @@ def _check(request, plan, artifact, main, samples, reference, logs, progress):
 
 
 def _bench(request, plan, artifact, main, samples, check: StageResult, logs, progress):
-    from edgeport.checks.latency import summarize  # noqa: PLC0415
+    from edgeport.checks.latency import summarize
 
     name = plan.config.name
     if not request.bench:
@@ -356,15 +419,25 @@ def _bench(request, plan, artifact, main, samples, check: StageResult, logs, pro
     progress(Event(name, "bench", "started"))
     start = time.perf_counter()
     try:
-        raw = call_isolated(run_bench, plan.runtime, str(main), samples, plan.settings, request.protocol,
-                            log_path=logs / f"{plan.config.spec.slug}.log", what=f"{plan.runtime.name} benchmark")
+        raw = call_isolated(
+            run_bench,
+            plan.runtime,
+            str(main),
+            samples,
+            plan.settings,
+            request.protocol,
+            log_path=logs / f"{plan.config.spec.slug}.log",
+            what=f"{plan.runtime.name} benchmark",
+        )
     except EdgeportError as exc:
         progress(Event(name, "bench", "failed", exc.message))
         return StageResult("bench", "failed", time.perf_counter() - start, exc.message), None
     latency = summarize(raw)
-    problems = [f"{key[4:]} {getattr(latency, key[4:]):.3f} > {limit:g}"
-                for key, limit in plan.config.budgets.items()
-                if key in LATENCY_BUDGETS and getattr(latency, key[4:]) > limit]
+    problems = [
+        f"{key[4:]} {getattr(latency, key[4:]):.3f} > {limit:g}"
+        for key, limit in plan.config.budgets.items()
+        if key in LATENCY_BUDGETS and getattr(latency, key[4:]) > limit
+    ]
     status = "failed" if problems else "passed"
     progress(Event(name, "bench", status, "; ".join(problems)))
     return StageResult("bench", status, time.perf_counter() - start, "; ".join(problems)), latency
@@ -372,20 +445,12 @@ def _bench(request, plan, artifact, main, samples, check: StageResult, logs, pro
 
 def _gate_measurements(check: StageResult, budgets, measurements) -> StageResult:
     """Budgets on measurements (`max_size_bytes`, `max_arena_bytes`, ...) are part of the check's verdict."""
-    problems = []
-    for key, limit in budgets.items():
-        if key in LATENCY_BUDGETS:
-            continue
-        bound, _, measured = key.partition("_")
-        if measured not in measurements:
-            if check.status == "passed" or key == SIZE_BUDGET:
-                problems.append(f"budget {key}: no measurement {measured!r} for this target")
-            continue
-        value = measurements[measured]
-        if (bound == "max" and value > limit) or (bound == "min" and value < limit):
-            unit = " B" if measured.endswith("bytes") else ""
-            sign = ">" if bound == "max" else "<"
-            problems.append(f"{measured} {value:,.0f}{unit} {sign} budget {limit:,.0f}{unit}")
+    problems = [
+        f"budget {key}: no measurement {key.partition('_')[2]!r} for this target"
+        for key in unmeasured(measurements, budgets, skip=LATENCY_BUDGETS)
+        if check.status == "passed" or key == SIZE_BUDGET
+    ]
+    problems += budget_failures(measurements, budgets, skip=LATENCY_BUDGETS)
     if not problems:
         return check
     reason = "; ".join(filter(None, [check.reason, *problems]))

@@ -3,12 +3,14 @@
 Entry-point groups: `edgeport.converters` (a Converter subclass) and `edgeport.runtimes` (a Runtime subclass).
 Loading a plug-in imports only its module; plug-ins import their heavy libraries when used.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import metadata
 
-from edgeport.contracts import Converter, Runtime, TargetSpec
+from edgeport.contracts import Converter, Runtime
+from edgeport.data import TargetSpec
 from edgeport.errors import UsageError
 
 CONVERTER_GROUP = "edgeport.converters"
@@ -48,8 +50,10 @@ class Registry:
         if name in table and not override:
             if self._origins.get((kind, name)) == origin:
                 return
-            raise UsageError(f"{kind} {name!r} is registered twice ({self._origins[(kind, name)]} and {origin}); "
-                             "uninstall one of the plug-ins")
+            raise UsageError(
+                f"{kind} {name!r} is registered twice ({self._origins[(kind, name)]} and {origin}); "
+                "uninstall one of the plug-ins"
+            )
         table[name] = instance
         self._origins[(kind, name)] = origin
 
@@ -77,7 +81,7 @@ class Registry:
         return self._origins.get((kind, name), "")
 
     def known_targets(self) -> list[str]:
-        names = []
+        names: list[str] = []
         for name, converter in self.converters().items():
             names.extend(f"{name}:{v}" if v else name for v in converter.variants)
         return names
@@ -102,8 +106,9 @@ class Registry:
         converter = converters[spec.converter]
         if spec.variant not in converter.variants:
             known = ", ".join(f"{spec.converter}:{v}" if v else spec.converter for v in converter.variants)
-            raise UsageError(f"unknown target {spec.name!r}: {spec.converter} has no variant {spec.variant!r}; "
-                             f"use one of {known}")
+            raise UsageError(
+                f"unknown target {spec.name!r}: {spec.converter} has no variant {spec.variant!r}; use one of {known}"
+            )
         runtime_name = spec.runtime or converter.default_runtime
         return converter, self.runtime(runtime_name)
 

@@ -1,14 +1,18 @@
-"""What a run is asked to do, validated before anything heavy starts."""
+"""What a run is asked to do, validated before anything heavy starts: one builder for the CLI and the API."""
+
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edgeport.contracts import Precision, TargetSpec, TimingProtocol
+from edgeport.data import Precision, TargetSpec, TimingProtocol
 from edgeport.errors import UsageError
 from edgeport.model.samples import SampleRequest
+from edgeport.run.options import option_names
+from edgeport.run.registry import registry
 
 TOLERANCE_KEYS = tuple(f.name for f in fields(Precision))
 LATENCY_BUDGETS = ("max_p50_ms", "max_p90_ms", "max_p99_ms", "max_mean_ms", "max_load_ms", "max_peak_rss_mb")
@@ -66,15 +70,103 @@ def split_target_settings(name: str, settings: Mapping[str, Any], option_names: 
             budgets[key] = _number(value, f"[target.{name!r}] {key}", sizes=key.endswith("_bytes"))
         else:
             known = ", ".join((*option_names, *TOLERANCE_KEYS, *RUNTIME_KEYS, *LATENCY_BUDGETS, SIZE_BUDGET))
-            raise UsageError(f"config [target.\"{name}\"]: unknown key {key!r}; keys here: {known}")
+            raise UsageError(f'config [target."{name}"]: unknown key {key!r}; keys here: {known}')
     return TargetConfig(spec=spec, options=options, tolerance=tolerance, budgets=budgets, backend=backend)
 
 
 def _number(value: Any, where: str, sizes: bool = False) -> float:
     if sizes:
-        from edgeport.run.options import parse_size  # noqa: PLC0415
+        from edgeport.run.options import parse_size
 
         return float(parse_size(value, where))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{where}: {value!r} is not a number")
     return float(value)
+
+
+def target_configs(
+    targets: Iterable[str],
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    shared_options: Mapping[str, Any] | None = None,
+) -> tuple[TargetConfig, ...]:
+    """Targets with their per-target settings (config tables) and options shared by all (CLI flags).
+
+    A shared option goes to every target whose converter declares it; an option no target takes is an error.
+    """
+    settings = dict(settings or {})
+    names = list(dict.fromkeys([*targets, *settings]))
+    configs: list[TargetConfig] = []
+    used: set[str] = set()
+    for name in names:
+        spec = TargetSpec.parse(name)
+        converter = registry().resolve(spec)[0]
+        known = option_names(converter.Options)
+        config = split_target_settings(name, settings.get(name, {}), known)
+        shared = {k: v for k, v in (shared_options or {}).items() if k in known and k not in config.options}
+        used.update(k for k in (shared_options or {}) if k in known)
+        configs.append(
+            TargetConfig(
+                spec=config.spec,
+                options={**shared, **config.options},
+                tolerance=config.tolerance,
+                budgets=config.budgets,
+                backend=config.backend,
+            )
+        )
+    unused = sorted(set(shared_options or {}) - used)
+    if unused and configs:
+        flag = "--" + unused[0].replace("_", "-")
+        raise UsageError(f"{flag} does not apply to any selected target ({', '.join(names)})")
+    return tuple(configs)
+
+
+def with_backend(configs: tuple[TargetConfig, ...], backend: str) -> tuple[TargetConfig, ...]:
+    """A run-wide backend goes to every target whose runtime has backends (tfjs-node, tfjs-browser)."""
+    takers = {c.name for c in configs if registry().resolve(c.spec)[1].backends}
+    if not takers:
+        raise UsageError(f"--backend {backend}: none of the selected targets runs on a runtime with backends")
+    return tuple(dataclasses.replace(c, backend=c.backend or backend) if c.name in takers else c for c in configs)
+
+
+def build_request(
+    *,
+    model: Path,
+    targets: Iterable[str],
+    output: Path,
+    samples: SampleRequest,
+    target_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    shared_options: Mapping[str, Any] | None = None,
+    calibration: Path | None = None,
+    signature: str | None = None,
+    tags: tuple[str, ...] | None = None,
+    threads: int = 1,
+    jobs: int = 1,
+    protocol: TimingProtocol | None = None,
+    backend: str | None = None,
+    check: bool = True,
+    bench: bool = True,
+    baseline: bool = True,
+    strict: bool = False,
+    force_v1: bool = False,
+) -> RunRequest:
+    """The RunRequest of a `convert`, from the CLI (flags merged with edgeport.toml) or from edgeport.convert()."""
+    configs = target_configs(targets, target_settings, shared_options)
+    if backend:
+        configs = with_backend(configs, backend)
+    return RunRequest(
+        model=Path(model),
+        targets=configs,
+        out=Path(output),
+        signature=signature,
+        tags=tags,
+        samples=samples,
+        calibration=dataclasses.replace(samples, data=Path(calibration)) if calibration else None,
+        threads=threads,
+        jobs=jobs,
+        protocol=protocol or TimingProtocol(),
+        check=check,
+        bench=bench,
+        baseline=baseline,
+        strict=strict,
+        force_v1=force_v1,
+    )

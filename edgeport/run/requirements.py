@@ -3,6 +3,7 @@
 A plug-in's `requirements()` returns `Requirement`s built with the helpers here: a Python distribution (one
 of edgeport's extras), a program from the system's package manager, or the pinned TF.js npm packages.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -44,12 +45,24 @@ def python_package(distribution: str, *, extra: str, why: str = "") -> Requireme
     except importlib.metadata.PackageNotFoundError:
         found = None
     specifiers = tuple(s for s in extra_specifiers(extra) if _distribution_name(s) == _normal(distribution))
-    return Requirement(name=distribution, kind=PYTHON, found=found, install=specifiers or (distribution,),
-                       fix=f"pip install 'edgeport[{extra}]'", why=why)
+    return Requirement(
+        name=distribution,
+        kind=PYTHON,
+        found=found,
+        install=specifiers or (distribution,),
+        fix=f"pip install 'edgeport[{extra}]'",
+        why=why,
+    )
 
 
-def system_program(program: str, *, apt_packages: tuple[str, ...], env_var: str | None = None,
-                   aliases: tuple[str, ...] = (), why: str = "") -> Requirement:
+def system_program(
+    program: str,
+    *,
+    apt_packages: tuple[str, ...],
+    env_var: str | None = None,
+    aliases: tuple[str, ...] = (),
+    why: str = "",
+) -> Requirement:
     override = os.environ.get(env_var) if env_var else None
     if override:
         found = override if os.path.isfile(override) and os.access(override, os.X_OK) else None
@@ -64,8 +77,9 @@ def tfjs_packages(*, why: str = "") -> Requirement:
 
     problem = packages.packages_problem()
     found = None if problem else f"{packages.installed_version()} in {packages.node_modules()}"
-    return Requirement(name="@tensorflow/tfjs " + packages.pinned_version(), kind=NPM, found=found,
-                       fix=packages.SETUP_COMMAND, why=why)
+    return Requirement(
+        name="@tensorflow/tfjs " + packages.pinned_version(), kind=NPM, found=found, fix=packages.SETUP_COMMAND, why=why
+    )
 
 
 def _normal(name: str) -> str:

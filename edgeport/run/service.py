@@ -3,6 +3,7 @@
 Reference outputs, pre-flight and every conversion run here, on the same loaded model and the same frozen
 graph. The orchestrating process never imports TensorFlow.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeport.contracts import (Artifact, ConversionJob, Converter, Feeds, Finding, RawTimings, SampleSet, Session,
-                                Signature, TargetSpec, TimingProtocol)
+from edgeport.contracts import Converter, Session
+from edgeport.data import (
+    Artifact,
+    ConversionJob,
+    Feeds,
+    Finding,
+    RawTimings,
+    SampleSet,
+    Signature,
+    TargetSpec,
+    TimingProtocol,
+)
 
 
 @dataclass(frozen=True)
@@ -37,10 +48,11 @@ class _Runner(Session):
 
 
 class ModelService:
-    def __init__(self, path: str, signature: str | None, tags: tuple[str, ...] | None, force_v1: bool,
-                 threads: int = 1):
-        from edgeport.model.savedmodel import load_model  # noqa: PLC0415
-        from edgeport.model.tf_quiet import import_tensorflow  # noqa: PLC0415
+    def __init__(
+        self, path: str, signature: str | None, tags: tuple[str, ...] | None, force_v1: bool, threads: int = 1
+    ):
+        from edgeport.model.savedmodel import load_model
+        from edgeport.model.tf_quiet import import_tensorflow
 
         start = time.perf_counter()
         tf = import_tensorflow()
@@ -50,13 +62,20 @@ class ModelService:
         self.load_ms = (time.perf_counter() - start) * 1e3
 
     def describe(self) -> ModelInfo:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         model = self.model
-        return ModelInfo(path=str(model.path), tags=model.tags, signature=model.signature,
-                         signature_keys=model.signature_keys, mode=model.mode, notes=model.notes,
-                         size_bytes=model.size_bytes(), parameters=model.parameter_count(),
-                         tensorflow_version=version("tensorflow"))
+        return ModelInfo(
+            path=str(model.path),
+            tags=model.tags,
+            signature=model.signature,
+            signature_keys=model.signature_keys,
+            mode=model.mode,
+            notes=model.notes,
+            size_bytes=model.size_bytes(),
+            parameters=model.parameter_count(),
+            tensorflow_version=version("tensorflow"),
+        )
 
     def reference(self, samples: SampleSet) -> list[Feeds]:
         return self.model.reference(samples.feeds())
@@ -67,18 +86,20 @@ class ModelService:
         It runs here, in the model service's own process, before any conversion, so TensorFlow is imported
         and the SavedModel loaded once per run; its load time is the service's.
         """
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
-        from edgeport.checks.latency import time_session  # noqa: PLC0415
+        from edgeport.checks.latency import time_session
 
         run = self.model.session_runner()
         raw = time_session(lambda: _Runner(run), samples, protocol, f"tensorflow {version('tensorflow')}")
         return dataclasses.replace(raw, load_ms=self.load_ms)
 
-    def convert(self, converter: Converter, target: TargetSpec, options: Any, calibration: SampleSet,
-                workdir: str) -> Artifact:
-        job = ConversionJob(model=self.model, target=target, options=options, calibration=calibration,
-                            workdir=Path(workdir))
+    def convert(
+        self, converter: Converter, target: TargetSpec, options: Any, calibration: SampleSet, workdir: str
+    ) -> Artifact:
+        job = ConversionJob(
+            model=self.model, target=target, options=options, calibration=calibration, workdir=Path(workdir)
+        )
         return converter.convert(job)
 
     def validate(self, plans: list[tuple[Converter, str, Any]]) -> None:
@@ -95,13 +116,18 @@ class ModelService:
         return findings
 
     def graph_summary(self) -> dict[str, Any]:
-        from edgeport.model.savedmodel import CONTROL_FLOW_OPS  # noqa: PLC0415
+        from edgeport.model.savedmodel import CONTROL_FLOW_OPS
 
         histogram = self.model.frozen.op_histogram()
         signature = self.model.signature
-        dynamic = [s.describe() for s in signature.inputs + signature.outputs
-                   if s.shape is None or any(d is None for d in s.shape[1:])]
-        special = [s.describe() for s in signature.inputs + signature.outputs if s.dtype in ("string", "resource", "variant")]
+        dynamic = [
+            s.describe()
+            for s in signature.inputs + signature.outputs
+            if s.shape is None or any(d is None for d in s.shape[1:])
+        ]
+        special = [
+            s.describe() for s in signature.inputs + signature.outputs if s.dtype in ("string", "resource", "variant")
+        ]
         return {
             "op_histogram": histogram,
             "control_flow_ops": sorted(op for op in histogram if op in CONTROL_FLOW_OPS),

@@ -4,6 +4,7 @@ Inputs and outputs are keyed by the signature's names. Quantized inputs are quan
 dequantized with each tensor's own scale and zero point, so callers always see real values. Dynamic
 dimensions are resized by the signature runner.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,30 +13,12 @@ import numpy as np
 
 from edgeport.contracts import Feeds, Runtime, RuntimeSettings, Session
 from edgeport.errors import RuntimeFailure
-
-
-def quantize(values: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    scales = detail["quantization_parameters"]["scales"]
-    if not np.issubdtype(dtype, np.integer) or len(scales) == 0 or np.issubdtype(values.dtype, np.integer):
-        return values.astype(dtype, copy=False)
-    zero_points = detail["quantization_parameters"]["zero_points"]
-    info = np.iinfo(dtype)
-    quantized = np.round(values / scales[0] + zero_points[0])
-    return np.clip(quantized, info.min, info.max).astype(dtype)
-
-
-def dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
-    scales = detail["quantization_parameters"]["scales"]
-    if not np.issubdtype(values.dtype, np.integer) or len(scales) == 0:
-        return values
-    zero_points = detail["quantization_parameters"]["zero_points"]
-    return ((values.astype(np.float32) - zero_points[0]) * scales[0]).astype(np.float32)
+from edgeport.formats.tflite.quantization import dequantize, quantize
 
 
 class LiteRTSession(Session):
     def __init__(self, path: Path, threads: int):
-        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+        from ai_edge_litert.interpreter import Interpreter
 
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
@@ -50,8 +33,10 @@ class LiteRTSession(Session):
 
     def run(self, feeds: Feeds) -> Feeds:
         if set(feeds) != set(self._inputs):
-            raise RuntimeFailure(f"the .tflite signature takes inputs {', '.join(sorted(self._inputs))}; got "
-                                 f"{', '.join(sorted(feeds))}: was it converted from this model and signature?")
+            raise RuntimeFailure(
+                f"the .tflite signature takes inputs {', '.join(sorted(self._inputs))}; got "
+                f"{', '.join(sorted(feeds))}: was it converted from this model and signature?"
+            )
         args = {name: quantize(np.asarray(feeds[name]), detail) for name, detail in self._inputs.items()}
         outputs = self._runner(**args)
         return {name: dequantize(value, self._outputs[name]) for name, value in outputs.items()}
@@ -63,7 +48,7 @@ class LiteRTRuntime(Runtime):
     description = "LiteRT interpreter (ai-edge-litert) with XNNPACK, on this CPU"
 
     def version(self) -> str:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return f"ai-edge-litert {version('ai-edge-litert')}"
 

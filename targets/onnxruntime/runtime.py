@@ -6,6 +6,7 @@ signature's names. Feeds always come in the signature's layout: when the convert
 permutation) and the session transposes the feed before running. Outputs are returned as the model
 produces them (an NCHW output stays NCHW; the Artifact's output_permutations tell the check).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,31 +16,30 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.contracts import Feeds, Runtime, RuntimeSettings, Session
-from edgeport.errors import RuntimeFailure
+from edgeport.errors import RuntimeFailure, first_line
+from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY, register_custom_ops
 
 PROVIDER = "CPUExecutionProvider"
-INPUT_PERMUTATIONS_KEY = "edgeport.input_permutations"
 EXTENSIONS_INSTALL_COMMAND = "pip install onnxruntime-extensions"
 _ONNX_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
-    "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
-    "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_, "tensor(string)": np.object_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": np.object_,
 }
 
 
-def register_custom_ops(options) -> bool:
-    """Register onnxruntime-extensions' ops (domain ai.onnx.contrib) when that package is installed."""
-    if importlib.util.find_spec("onnxruntime_extensions") is None:
-        return False
-    from onnxruntime_extensions import get_library_path  # noqa: PLC0415
-
-    options.register_custom_ops_library(get_library_path())
-    return True
-
-
 def session_options(threads: int):
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -52,29 +52,32 @@ def session_options(threads: int):
 
 class ONNXRuntimeSession(Session):
     def __init__(self, path: Path, threads: int):
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort
 
         try:
             self._session = ort.InferenceSession(str(path), session_options(threads), providers=[PROVIDER])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail, InvalidGraph, NoSuchFile...
             raise RuntimeFailure(_load_failure(path, exc)) from None
         metadata = self._session.get_modelmeta().custom_metadata_map
-        self._permutations = {name: tuple(perm) for name, perm in
-                              json.loads(metadata.get(INPUT_PERMUTATIONS_KEY, "{}")).items()}
+        self._permutations = {
+            name: tuple(perm) for name, perm in json.loads(metadata.get(INPUT_PERMUTATIONS_KEY, "{}")).items()
+        }
         self._input_types = {value.name: _ONNX_TYPES.get(value.type) for value in self._session.get_inputs()}
         self._output_names = [value.name for value in self._session.get_outputs()]
 
     def run(self, feeds: Feeds) -> Feeds:
         missing = sorted(set(self._input_types) - set(feeds))
         if missing:
-            raise RuntimeFailure(f"onnxruntime: feed lacks model inputs {', '.join(missing)} "
-                                 f"(got {', '.join(sorted(feeds))})")
-        arguments = {name: self._prepare(name, np.asarray(feeds[name]), dtype)
-                     for name, dtype in self._input_types.items()}
+            raise RuntimeFailure(
+                f"onnxruntime: feed lacks model inputs {', '.join(missing)} (got {', '.join(sorted(feeds))})"
+            )
+        arguments = {
+            name: self._prepare(name, np.asarray(feeds[name]), dtype) for name, dtype in self._input_types.items()
+        }
         try:
             values = self._session.run(self._output_names, arguments)
         except Exception as exc:  # noqa: BLE001
-            raise RuntimeFailure(f"onnxruntime failed to run: {_first_line(exc)}") from None
+            raise RuntimeFailure(f"onnxruntime failed to run: {first_line(exc)}") from None
         return dict(zip(self._output_names, values, strict=True))
 
     def _prepare(self, name: str, value: np.ndarray, dtype) -> np.ndarray:
@@ -95,12 +98,12 @@ class ONNXRuntime(Runtime):
     description = "ONNX Runtime, CPU execution provider, on this CPU"
 
     def requirements(self):
-        from edgeport.run.requirements import python_package  # noqa: PLC0415
+        from edgeport.run.requirements import python_package
 
         return (python_package("onnxruntime", extra="onnx", why="runs .onnx and .ort files"),)
 
     def version(self) -> str:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return f"onnxruntime {version('onnxruntime')} ({PROVIDER})"
 
@@ -111,11 +114,5 @@ class ONNXRuntime(Runtime):
 def _load_failure(path: Path, exc: BaseException) -> str:
     text = str(exc)
     if "ai.onnx.contrib" in text and importlib.util.find_spec("onnxruntime_extensions") is None:
-        return (f"onnxruntime cannot load {path}: it uses ai.onnx.contrib custom ops; "
-                f"run: {EXTENSIONS_INSTALL_COMMAND}")
-    return f"onnxruntime cannot load {path}: {_first_line(exc)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]
+        return f"onnxruntime cannot load {path}: it uses ai.onnx.contrib custom ops; run: {EXTENSIONS_INSTALL_COMMAND}"
+    return f"onnxruntime cannot load {path}: {first_line(exc)}"

@@ -12,6 +12,7 @@ wasm thread count: above 1 the page is served cross-origin isolated so the threa
 `extra["screenshot"]`: a PNG path to save the page to after the run. The browser is `chromium` on PATH, or
 EDGEPORT_CHROMIUM. Peak RSS is the page's renderer process plus the GPU process (Linux /proc, VmHWM).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,9 @@ from typing import Any
 from edgeport.contracts import Availability, Feeds, RawTimings, Runtime, RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable
 from edgeport.formats.tfjs import packages as tfjs_project
-from edgeport.targets.tfjs import server as tfjs_server, wire as tfjs_wire
+from edgeport.targets.tfjs import server as tfjs_server
 from edgeport.targets.tfjs import shared
+from edgeport.targets.tfjs import wire as tfjs_wire
 from edgeport.targets.tfjs.shared import check_artifact, describe_engine, missing_program, pick_backend, raw_timings
 
 BACKENDS = ("wasm", "webgl", "cpu")
@@ -60,21 +62,34 @@ class TFJSBrowserRuntime(Runtime):
     description = "TF.js in headless Chromium (wasm, webgl or cpu), model fetched over HTTP like a web app"
 
     def requirements(self):
-        from edgeport.run.requirements import python_package, system_program, tfjs_packages  # noqa: PLC0415
+        from edgeport.run.requirements import python_package, system_program, tfjs_packages
 
-        return (python_package("playwright", extra="browser", why="drives Chromium"),
-                system_program("chromium", apt_packages=("chromium",), env_var=CHROMIUM_ENV,
-                               aliases=("chromium-browser",), why="the browser (Debian's, never a download)"),
-                tfjs_packages(why="the TF.js bundles and wasm binaries the page loads"))
+        return (
+            python_package("playwright", extra="browser", why="drives Chromium"),
+            system_program(
+                "chromium",
+                apt_packages=("chromium",),
+                env_var=CHROMIUM_ENV,
+                aliases=("chromium-browser",),
+                why="the browser (Debian's, never a download)",
+            ),
+            tfjs_packages(why="the TF.js bundles and wasm binaries the page loads"),
+        )
 
     def availability(self) -> Availability:
         if importlib.util.find_spec("playwright") is None:
-            return Availability(False, "the Python package playwright is missing; install it: edgeport setup "
-                                       "--target tfjs-browser (or pip install playwright; Chromium comes from apt: "
-                                       "apt-get install -y chromium)")
+            return Availability(
+                False,
+                "the Python package playwright is missing; install it: edgeport setup "
+                "--target tfjs-browser (or pip install playwright; Chromium comes from apt: "
+                "apt-get install -y chromium)",
+            )
         if chromium_executable() is None:
-            return Availability(False, f"Chromium not found: {missing_program(CHROMIUM_ENV, 'chromium')}; "
-                                       "install it: apt-get install -y chromium")
+            return Availability(
+                False,
+                f"Chromium not found: {missing_program(CHROMIUM_ENV, 'chromium')}; "
+                "install it: apt-get install -y chromium",
+            )
         problem = tfjs_project.packages_problem()
         return Availability(problem is None, problem or "")
 
@@ -86,8 +101,9 @@ class TFJSBrowserRuntime(Runtime):
         result, _peak = self._run(artifact, settings, {"mode": "infer"}, samples.feeds())
         return tfjs_wire.restore_dtypes(tfjs_wire.decode_base64(result["outputs"]), artifact)
 
-    def benchmark(self, artifact: Path, samples: SampleSet, settings: RuntimeSettings,
-                  protocol: TimingProtocol) -> RawTimings:
+    def benchmark(
+        self, artifact: Path, samples: SampleSet, settings: RuntimeSettings, protocol: TimingProtocol
+    ) -> RawTimings:
         artifact = check_artifact(artifact)
         request = {"mode": "benchmark", "protocol": dataclasses.asdict(protocol)}
         result, peak = self._run(artifact, settings, request, samples.feeds())
@@ -101,8 +117,9 @@ class TFJSBrowserRuntime(Runtime):
         text = shared.program_version(chromium) if chromium else ""
         return text.split(" built on")[0] or "Chromium ?"
 
-    def _run(self, artifact: Path, settings: RuntimeSettings, request: dict[str, Any],
-             feeds: list[Feeds]) -> tuple[dict[str, Any], int]:
+    def _run(
+        self, artifact: Path, settings: RuntimeSettings, request: dict[str, Any], feeds: list[Feeds]
+    ) -> tuple[dict[str, Any], int]:
         backend = pick_backend(settings, BACKENDS, self.name)
         availability = self.availability()
         if not availability.available:
@@ -113,8 +130,12 @@ class TFJSBrowserRuntime(Runtime):
         with tfjs_server.serve(artifact, isolated=isolated) as site, browser_page(where) as (page, problems):
             try:
                 page.goto(f"{site.base_url}/", wait_until="load")
-                request = request | {"model_url": site.model_url, "backend": backend,
-                                     "threads": int(settings.threads), "samples": tfjs_wire.encode_base64(feeds)}
+                request = request | {
+                    "model_url": site.model_url,
+                    "backend": backend,
+                    "threads": int(settings.threads),
+                    "samples": tfjs_wire.encode_base64(feeds),
+                }
                 result = page.evaluate("request => edgeportRun(request)", request)
             except Exception as exc:  # noqa: BLE001 - Playwright raises its own Error and TimeoutError
                 problems.insert(0, _playwright_message(exc))
@@ -132,21 +153,26 @@ class TFJSBrowserRuntime(Runtime):
 @contextmanager
 def browser_page(where: str) -> Iterator[tuple[Any, list[str]]]:
     """A page in a fresh headless Chromium profile; `problems` collects console errors, page errors, crashes."""
-    from playwright.sync_api import Error, sync_playwright  # noqa: PLC0415
+    from playwright.sync_api import Error, sync_playwright
 
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgeport-chromium-") as profile, sync_playwright() as playwright:
         try:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=chromium_executable(), headless=True, args=list(CHROMIUM_ARGS),
-                timeout=PAGE_LOAD_TIMEOUT_MS)
+                profile,
+                executable_path=chromium_executable(),
+                headless=True,
+                args=list(CHROMIUM_ARGS),
+                timeout=PAGE_LOAD_TIMEOUT_MS,
+            )
         except Error as exc:
             raise RuntimeFailure(f"{where}: Chromium did not start: {_playwright_message(exc)}") from None
         try:
             context.set_default_timeout(PAGE_LOAD_TIMEOUT_MS)
             page = context.pages[0] if context.pages else context.new_page()
-            page.on("console", lambda message: problems.append(_console_error(message))
-                    if message.type == "error" else None)
+            page.on(
+                "console", lambda message: problems.append(_console_error(message)) if message.type == "error" else None
+            )
             page.on("pageerror", lambda error: problems.append(f"page error: {_one_line(str(error))}"))
             page.on("crash", lambda _page: problems.append(PAGE_CRASHED))
             yield page, problems
@@ -185,16 +211,17 @@ def renderer_peak_rss_bytes() -> int:
     Linux only (0 elsewhere). The GPU process holds WebGL textures; the other renderers (about:blank, the
     browser UI) and the browser process itself are not the model's cost.
     """
+    from edgeport.checks.latency import vm_hwm_bytes  # numpy comes with it
+
     renderers, gpu = [0], 0
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             if "--type=renderer" not in cmdline and "--type=gpu-process" not in cmdline:
                 continue
-            status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        peak = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+        peak = vm_hwm_bytes(pid) or 0
         if "--type=gpu-process" in cmdline:
             gpu += peak
         else:
@@ -202,7 +229,7 @@ def renderer_peak_rss_bytes() -> int:
     return max(renderers) + gpu
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

@@ -7,6 +7,7 @@ targets/tfjs/node_modules; Node has no wasm threads, so `threads` above 1 is rec
 
 Settings: `backend` wasm (default) or cpu. The Node executable is `node` on PATH, or EDGEPORT_NODE.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,8 @@ from typing import Any
 from edgeport.contracts import Availability, Feeds, RawTimings, Runtime, RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable
 from edgeport.formats.tfjs import packages as tfjs_project
-from edgeport.targets.tfjs import wire as tfjs_wire
 from edgeport.targets.tfjs import shared
+from edgeport.targets.tfjs import wire as tfjs_wire
 from edgeport.targets.tfjs.shared import check_artifact, describe_engine, missing_program, pick_backend, raw_timings
 
 BACKENDS = ("wasm", "cpu")
@@ -51,17 +52,21 @@ class TFJSNodeRuntime(Runtime):
     description = "TF.js in Node.js (wasm backend, or cpu), loading model.json + weight shards from disk"
 
     def requirements(self):
-        from edgeport.run.requirements import system_program, tfjs_packages  # noqa: PLC0415
+        from edgeport.run.requirements import system_program, tfjs_packages
 
-        return (system_program("node", apt_packages=("nodejs",), env_var=NODE_ENV, aliases=("nodejs",),
-                               why="runs runner.js"),
-                tfjs_packages(why="@tensorflow/tfjs and its wasm backend"))
+        return (
+            system_program(
+                "node", apt_packages=("nodejs",), env_var=NODE_ENV, aliases=("nodejs",), why="runs runner.js"
+            ),
+            tfjs_packages(why="@tensorflow/tfjs and its wasm backend"),
+        )
 
     def availability(self) -> Availability:
         node = node_executable()
         if node is None:
-            return Availability(False, f"Node.js not found: {missing_program(NODE_ENV, 'node')}; "
-                                       f"install it: {INSTALL_NODE}")
+            return Availability(
+                False, f"Node.js not found: {missing_program(NODE_ENV, 'node')}; install it: {INSTALL_NODE}"
+            )
         if not shared.program_version(node):
             return Availability(False, f"{node} --version fails; install Node.js: {INSTALL_NODE}")
         problem = tfjs_project.packages_problem()
@@ -78,8 +83,9 @@ class TFJSNodeRuntime(Runtime):
         _report, outputs = self._run(request, samples.feeds(), timeout=INFER_TIMEOUT_S)
         return tfjs_wire.restore_dtypes(outputs, artifact)
 
-    def benchmark(self, artifact: Path, samples: SampleSet, settings: RuntimeSettings,
-                  protocol: TimingProtocol) -> RawTimings:
+    def benchmark(
+        self, artifact: Path, samples: SampleSet, settings: RuntimeSettings, protocol: TimingProtocol
+    ) -> RawTimings:
         artifact = check_artifact(artifact)
         request = self._request(artifact, settings, mode="benchmark") | {"protocol": dataclasses.asdict(protocol)}
         report, _outputs = self._run(request, samples.feeds(), timeout=INFER_TIMEOUT_S + 2 * protocol.max_seconds)
@@ -97,13 +103,26 @@ class TFJSNodeRuntime(Runtime):
         with tempfile.TemporaryDirectory(prefix="edgeport-tfjs-") as folder:
             request_path, response_path = Path(folder, "request.bin"), Path(folder, "response.bin")
             tfjs_wire.write_bundle(request_path, meta=request, samples=feeds)
-            command = [node_executable(), str(RUNNER), str(request_path), str(response_path)]
+            node = node_executable()
+            if node is None:  # availability() found it a moment ago
+                raise RuntimeUnavailable(f"runtime {self.name} unavailable: Node.js not found")
+            command = [node, str(RUNNER), str(request_path), str(response_path)]
             try:
-                done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout,
-                                      cwd=shared.PROJECT_DIR, env=runner_environment(), check=False)
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    errors="replace",
+                    timeout=timeout,
+                    cwd=shared.PROJECT_DIR,
+                    env=runner_environment(),
+                    check=False,
+                )
             except subprocess.TimeoutExpired:
-                raise RuntimeFailure(f"tfjs-node ({request['backend']}) on {request['model']} did not finish within "
-                                     f"{timeout:.0f} s; the model is too slow here or the runner hangs") from None
+                raise RuntimeFailure(
+                    f"tfjs-node ({request['backend']}) on {request['model']} did not finish within "
+                    f"{timeout:.0f} s; the model is too slow here or the runner hangs"
+                ) from None
             if done.returncode != 0 or not response_path.is_file():
                 raise RuntimeFailure(runner_failure(done.returncode, done.stderr, request))
             return tfjs_wire.read_bundle(response_path)
@@ -113,7 +132,7 @@ def runner_failure(returncode: int, stderr: str, request: Mapping[str, Any]) -> 
     """One line: what Node said (or which signal / exit code ended it), for which model and backend."""
     where = f"tfjs-node ({request['backend']}) on {request['model']}"
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    reported = [line[len(ERROR_PREFIX):].strip() for line in lines if line.startswith(ERROR_PREFIX)]
+    reported = [line[len(ERROR_PREFIX) :].strip() for line in lines if line.startswith(ERROR_PREFIX)]
     if reported:
         return f"{where}: {reported[-1]}"
     if returncode < 0:

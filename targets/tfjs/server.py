@@ -9,6 +9,7 @@ Responses are never cached, so each run loads the model as a first visit would. 
 carry COOP/COEP (cross-origin isolation), which SharedArrayBuffer and so the threaded wasm build need, as on
 a real site that sets those headers; without it the page gets the plain SIMD build most sites get.
 """
+
 from __future__ import annotations
 
 import mimetypes
@@ -24,11 +25,19 @@ from edgeport.formats.tfjs import packages as tfjs_project
 from edgeport.targets.tfjs import shared
 
 PAGE_FILES = ("page.html", "page.js", "protocol.js")
-CONTENT_TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".json": "application/json",
-                 ".html": "text/html; charset=utf-8", ".bin": "application/octet-stream"}
+CONTENT_TYPES = {
+    ".wasm": "application/wasm",
+    ".js": "text/javascript",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".bin": "application/octet-stream",
+}
 HEADERS = {"Cache-Control": "no-store"}
-ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
-                     "Cross-Origin-Resource-Policy": "same-origin"}
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ def resolve(path: str, model_dir: Path) -> Path | None:
 
 def _handler(model_dir: Path, headers: dict[str, str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
+        def do_GET(self):
             target = resolve(urlsplit(self.path).path, model_dir)
             if target is None:
                 self.send_error(404, "not served by edgeport")

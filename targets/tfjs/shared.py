@@ -1,4 +1,5 @@
 """What both TF.js runtimes share: finding programs, backend choice, the artifact check, raw timings."""
+
 from __future__ import annotations
 
 import os
@@ -71,6 +72,11 @@ def describe_engine(report: Mapping[str, Any], requested_threads: int, host: str
 
 def raw_timings(report: Mapping[str, Any], *, peak_rss_bytes: int, version: str) -> RawTimings:
     timings = report["timings"]
-    return RawTimings(load_ms=float(report["load_ms"]), first_inference_ms=float(timings["first_inference_ms"]),
-                      warmup_runs=int(timings["warmup_runs"]), run_ms=tuple(float(t) for t in timings["run_ms"]),
-                      peak_rss_bytes=int(peak_rss_bytes), runtime_version=version)
+    return RawTimings(
+        load_ms=float(report["load_ms"]),
+        first_inference_ms=float(timings["first_inference_ms"]),
+        warmup_runs=int(timings["warmup_runs"]),
+        run_ms=tuple(float(t) for t in timings["run_ms"]),
+        peak_rss_bytes=int(peak_rss_bytes),
+        runtime_version=version,
+    )

@@ -16,6 +16,7 @@ raw bytes, and become object arrays of bytes, as TensorFlow returns them.
 TF.js computes in float32, int32 and bool only, so feeds are cast to those here and outputs are cast back
 to the dtypes the model.json signature declares (int64 outputs come back as int64).
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,15 @@ from edgeport.errors import RuntimeFailure
 MAGIC = b"EPTFJS1\n"
 ALIGN = 8
 SIGNATURE_DTYPES = {  # model.json signature (TensorFlow DataType names) -> numpy
-    "DT_FLOAT": "float32", "DT_HALF": "float16", "DT_DOUBLE": "float64", "DT_INT32": "int32",
-    "DT_INT64": "int64", "DT_INT16": "int16", "DT_INT8": "int8", "DT_UINT8": "uint8", "DT_UINT16": "uint16",
+    "DT_FLOAT": "float32",
+    "DT_HALF": "float16",
+    "DT_DOUBLE": "float64",
+    "DT_INT32": "int32",
+    "DT_INT64": "int64",
+    "DT_INT16": "int16",
+    "DT_INT8": "int8",
+    "DT_UINT8": "uint8",
+    "DT_UINT16": "uint16",
     "DT_BOOL": "bool",
 }
 
@@ -47,38 +55,42 @@ def to_tfjs(array: np.ndarray, name: str) -> np.ndarray:
         return np.ascontiguousarray(array, dtype=np.float32)
     if np.issubdtype(array.dtype, np.integer):
         return np.ascontiguousarray(array, dtype=np.int32)
-    raise RuntimeFailure(f"input {name!r} has dtype {array.dtype}, which TF.js cannot take; "
-                         "TF.js graph models take float, int and bool inputs")
+    raise RuntimeFailure(
+        f"input {name!r} has dtype {array.dtype}, which TF.js cannot take; "
+        "TF.js graph models take float, int and bool inputs"
+    )
 
 
 def tfjs_dtype(array: np.ndarray) -> str:
     return "bool" if array.dtype == np.bool_ else str(array.dtype)
 
 
-def from_tfjs(dtype: str, shape: list[int], raw: bytes) -> np.ndarray:
+def from_tfjs(dtype: str, shape: list[int], raw: bytes | memoryview) -> np.ndarray:
     if dtype == "string":
         return decode_strings(raw, shape)
     numpy_dtype = np.bool_ if dtype == "bool" else np.dtype(dtype)
     return np.frombuffer(raw, dtype=np.uint8 if dtype == "bool" else numpy_dtype).astype(numpy_dtype).reshape(shape)
 
 
-def decode_strings(raw: bytes, shape: list[int]) -> np.ndarray:
+def decode_strings(raw: bytes | memoryview, shape: list[int]) -> np.ndarray:
     """A string output as TensorFlow gives it (an object array of bytes) from its length-prefixed elements."""
     raw = bytes(raw)
     elements, offset = [], 0
     while offset < len(raw):
         if offset + 4 > len(raw):
-            raise RuntimeFailure("a string output from TF.js is truncated (length prefix cut off); "
-                                 "the runner is broken")
+            raise RuntimeFailure(
+                "a string output from TF.js is truncated (length prefix cut off); the runner is broken"
+            )
         (length,) = struct.unpack_from("<I", raw, offset)
         if offset + 4 + length > len(raw):
             raise RuntimeFailure("a string output from TF.js is truncated (element cut off); the runner is broken")
-        elements.append(raw[offset + 4: offset + 4 + length])
+        elements.append(raw[offset + 4 : offset + 4 + length])
         offset += 4 + length
     count = int(np.prod(shape)) if shape else 1
     if len(elements) != count:
-        raise RuntimeFailure(f"a string output from TF.js has {len(elements)} elements for shape {shape}; "
-                             "the runner is broken")
+        raise RuntimeFailure(
+            f"a string output from TF.js has {len(elements)} elements for shape {shape}; the runner is broken"
+        )
     array = np.empty(count, dtype=object)
     array[:] = elements
     return array.reshape(shape)
@@ -91,8 +103,12 @@ def write_bundle(path: Path, *, meta: dict[str, Any], samples: list[Feeds]) -> N
         for name, value in feed.items():
             array = to_tfjs(value, name)
             raw = array.tobytes()
-            record[name] = {"dtype": tfjs_dtype(array), "shape": list(array.shape), "offset": offset,
-                            "nbytes": len(raw)}
+            record[name] = {
+                "dtype": tfjs_dtype(array),
+                "shape": list(array.shape),
+                "offset": offset,
+                "nbytes": len(raw),
+            }
             padded = _pad(len(raw))
             chunks.append(raw + b"\0" * (padded - len(raw)))
             offset += padded
@@ -111,11 +127,13 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], list[Feeds]]:
         raise RuntimeFailure(f"{path} is not an edgeport TF.js tensor bundle (bad magic); the runner is broken")
     (length,) = struct.unpack_from("<I", blob, len(MAGIC))
     start = len(MAGIC) + 4
-    header = json.loads(blob[start: start + length].decode("utf-8"))
-    data = memoryview(blob)[_pad(start + length):]
+    header = json.loads(blob[start : start + length].decode("utf-8"))
+    data = memoryview(blob)[_pad(start + length) :]
     samples = [
-        {name: from_tfjs(t["dtype"], t["shape"], data[t["offset"]: t["offset"] + t["nbytes"]])
-         for name, t in record.items()}
+        {
+            name: from_tfjs(t["dtype"], t["shape"], data[t["offset"] : t["offset"] + t["nbytes"]])
+            for name, t in record.items()
+        }
         for record in header["samples"]
     ]
     return header["meta"], samples
@@ -127,23 +145,33 @@ def encode_base64(samples: list[Feeds]) -> list[dict[str, dict[str, Any]]]:
         record = {}
         for name, value in feed.items():
             array = to_tfjs(value, name)
-            record[name] = {"dtype": tfjs_dtype(array), "shape": list(array.shape),
-                            "data": base64.b64encode(array.tobytes()).decode("ascii")}
+            record[name] = {
+                "dtype": tfjs_dtype(array),
+                "shape": list(array.shape),
+                "data": base64.b64encode(array.tobytes()).decode("ascii"),
+            }
         encoded.append(record)
     return encoded
 
 
 def decode_base64(records: list[dict[str, dict[str, Any]]]) -> list[Feeds]:
-    return [{name: from_tfjs(t["dtype"], t["shape"], base64.b64decode(t["data"])) for name, t in record.items()}
-            for record in records]
+    return [
+        {name: from_tfjs(t["dtype"], t["shape"], base64.b64decode(t["data"])) for name, t in record.items()}
+        for record in records
+    ]
 
 
 def restore_dtypes(outputs: list[Feeds], model_json: Path) -> list[Feeds]:
     """Cast outputs back to the dtypes the model.json signature declares (TF.js returns int32 for int64)."""
     declared = read_signature(model_json).get("outputs", {})
     wanted = {name: SIGNATURE_DTYPES.get(info.get("dtype", "")) for name, info in declared.items()}
-    return [{name: value.astype(wanted[name]) if wanted.get(name) and value.dtype != wanted[name] else value
-             for name, value in feed.items()} for feed in outputs]
+    return [
+        {
+            name: value.astype(wanted[name]) if wanted.get(name) and value.dtype != wanted[name] else value
+            for name, value in feed.items()
+        }
+        for feed in outputs
+    ]
 
 
 def read_signature(model_json: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ kernel H x W x output channels), BATCH_MATMUL (output elements x inner dimension
 multiply-accumulate work worth counting and are left out. Independent of edgeport: takes the flatbuffer's
 object-API model (schema ModelT) and a builtin-code -> name map.
 """
+
 from __future__ import annotations
 
 import math

@@ -6,8 +6,10 @@ quantized with each input's scale and zero point; outputs are dequantized. `meas
 tensor arena, reports flash (the model's bytes), MACs per op and in total, and how closely TFLM's integer
 outputs agree with LiteRT's on the same .tflite. Latency is host-simulated: not what a device will show.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import numpy as np
 
 from edgeport.contracts import Feeds, Runtime, RuntimeSettings, SampleSet, Session
 from edgeport.errors import RuntimeFailure
-from edgeport.targets.litert.runtime import dequantize, quantize
+from edgeport.formats.tflite.quantization import dequantize, quantize
 
 SESSION_ARENA_BYTES = 16 << 20  # a generous arena for checking and timing; `measure` finds the real minimum
 MAX_SESSION_ARENA_BYTES = 1 << 30
@@ -36,16 +38,20 @@ def signature_binding(model) -> Binding:
     positions_out = {int(t): i for i, t in enumerate(subgraph.outputs)}
     if model.signatureDefs:
         signature = model.signatureDefs[0]
-        return Binding(inputs={m.name.decode(): positions_in[m.tensorIndex] for m in signature.inputs},
-                       outputs={m.name.decode(): positions_out[m.tensorIndex] for m in signature.outputs})
-    return Binding(inputs={subgraph.tensors[t].name.decode(): i for t, i in positions_in.items()},
-                   outputs={subgraph.tensors[t].name.decode(): i for t, i in positions_out.items()})
+        return Binding(
+            inputs={m.name.decode(): positions_in[m.tensorIndex] for m in signature.inputs},
+            outputs={m.name.decode(): positions_out[m.tensorIndex] for m in signature.outputs},
+        )
+    return Binding(
+        inputs={subgraph.tensors[t].name.decode(): i for t, i in positions_in.items()},
+        outputs={subgraph.tensors[t].name.decode(): i for t, i in positions_out.items()},
+    )
 
 
 def _open_interpreter(data: bytes, where: Path):
-    from tflite_micro.python.tflite_micro import runtime  # noqa: PLC0415
+    from tflite_micro.python.tflite_micro import runtime
 
-    from edgeport.run.capture import capture_output  # noqa: PLC0415
+    from edgeport.run.capture import capture_output
 
     arena = max(SESSION_ARENA_BYTES, 20 * len(data))
     while True:
@@ -63,17 +69,20 @@ def _open_interpreter(data: bytes, where: Path):
 
 class TFLMSession(Session):
     def __init__(self, path: Path):
-        from edgeport.formats.tflite.flatbuffer import read_model  # noqa: PLC0415
+        from edgeport.formats.tflite.flatbuffer import read_model
 
         data = Path(path).read_bytes()
         if data[4:8] != b"TFL3":
-            raise RuntimeFailure(f"TFLite Micro cannot load {path}: not a .tflite flatbuffer (no TFL3 identifier); "
-                                 "pass the model.tflite a tflm conversion wrote")
+            raise RuntimeFailure(
+                f"TFLite Micro cannot load {path}: not a .tflite flatbuffer (no TFL3 identifier); "
+                "pass the model.tflite a tflm conversion wrote"
+            )
         try:
             binding = signature_binding(read_model(data))
         except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer fails in many ways
-            raise RuntimeFailure(f"TFLite Micro cannot load {path}: damaged flatbuffer ({type(exc).__name__}); "
-                                 "convert the model again") from None
+            raise RuntimeFailure(
+                f"TFLite Micro cannot load {path}: damaged flatbuffer ({type(exc).__name__}); convert the model again"
+            ) from None
         self._interpreter = _open_interpreter(data, path)
         self.binding = binding
         self._inputs = {name: self._interpreter.get_input_details(i) for name, i in self.binding.inputs.items()}
@@ -103,7 +112,7 @@ def _output_steps(model, names: dict[int, str]) -> dict[int, float]:
 
     Integer outputs: 1. Float outputs (io_type float) come from a final DEQUANTIZE: the scale of its input.
     """
-    from ai_edge_litert.schema_py_generated import TensorType  # noqa: PLC0415
+    from ai_edge_litert.schema_py_generated import TensorType
 
     subgraph = model.subgraphs[0]
     producers = {int(tensor): op for op in subgraph.operators or [] for tensor in op.outputs}
@@ -123,9 +132,9 @@ def _output_steps(model, names: dict[int, str]) -> dict[int, float]:
 
 def litert_agreement(path: Path, session: TFLMSession, samples: SampleSet) -> dict[str, float]:
     """Max |TFLM - LiteRT| in quantization steps, and the share of output values equal / within one step."""
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter
 
-    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model  # noqa: PLC0415
+    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model
 
     interpreter = Interpreter(model_path=str(path), num_threads=1)
     runner = interpreter.get_signature_runner(next(iter(interpreter.get_signature_list())))
@@ -147,8 +156,8 @@ def litert_agreement(path: Path, session: TFLMSession, samples: SampleSet) -> di
 
 
 def macs_report(path: Path) -> dict[str, Any]:
-    from edgeport.targets.tflm.macs import count_macs  # noqa: PLC0415
-    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model  # noqa: PLC0415
+    from edgeport.formats.tflite.flatbuffer import builtin_names, read_model
+    from edgeport.targets.tflm.macs import count_macs
 
     per_op = count_macs(read_model(path), builtin_names())
     return {"macs": sum(op.macs for op in per_op), "macs_per_op": {f"{op.index}:{op.op}": op.macs for op in per_op}}
@@ -160,20 +169,36 @@ class TFLMRuntime(Runtime):
     description = "TFLite Micro reference kernels on the host (tflite-micro); arena, flash, MACs; not device latency"
 
     def requirements(self):
-        from edgeport.run.requirements import python_package  # noqa: PLC0415
+        from edgeport.run.requirements import python_package
 
         return (python_package("tflite-micro", extra="tflm", why="TFLM's reference kernels on the host"),)
 
     def version(self) -> str:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return f"tflite-micro {version('tflite-micro')} (host, reference kernels; not device latency)"
 
     def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
         return TFLMSession(artifact)
 
-    def measure(self, artifact: Path, settings: RuntimeSettings, samples: SampleSet) -> dict[str, Any]:
-        from edgeport.formats.tflm.arena import search_in_subprocess  # noqa: PLC0415
+    def measure(
+        self, artifact: Path, settings: RuntimeSettings, samples: SampleSet, known: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The arena (searched here unless the converter already searched this artifact), flash, MACs and
+        agreement with LiteRT."""
+        arena = {key: value for key, value in (known or {}).items() if key in ("arena_bytes", "arena_search_probes")}
+        if "arena_bytes" not in arena:
+            arena = self._search_arena(artifact)
+        session = TFLMSession(artifact)
+        try:
+            agreement = litert_agreement(artifact, session, samples)
+        finally:
+            session.close()
+        return {**arena, "flash_bytes": artifact.stat().st_size, **macs_report(artifact), **agreement}
+
+    @staticmethod
+    def _search_arena(artifact: Path) -> dict[str, Any]:
+        from edgeport.formats.tflm.arena import search_in_subprocess
 
         try:
             search = search_in_subprocess(artifact)
@@ -182,10 +207,4 @@ class TFLMRuntime(Runtime):
         if search.arena_bytes is None:
             op = f" at op {search.failed_op} (node {search.failed_node})" if search.failed_op else ""
             raise RuntimeFailure(f"TFLite Micro cannot run {artifact}{op}: {search.failure}")
-        session = TFLMSession(artifact)
-        try:
-            agreement = litert_agreement(artifact, session, samples)
-        finally:
-            session.close()
-        return {"arena_bytes": search.arena_bytes, "flash_bytes": artifact.stat().st_size,
-                **macs_report(artifact), **agreement, "arena_search_probes": search.probes}
+        return {"arena_bytes": search.arena_bytes, "arena_search_probes": search.probes}

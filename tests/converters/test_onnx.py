@@ -1,4 +1,5 @@
 """The ONNX converter on real small SavedModels, checked on the real onnxruntime against the SavedModel."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,12 @@ import pytest
 
 from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import ConversionJob, RuntimeSettings, SampleSet, TargetSpec
+from edgeport.converters.onnx.converter import ONNXConverter, ONNXOptions
+from edgeport.converters.onnx.opsets import onnxruntime_max_opset, tf2onnx_max_opset
 from edgeport.errors import ConversionError, UsageError
-from edgeport.model.savedmodel import load_model
 from edgeport.model.samples import SampleRequest, synthetic_samples
-
-pytest.importorskip("tf2onnx")
-pytest.importorskip("onnxruntime")
-
-from edgeport.converters.onnx.converter import ONNXConverter, ONNXOptions  # noqa: E402
-from edgeport.converters.onnx.opsets import onnxruntime_max_opset, tf2onnx_max_opset  # noqa: E402
-from edgeport.targets.onnxruntime.runtime import ONNXRuntime  # noqa: E402
+from edgeport.model.savedmodel import load_model
+from edgeport.targets.onnxruntime.runtime import ONNXRuntime
 
 
 # ---------------------------------------------------------------- small SavedModels, built once per session
@@ -62,8 +59,12 @@ def multi_io_dir(tmp_path_factory) -> Path:
             self.kernel = tf.Variable(rng.normal(size=(3, 3, 4, 6)).astype(np.float32) * 0.3)
             self.dense = tf.Variable(rng.normal(size=(6 + 5, 3)).astype(np.float32) * 0.3)
 
-        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 4], tf.float32, name="pixels"),
-                                      tf.TensorSpec([1, 5], tf.float32, name="extra")])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([1, 8, 8, 4], tf.float32, name="pixels"),
+                tf.TensorSpec([1, 5], tf.float32, name="extra"),
+            ]
+        )
         def __call__(self, pixels, extra):
             features = tf.nn.relu(tf.nn.conv2d(pixels, self.kernel, strides=1, padding="SAME"))
             pooled = tf.reduce_mean(features, axis=[1, 2])
@@ -102,8 +103,14 @@ def lstm_dir(tmp_path_factory) -> Path:
     tf = _tf()
     keras = tf.keras
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((12,), dtype="int32", name="tokens"), keras.layers.Embedding(50, 8),
-                              keras.layers.LSTM(8), keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((12,), dtype="int32", name="tokens"),
+            keras.layers.Embedding(50, 8),
+            keras.layers.LSTM(8),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     path = tmp_path_factory.mktemp("models") / "lstm"
     model.export(str(path), verbose=False)
     return path
@@ -122,16 +129,24 @@ def _module_dir(tmp_path_factory, name: str, function, spec) -> Path:
 def lgamma_dir(tmp_path_factory) -> Path:
     """Lgamma has no tf2onnx handler at any opset (nor a custom-domain one)."""
     tf = _tf()
-    return _module_dir(tmp_path_factory, "lgamma", lambda x: {"y": tf.math.lgamma(x) * 2.0},
-                       tf.TensorSpec([1, 4], tf.float32, name="x"))
+    return _module_dir(
+        tmp_path_factory,
+        "lgamma",
+        lambda x: {"y": tf.math.lgamma(x) * 2.0},
+        tf.TensorSpec([1, 4], tf.float32, name="x"),
+    )
 
 
 @pytest.fixture(scope="session")
 def bitwise_dir(tmp_path_factory) -> Path:
     """BitwiseAnd maps to ONNX from opset 18 only."""
     tf = _tf()
-    return _module_dir(tmp_path_factory, "bitwise", lambda x: {"y": tf.bitwise.bitwise_and(x, 6)},
-                       tf.TensorSpec([1, 4], tf.int32, name="x"))
+    return _module_dir(
+        tmp_path_factory,
+        "bitwise",
+        lambda x: {"y": tf.bitwise.bitwise_and(x, 6)},
+        tf.TensorSpec([1, 4], tf.int32, name="x"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -140,8 +155,12 @@ def tiny_weights_dir(tmp_path_factory) -> Path:
     tf = _tf()
     small = np.array([[1e-9, 0.5], [-2e-10, 0.25]], dtype=np.float32)
     bias = np.array([3e-9, 0.1], dtype=np.float32)
-    return _module_dir(tmp_path_factory, "tiny_weights", lambda x: {"y": tf.matmul(x, small) + bias},
-                       tf.TensorSpec([1, 2], tf.float32, name="x"))
+    return _module_dir(
+        tmp_path_factory,
+        "tiny_weights",
+        lambda x: {"y": tf.matmul(x, small) + bias},
+        tf.TensorSpec([1, 2], tf.float32, name="x"),
+    )
 
 
 _LOADED: dict[Path, object] = {}
@@ -160,8 +179,13 @@ def samples_for(model, count: int = 8) -> SampleSet:
 def convert(path: Path, workdir: Path, variant: str = "", calibration: SampleSet | None = None, **options):
     model = loaded(path)
     workdir.mkdir(parents=True, exist_ok=True)
-    job = ConversionJob(model=model, target=TargetSpec("onnx", variant), options=ONNXOptions(**options),
-                        calibration=calibration if calibration is not None else samples_for(model), workdir=workdir)
+    job = ConversionJob(
+        model=model,
+        target=TargetSpec("onnx", variant),
+        options=ONNXOptions(**options),
+        calibration=calibration if calibration is not None else samples_for(model),
+        workdir=workdir,
+    )
     return ONNXConverter().convert(job)
 
 
@@ -171,8 +195,12 @@ def check(path: Path, workdir: Path, artifact, permutations=True):
     samples = samples_for(model)
     candidate = ONNXRuntime().infer(workdir / artifact.main_file, samples, RuntimeSettings(threads=1))
     reference = model.reference(samples.feeds())
-    return compare(reference, candidate, default_tolerance(artifact.precision),
-                   artifact.output_permutations if permutations else None)
+    return compare(
+        reference,
+        candidate,
+        default_tolerance(artifact.precision),
+        artifact.output_permutations if permutations else None,
+    )
 
 
 def onnx_model(workdir: Path, name: str = "model.onnx"):
@@ -267,9 +295,13 @@ def test_summarize_float16_clamps_keeps_other_warnings():
     from edgeport.converters.onnx.precision import summarize_float16_clamps
 
     assert summarize_float16_clamps(("UserWarning: something else",)) == ("UserWarning: something else",)
-    summary = summarize_float16_clamps(("UserWarning: the float32 number 1e+06 will be truncated to 65504.0",
-                                        "UserWarning: the float32 number -1e-09 will be truncated to -1e-07",
-                                        "UserWarning: other"))
+    summary = summarize_float16_clamps(
+        (
+            "UserWarning: the float32 number 1e+06 will be truncated to 65504.0",
+            "UserWarning: the float32 number -1e-09 will be truncated to -1e-07",
+            "UserWarning: other",
+        )
+    )
     assert len(summary) == 2 and summary[1] == "UserWarning: other"
     assert "(2 onnxconverter_common warnings" in summary[0] and "-1e-07, 65504" in summary[0]
 
@@ -325,10 +357,13 @@ def test_nchw_output_is_checked_through_permutations(multi_io_dir, tmp_path):
     assert any("feature_map: shape" in failure for failure in unpermuted.failures)
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"inputs_as_nchw": ("nope",)}, "not a signature input"),
-    ({"outputs_as_nchw": ("scores",)}, "not rank 4"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"inputs_as_nchw": ("nope",)}, "not a signature input"),
+        ({"outputs_as_nchw": ("scores",)}, "not rank 4"),
+    ],
+)
 def test_layout_options_are_validated(multi_io_dir, tmp_path, options, match):
     with pytest.raises(UsageError, match=match):
         convert(multi_io_dir, tmp_path, **options)
@@ -360,7 +395,7 @@ def test_ort_format_file(keras_cnn_dir, tmp_path):
     runtime = ONNXRuntime()
     from_onnx = runtime.infer(tmp_path / "model.onnx", samples, RuntimeSettings())
     from_ort = runtime.infer(tmp_path / "model.ort", samples, RuntimeSettings())
-    for a, b in zip(from_onnx, from_ort):
+    for a, b in zip(from_onnx, from_ort, strict=False):
         np.testing.assert_allclose(a["output_0"], b["output_0"], rtol=1e-6, atol=1e-7)
 
 
@@ -395,11 +430,14 @@ def test_opset_above_tf2onnx(keras_cnn_dir, tmp_path):
         convert(keras_cnn_dir, tmp_path, opset=tf2onnx_max_opset() + 1)
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"optimization_level": "all"}, "optimization_level"),
-    ({"external_data_threshold_bytes": -1}, "external_data_threshold_bytes"),
-    ({"opset": "18"}, "not an integer"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"optimization_level": "all"}, "optimization_level"),
+        ({"external_data_threshold_bytes": -1}, "external_data_threshold_bytes"),
+        ({"opset": "18"}, "not an integer"),
+    ],
+)
 def test_bad_options(keras_cnn_dir, tmp_path, options, match):
     with pytest.raises(UsageError, match=match):
         convert(keras_cnn_dir, tmp_path, **options)
@@ -415,8 +453,13 @@ def test_unwritable_workdir(keras_cnn_dir, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ConversionError, match="cannot write the artifact"):
         convert_into = blocker / "work"
-        job = ConversionJob(model=loaded(keras_cnn_dir), target=TargetSpec("onnx"), options=ONNXOptions(),
-                            calibration=samples_for(loaded(keras_cnn_dir)), workdir=convert_into)
+        job = ConversionJob(
+            model=loaded(keras_cnn_dir),
+            target=TargetSpec("onnx"),
+            options=ONNXOptions(),
+            calibration=samples_for(loaded(keras_cnn_dir)),
+            workdir=convert_into,
+        )
         ONNXConverter().convert(job)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 

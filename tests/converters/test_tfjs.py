@@ -1,4 +1,5 @@
 """tfjs converter: real small SavedModels, converted by edgeport and run by the real TF.js runtime in Node."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,18 @@ from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import ConversionJob, RuntimeSettings, SampleSet, TargetSpec
 from edgeport.converters.tfjs.converter import TFJSConverter, TFJSOptions
 from edgeport.converters.tfjs.quantize import dequantize, quantize
+from edgeport.errors import ConversionError, UsageError
 from edgeport.formats.tfjs import packages
 from edgeport.formats.tfjs.ops import load_runtime_ops, parse_op_list, read_installed, read_shipped, shipped_table
-from edgeport.errors import ConversionError, UsageError
-from edgeport.model.savedmodel import load_model
 from edgeport.model.samples import SampleRequest, synthetic_samples
+from edgeport.model.savedmodel import load_model
 from edgeport.model.tf_quiet import import_tensorflow
 
 tf = import_tensorflow()
 
 
 # ---------------------------------------------------------------- model builders (shared by this module only)
+
 
 def _randomize(model, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
@@ -31,8 +33,14 @@ def _randomize(model, seed: int = 0) -> None:
             continue
         if "batch_normalization" in layer.name:  # gamma, beta, moving mean, moving variance
             gamma, beta, mean, variance = (w.shape for w in weights)
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma), rng.normal(0, 0.2, beta), rng.normal(0, 0.2, mean),
-                               rng.uniform(0.5, 1.5, variance)])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma),
+                    rng.normal(0, 0.2, beta),
+                    rng.normal(0, 0.2, mean),
+                    rng.uniform(0.5, 1.5, variance),
+                ]
+            )
         else:
             layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in weights])
 
@@ -74,8 +82,12 @@ class _MultiIO(tf.Module):
     def __init__(self):
         self.w = tf.Variable(np.random.default_rng(1).normal(size=(4, 3)).astype("float32"))
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="features"),
-                                  tf.TensorSpec([1, 1], tf.float32, name="scale")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([1, 4], tf.float32, name="features"),
+            tf.TensorSpec([1, 1], tf.float32, name="scale"),
+        ]
+    )
     def serve(self, features, scale):
         logits = tf.matmul(features, self.w) * scale
         return {"logits": logits, "probs": tf.nn.softmax(logits)}
@@ -97,12 +109,14 @@ class _ControlFlow(tf.Module):
 
 class _HashTable(tf.Module):
     def __init__(self):
-        init = tf.lookup.KeyValueTensorInitializer(tf.constant([0, 1, 2, 3], tf.int64),
-                                                   tf.constant([1.5, 2.0, 3.0, -1.0]))
+        init = tf.lookup.KeyValueTensorInitializer(
+            tf.constant([0, 1, 2, 3], tf.int64), tf.constant([1.5, 2.0, 3.0, -1.0])
+        )
         self.table = tf.lookup.StaticHashTable(init, default_value=-7.0)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 3], tf.int32, name="ids"),
-                                  tf.TensorSpec([1, 3], tf.float32, name="x")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, 3], tf.int32, name="ids"), tf.TensorSpec([1, 3], tf.float32, name="x")]
+    )
     def serve(self, ids, x):
         return {"y": self.table.lookup(tf.cast(ids, tf.int64)) * x, "label": tf.constant(["yes", "no"])}
 
@@ -136,6 +150,7 @@ def build_gru(path: Path) -> Path:
     _randomize(model, seed=5)
     model.export(str(path))
     return path
+
 
 def save_module(module, path: Path) -> Path:
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
@@ -179,11 +194,17 @@ def models(tmp_path_factory):
 
 # ---------------------------------------------------------------- helpers
 
+
 def convert(model, target: str, workdir: Path, **options):
     workdir.mkdir(parents=True, exist_ok=True)
     samples = synthetic_samples(model.signature, SampleRequest(count=4))
-    job = ConversionJob(model=model, target=TargetSpec.parse(target), options=TFJSOptions(**options),
-                        calibration=samples, workdir=workdir)
+    job = ConversionJob(
+        model=model,
+        target=TargetSpec.parse(target),
+        options=TFJSOptions(**options),
+        calibration=samples,
+        workdir=workdir,
+    )
     return TFJSConverter().convert(job)
 
 
@@ -193,11 +214,13 @@ def run_in_node(artifact_dir: Path, samples: SampleSet, backend: str = "cpu"):
     return TFJSNodeRuntime().infer(artifact_dir / "model.json", samples, RuntimeSettings(backend=backend))
 
 
-def check_against_reference(model, artifact_dir: Path, precision: str, samples: SampleSet | None = None,
-                            backend: str = "cpu"):
+def check_against_reference(
+    model, artifact_dir: Path, precision: str, samples: SampleSet | None = None, backend: str = "cpu"
+):
     samples = samples or synthetic_samples(model.signature, SampleRequest(count=4))
-    result = compare(model.reference(samples.feeds()), run_in_node(artifact_dir, samples, backend),
-                     default_tolerance(precision))
+    result = compare(
+        model.reference(samples.feeds()), run_in_node(artifact_dir, samples, backend), default_tolerance(precision)
+    )
     return result
 
 
@@ -234,11 +257,28 @@ def run_with_tfjs_loader(artifact_dir: Path, feeds: list[dict], scratch: Path) -
 
     script, feeds_file = scratch / "load.js", scratch / "feeds.json"
     script.write_text(NODE_SCRIPT)
-    feeds_file.write_text(json.dumps([{name: {"data": value.reshape(-1).tolist(), "shape": list(value.shape),
-                                              "dtype": "int32" if value.dtype.kind in "iu" else "float32"}
-                                       for name, value in feed.items()} for feed in feeds]))
-    done = subprocess.run(["node", str(script), str(packages.node_modules()), str(artifact_dir), str(feeds_file)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    feeds_file.write_text(
+        json.dumps(
+            [
+                {
+                    name: {
+                        "data": value.reshape(-1).tolist(),
+                        "shape": list(value.shape),
+                        "dtype": "int32" if value.dtype.kind in "iu" else "float32",
+                    }
+                    for name, value in feed.items()
+                }
+                for feed in feeds
+            ]
+        )
+    )
+    done = subprocess.run(
+        ["node", str(script), str(packages.node_modules()), str(artifact_dir), str(feeds_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 
@@ -264,17 +304,28 @@ def weight_bytes(folder: Path) -> int:
 
 # ---------------------------------------------------------------- the runtime's op tables
 
+
 def test_op_tables_come_from_the_installed_tfjs_converter():
     runtime = load_runtime_ops()
     assert runtime.version == "4.22.0"
-    assert {"Conv2D", "_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul", "While", "HashTableV2"} <= runtime.ops
+    assert {
+        "Conv2D",
+        "_FusedConv2D",
+        "FusedDepthwiseConv2dNative",
+        "_FusedMatMul",
+        "While",
+        "HashTableV2",
+    } <= runtime.ops
     assert "Lgamma" not in runtime.ops
     assert {"relu", "relu6", "elu", "leakyrelu", "sigmoid"} <= runtime.fused_activations
     assert "tanh" not in runtime.fused_activations
 
 
 def test_op_list_parser_reads_js_literals():
-    source = "/** header */\nexport const json = [\n  {\n    'tfOpName': 'Foo',\n    'attrs': [{'name': 'it\\'s',},],\n  },\n];\n"
+    source = (
+        "/** header */\nexport const json = [\n  {\n    'tfOpName': 'Foo',\n"
+        "    'attrs': [{'name': 'it\\'s',},],\n  },\n];\n"
+    )
     assert parse_op_list(source) == [{"tfOpName": "Foo", "attrs": [{"name": "it's"}]}]
 
 
@@ -282,8 +333,11 @@ def test_shipped_op_tables_are_the_lockfiles_version_and_match_the_installed_pac
     shipped = read_shipped(shipped_table())
     assert shipped.version == packages.pinned_version("@tensorflow/tfjs-converter") == packages.pinned_version()
     installed = read_installed(packages.node_modules())
-    assert (shipped.ops, shipped.fused_activations, shipped.version) == \
-        (installed.ops, installed.fused_activations, installed.version)
+    assert (shipped.ops, shipped.fused_activations, shipped.version) == (
+        installed.ops,
+        installed.fused_activations,
+        installed.version,
+    )
 
 
 def test_converting_needs_no_node_packages_and_writes_the_same_model(models, tmp_path, monkeypatch):
@@ -301,6 +355,7 @@ def test_converting_needs_no_node_packages_and_writes_the_same_model(models, tmp
 
 # ---------------------------------------------------------------- the CNN: structure, fusions, accuracy
 
+
 def test_cnn_model_json_structure_and_fusions(models, tmp_path):
     model = models["cnn"]
     artifact = convert(model, "tfjs", tmp_path)
@@ -312,8 +367,12 @@ def test_cnn_model_json_structure_and_fusions(models, tmp_path):
     assert {"node", "versions"} <= set(content["modelTopology"])
     assert set(content["signature"]["inputs"]) == {"image"}
     assert content["signature"]["inputs"]["image"]["name"] == model.frozen.input_tensors["image"]
-    assert content["signature"]["inputs"]["image"]["tensorShape"]["dim"] == [{"size": "-1"}, {"size": "16"},
-                                                                             {"size": "16"}, {"size": "3"}]
+    assert content["signature"]["inputs"]["image"]["tensorShape"]["dim"] == [
+        {"size": "-1"},
+        {"size": "16"},
+        {"size": "16"},
+        {"size": "3"},
+    ]
     assert set(content["signature"]["outputs"]) == {spec.name for spec in model.signature.outputs}
     assert content["userDefinedMetadata"]["structuredOutputKeys"] == list(content["signature"]["outputs"])
     manifest = content["weightsManifest"]
@@ -364,6 +423,7 @@ def test_unsupported_fusions_are_split_into_plain_ops(models, tmp_path):
 
 
 # ---------------------------------------------------------------- variants and shards
+
 
 def test_weight_variants_sizes_manifest_and_accuracy(models, tmp_path):
     model = models["cnn"]
@@ -431,6 +491,7 @@ def test_float16_refuses_values_it_cannot_hold():
 
 # ---------------------------------------------------------------- other model shapes
 
+
 def test_multi_input_dict_output(models, tmp_path):
     model = models["multi"]
     convert(model, "tfjs", tmp_path)
@@ -467,8 +528,9 @@ def test_tf1_builder_savedmodel(models, tmp_path):
     convert(model, "tfjs", tmp_path)
     ops = {n["op"] for n in read_model_json(tmp_path)["modelTopology"]["node"]}
     assert "CheckNumerics" not in ops
-    samples = SampleSet(arrays={"x": np.array([[[1.0, 0.5, -0.5]], [[0.2, 0.1, 0.9]]], np.float32)},
-                        source="fixed", synthetic=False)
+    samples = SampleSet(
+        arrays={"x": np.array([[[1.0, 0.5, -0.5]], [[0.2, 0.1, 0.9]]], np.float32)}, source="fixed", synthetic=False
+    )
     result = check_against_reference(model, tmp_path, "fp32", samples)
     assert min(o.cosine for o in result.outputs) >= 0.9999, result.failures
 
@@ -487,8 +549,13 @@ def test_erfc_and_einsum_are_rewritten_into_ops_wasm_runs(models, tmp_path):
 def test_einsum_lowering_matches_numpy_for_each_label_layout():
     from edgeport.converters.tfjs.lower_einsum import lower_einsums
 
-    cases = [("abc,cde->abde", (None, 3, 4), (4, 2, 5)), ("aecd,abcd->acbe", (2, 3, 4, 5), (2, 6, 4, 5)),
-             ("ij,jk->ki", (3, 4), (4, 5)), ("abc,bd->ad", (2, 3, 4), (3, 5)), ("bij,bjk->bik", (2, 3, 4), (2, 4, 5))]
+    cases = [
+        ("abc,cde->abde", (None, 3, 4), (4, 2, 5)),
+        ("aecd,abcd->acbe", (2, 3, 4, 5), (2, 6, 4, 5)),
+        ("ij,jk->ki", (3, 4), (4, 5)),
+        ("abc,bd->ad", (2, 3, 4), (3, 5)),
+        ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)),
+    ]
     rng = np.random.default_rng(0)
     for equation, shape_a, shape_b in cases:
         graph = tf.Graph()
@@ -543,6 +610,7 @@ def test_string_outputs_come_back_from_the_node_runner(models, tmp_path):
     for got, want in zip(outputs, model.reference(samples.feeds()), strict=True):
         assert got["label"].dtype == object and got["label"].tolist() == want["label"].tolist() == [b"yes", b"no"]
         np.testing.assert_allclose(got["y"], want["y"])
+
 
 def test_op_tfjs_lacks_fails_before_writing_and_preflight_names_it(models, tmp_path):
     model = models["lgamma"]

@@ -1,6 +1,7 @@
 """The issue's TF.js model zoo, small: a transformer encoder block and a variable-length GRU, through the real
 `edgeport convert` CLI to TF.js in Node on the wasm backend (benchmarks/showcase_tfjs.py runs the full zoo).
 Also: edgeport never needs the `tensorflowjs` pip package, and it is not installed here."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgeport_testing import run_cli
 
 from edgeport.model.tf_quiet import import_tensorflow
+from edgeport_testing import run_cli
 
 tf = import_tensorflow()
-CLI_FLAGS = ("-t", "tfjs@tfjs-node", "--backend", "wasm", "--samples", "3", "--no-bench", "--no-baseline",
-             "--no-history")
+CLI_FLAGS = (
+    "-t",
+    "tfjs@tfjs-node",
+    "--backend",
+    "wasm",
+    "--samples",
+    "3",
+    "--no-bench",
+    "--no-baseline",
+    "--no-history",
+)
 
 
 def build_transformer_block(path: Path) -> Path:
@@ -43,8 +53,10 @@ def build_variable_length_gru(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfjs_zoo")
-    return {"transformer": build_transformer_block(root / "transformer"),
-            "gru": build_variable_length_gru(root / "gru")}
+    return {
+        "transformer": build_transformer_block(root / "transformer"),
+        "gru": build_variable_length_gru(root / "gru"),
+    }
 
 
 def convert_in_node(saved_model: Path, out: Path, *extra: str) -> dict:
@@ -87,6 +99,7 @@ def test_variable_length_gru_matches_in_node_wasm(zoo, tmp_path):
 
 
 def test_tensorflowjs_pip_package_is_not_installed():
-    done = subprocess.run([sys.executable, "-m", "pip", "show", "tensorflowjs"], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "show", "tensorflowjs"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode != 0, done.stdout

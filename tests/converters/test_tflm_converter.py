@@ -1,4 +1,5 @@
 """The tflm converter: int8 model, C sources that compile, op checks against TFLM's kernels, budgets, errors."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeport.checks.budgets import budget_failures
 from edgeport.contracts import ConversionJob, SampleSet, TargetSpec
+from edgeport.converters.tflm.boards import board_profile, boards, parse_size
 from edgeport.converters.tflm.converter import TFLMConverter, TFLMOptions
-from edgeport.converters.tflm.boards import board_profile, boards, budget_failures, parse_size
 from edgeport.converters.tflm.csource import c_identifier_problem, resolver_method
 from edgeport.errors import ConversionError, UsageError
 from edgeport.model.savedmodel import load_model
@@ -18,16 +20,29 @@ from edgeport.model.tf_quiet import import_tensorflow
 
 TARGET = TargetSpec.parse("tflm")
 # MicroMutableOpResolver method names as TFLite Micro's micro_mutable_op_resolver.h spells them.
-TFLM_METHODS = ("AddAveragePool2D", "AddConv2D", "AddDepthwiseConv2D", "AddDequantize", "AddFullyConnected",
-                "AddMaxPool2D", "AddMean", "AddPack", "AddQuantize", "AddReshape", "AddShape", "AddSoftmax",
-                "AddStridedSlice")
+TFLM_METHODS = (
+    "AddAveragePool2D",
+    "AddConv2D",
+    "AddDepthwiseConv2D",
+    "AddDequantize",
+    "AddFullyConnected",
+    "AddMaxPool2D",
+    "AddMean",
+    "AddPack",
+    "AddQuantize",
+    "AddReshape",
+    "AddShape",
+    "AddSoftmax",
+    "AddStridedSlice",
+)
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
 
 
 def convert(model, calibration: SampleSet, workdir: Path, **options):
     workdir.mkdir(parents=True, exist_ok=True)
-    job = ConversionJob(model=model, target=TARGET, options=TFLMOptions(**options), calibration=calibration,
-                        workdir=workdir)
+    job = ConversionJob(
+        model=model, target=TARGET, options=TFLMOptions(**options), calibration=calibration, workdir=workdir
+    )
     return TFLMConverter().convert(job)
 
 
@@ -36,8 +51,9 @@ def digits(tiny_digits, tmp_path_factory):
     folder, calibration, held_out = tiny_digits
     model = load_model(folder)
     workdir = tmp_path_factory.mktemp("digits-tflm")
-    artifact = convert(model, SampleSet({"image": calibration}, "digits train", False), workdir,
-                       board="arduino-nano-33-ble-sense")
+    artifact = convert(
+        model, SampleSet({"image": calibration}, "digits train", False), workdir, board="arduino-nano-33-ble-sense"
+    )
     return model, artifact, workdir
 
 
@@ -90,14 +106,26 @@ def test_model_data_compiles_and_links_with_the_right_length(digits, tmp_path):
         '#include <cstdint>\n#include <cstring>\n#include "model_data.h"\n'
         "int main() {\n"
         f"  if (g_model_len != {size}u) return 1;\n"
-        "  if (std::memcmp(g_model + 4, \"TFL3\", 4) != 0) return 2;\n"
+        '  if (std::memcmp(g_model + 4, "TFL3", 4) != 0) return 2;\n'
         "  if (reinterpret_cast<std::uintptr_t>(g_model) % 16 != 0) return 3;\n"
-        "  return g_model_arena_size > 0 ? 0 : 4;\n}\n")
-    compile_cc = ["g++", "-std=c++17", "-Wall", "-Werror", "-c", str(workdir / "model_data.cc"), "-o",
-                  str(tmp_path / "model_data.o")]
+        "  return g_model_arena_size > 0 ? 0 : 4;\n}\n"
+    )
+    compile_cc = [
+        "g++",
+        "-std=c++17",
+        "-Wall",
+        "-Werror",
+        "-c",
+        str(workdir / "model_data.cc"),
+        "-o",
+        str(tmp_path / "model_data.o"),
+    ]
     subprocess.run(compile_cc, check=True, capture_output=True)
-    subprocess.run(["g++", "-std=c++17", f"-I{workdir}", str(main), str(tmp_path / "model_data.o"), "-o",
-                    str(tmp_path / "check")], check=True, capture_output=True)
+    subprocess.run(
+        ["g++", "-std=c++17", f"-I{workdir}", str(main), str(tmp_path / "model_data.o"), "-o", str(tmp_path / "check")],
+        check=True,
+        capture_output=True,
+    )
     assert subprocess.run([str(tmp_path / "check")], check=False).returncode == 0
 
 
@@ -107,16 +135,24 @@ def test_op_resolver_header_passes_a_syntax_check_against_the_tflm_api(digits, t
     stub = tmp_path / "tensorflow" / "lite" / "micro" / "micro_mutable_op_resolver.h"
     stub.parent.mkdir(parents=True)
     methods = "\n".join(f"  TfLiteStatus {name}();" for name in TFLM_METHODS)
-    stub.write_text("#pragma once\ntypedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;\n"
-                    "namespace tflite {\ntemplate <unsigned int tOpCount>\nclass MicroMutableOpResolver {\n"
-                    f" public:\n{methods}\n}};\n}}  // namespace tflite\n")
+    stub.write_text(
+        "#pragma once\ntypedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;\n"
+        "namespace tflite {\ntemplate <unsigned int tOpCount>\nclass MicroMutableOpResolver {\n"
+        f" public:\n{methods}\n}};\n}}  // namespace tflite\n"
+    )
     user = tmp_path / "user.cc"
-    user.write_text('#include "op_resolver.h"\n'
-                    f"static_assert(g_model_op_count == {len(artifact.details['ops'])}, \"op count\");\n"
-                    "TfLiteStatus setup() { static g_model_op_resolver resolver; "
-                    "return g_model_register_ops(resolver); }\n")
-    result = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{tmp_path}",
-                             f"-I{workdir}", str(user)], capture_output=True, text=True, check=False)
+    user.write_text(
+        '#include "op_resolver.h"\n'
+        f'static_assert(g_model_op_count == {len(artifact.details["ops"])}, "op count");\n'
+        "TfLiteStatus setup() { static g_model_op_resolver resolver; "
+        "return g_model_register_ops(resolver); }\n"
+    )
+    result = subprocess.run(
+        ["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{tmp_path}", f"-I{workdir}", str(user)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -141,6 +177,7 @@ def test_preflight_reports_ops_arena_and_budget(digits):
 
 
 # --- errors -----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def gelu_model(tmp_path_factory):
@@ -204,8 +241,9 @@ def save_function_model(tmp_path_factory, name: str, function, width: int = 4):
 
 
 def test_an_op_with_no_builtin_is_a_conversion_error_without_the_flex_advice(tmp_path_factory, tmp_path):
-    model = save_function_model(tmp_path_factory, "det",
-                                lambda tf, x: tf.reshape(tf.linalg.det(tf.reshape(x, [1, 2, 2])), [1, 1]))
+    model = save_function_model(
+        tmp_path_factory, "det", lambda tf, x: tf.reshape(tf.linalg.det(tf.reshape(x, [1, 2, 2])), [1, 1])
+    )
     calibration = SampleSet({"x": np.random.default_rng(0).random((4, 1, 4), dtype=np.float32)}, "x", True)
     with pytest.raises(ConversionError, match="no Flex on microcontrollers.*MatrixDeterminant") as raised:
         convert(model, calibration, tmp_path)
@@ -229,13 +267,16 @@ def test_bad_c_name_is_a_usage_error(name):
         TFLMOptions(c_name=name)
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"ram_limit": "lots"}, "ram_limit 'lots'"),
-    ({"flash_limit": "-1MB"}, "flash_limit"),
-    ({"ram_limit": 0}, "more than 0"),
-    ({"board": "arduino-uno"}, "unknown board 'arduino-uno'; known boards: arduino-nano-33-ble-sense"),
-    ({"io_type": "int16"}, "io_type 'int16'"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"ram_limit": "lots"}, "ram_limit 'lots'"),
+        ({"flash_limit": "-1MB"}, "flash_limit"),
+        ({"ram_limit": 0}, "more than 0"),
+        ({"board": "arduino-uno"}, "unknown board 'arduino-uno'; known boards: arduino-nano-33-ble-sense"),
+        ({"io_type": "int16"}, "io_type 'int16'"),
+    ],
+)
 def test_bad_device_options_are_usage_errors(options, match):
     with pytest.raises(UsageError, match=match):
         TFLMOptions(**options)
@@ -254,15 +295,19 @@ def test_a_budget_too_small_fails_with_both_numbers(digits, tmp_path):
 
 # --- helpers ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [("256KB", 262144), ("1MB", 1048576), ("1.5 MiB", 1572864),
-                                            ("65536", 65536), ("512B", 512), (4096, 4096)])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("256KB", 262144), ("1MB", 1048576), ("1.5 MiB", 1572864), ("65536", 65536), ("512B", 512), (4096, 4096)],
+)
 def test_parse_size(text, expected):
     assert parse_size(text, what="ram_limit") == expected
 
 
 def test_board_profiles_and_explicit_limits():
-    assert {"arduino-nano-33-ble-sense", "esp32", "stm32f746-discovery", "raspberry-pi-pico",
-            "sparkfun-edge"} <= set(boards())
+    assert {"arduino-nano-33-ble-sense", "esp32", "stm32f746-discovery", "raspberry-pi-pico", "sparkfun-edge"} <= set(
+        boards()
+    )
     assert board_profile("ESP32")["ram_bytes"] == 520 * 1024
     options = TFLMOptions(board="raspberry-pi-pico", ram_limit="64KB")
     assert options.budgets() == {"max_arena_bytes": 65536, "max_flash_bytes": 2 * 1024 * 1024}
@@ -271,16 +316,30 @@ def test_board_profiles_and_explicit_limits():
 def test_budget_failures_only_for_exceeded_budgets():
     assert budget_failures({"arena_bytes": 65536, "flash_bytes": 10}, {"max_arena_bytes": 65536}) == []
     assert budget_failures({"arena_bytes": 81920}, {"max_arena_bytes": 65536}) == [
-        "arena 81,920 B > RAM limit 65,536 B"]
+        "arena 81,920 B > RAM limit 65,536 B"
+    ]
 
 
-@pytest.mark.parametrize("op, method", [
-    ("CONV_2D", "AddConv2D"), ("DEPTHWISE_CONV_2D", "AddDepthwiseConv2D"), ("FULLY_CONNECTED", "AddFullyConnected"),
-    ("AVERAGE_POOL_2D", "AddAveragePool2D"), ("L2_POOL_2D", "AddL2Pool2D"), ("BATCH_TO_SPACE_ND", "AddBatchToSpaceNd"),
-    ("RELU6", "AddRelu6"), ("PADV2", "AddPadV2"), ("SELECT_V2", "AddSelectV2"), ("CUMSUM", "AddCumSum"),
-    ("BATCH_MATMUL", "AddBatchMatMul"), ("UNIDIRECTIONAL_SEQUENCE_LSTM", "AddUnidirectionalSequenceLSTM"),
-    ("L2_NORMALIZATION", "AddL2Normalization"), ("LOG_SOFTMAX", "AddLogSoftmax"), ("SPLIT_V", "AddSplitV"),
-])
+@pytest.mark.parametrize(
+    "op, method",
+    [
+        ("CONV_2D", "AddConv2D"),
+        ("DEPTHWISE_CONV_2D", "AddDepthwiseConv2D"),
+        ("FULLY_CONNECTED", "AddFullyConnected"),
+        ("AVERAGE_POOL_2D", "AddAveragePool2D"),
+        ("L2_POOL_2D", "AddL2Pool2D"),
+        ("BATCH_TO_SPACE_ND", "AddBatchToSpaceNd"),
+        ("RELU6", "AddRelu6"),
+        ("PADV2", "AddPadV2"),
+        ("SELECT_V2", "AddSelectV2"),
+        ("CUMSUM", "AddCumSum"),
+        ("BATCH_MATMUL", "AddBatchMatMul"),
+        ("UNIDIRECTIONAL_SEQUENCE_LSTM", "AddUnidirectionalSequenceLSTM"),
+        ("L2_NORMALIZATION", "AddL2Normalization"),
+        ("LOG_SOFTMAX", "AddLogSoftmax"),
+        ("SPLIT_V", "AddSplitV"),
+    ],
+)
 def test_resolver_method_names_follow_tflm(op, method):
     assert resolver_method(op) == method
 

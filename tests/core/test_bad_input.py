@@ -1,4 +1,5 @@
 """Bad input: one clear line, the documented exit code, no traceback, nothing half-written."""
+
 from __future__ import annotations
 
 import shutil
@@ -66,7 +67,9 @@ def test_data_that_does_not_fit_names_the_input(models, tmp_path, case):
         arrays["features"] = np.zeros((3, 4), np.complex64)
         expected = ("'features'", "complex64", "float32")
     np.savez(tmp_path / "data.npz", **arrays)
-    result = run_cli("convert", models["multi"], "-t", "tflite", "--data", tmp_path / "data.npz", "-o", tmp_path / "out")
+    result = run_cli(
+        "convert", models["multi"], "-t", "tflite", "--data", tmp_path / "data.npz", "-o", tmp_path / "out"
+    )
     assert_one_line_error(result, 2, *expected)
     assert not (tmp_path / "out" / "tflite").exists()
 
@@ -106,8 +109,17 @@ def test_dynamic_dims_without_shape_ask_for_input_shape(tmp_path):
     t.saved_model.save(module, str(tmp_path / "dyn"), signatures={"serving_default": module.serve})
     result = run_cli("convert", tmp_path / "dyn", "-t", "tflite", "-o", tmp_path / "out")
     assert_one_line_error(result, 2, "--input-shape sequence=1,N,3")
-    fixed = run_cli("convert", tmp_path / "dyn", "-t", "tflite", "-o", tmp_path / "out", "--input-shape",
-                    "sequence=1,7,3", "--no-bench")
+    fixed = run_cli(
+        "convert",
+        tmp_path / "dyn",
+        "-t",
+        "tflite",
+        "-o",
+        tmp_path / "out",
+        "--input-shape",
+        "sequence=1,7,3",
+        "--no-bench",
+    )
     assert fixed.returncode == 0, fixed.stderr
 
 
@@ -117,8 +129,9 @@ def test_string_input_needs_data(models, tmp_path):
 
 
 def test_missing_calibration_file_is_named_before_any_work(models, tmp_path):
-    result = run_cli("convert", models["cnn"], "-t", "tflite:int8", "--calibration", tmp_path / "calib.npz",
-                     "-o", tmp_path / "out")
+    result = run_cli(
+        "convert", models["cnn"], "-t", "tflite:int8", "--calibration", tmp_path / "calib.npz", "-o", tmp_path / "out"
+    )
     assert_one_line_error(result, 2, "--calibration", "calib.npz", "does not exist")
     assert not (tmp_path / "out").exists()
 
@@ -132,10 +145,12 @@ def test_backend_is_checked_before_any_work(models, tmp_path):
 
 
 def test_option_errors_found_by_plugins_stop_the_run_before_any_conversion(models, tmp_path):
-    result = run_cli("convert", models["cnn"], "-t", "tflite", "-t", "onnx", "--opset", "99", "-o", tmp_path / "out",
-                     "--no-history")
+    result = run_cli(
+        "convert", models["cnn"], "-t", "tflite", "-t", "onnx", "--opset", "99", "-o", tmp_path / "out", "--no-history"
+    )
     assert_one_line_error(result, 2, "opset=99", "above what onnxruntime")
     assert not (tmp_path / "out" / "tflite").exists() and not (tmp_path / "out" / "onnx").exists()
-    result = run_cli("convert", models["cnn"], "-t", "tflite:int16x8", "--io-type", "int8", "-o", tmp_path / "out",
-                     "--no-history")
+    result = run_cli(
+        "convert", models["cnn"], "-t", "tflite:int16x8", "--io-type", "int8", "-o", tmp_path / "out", "--no-history"
+    )
     assert_one_line_error(result, 2, "--io-type int8", "int16")

@@ -1,4 +1,5 @@
 """The other commands: inspect, check, bench, targets — through the real CLI."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ from edgeport_testing import run_cli
 @pytest.fixture(scope="module")
 def converted(models, tmp_path_factory):
     out = tmp_path_factory.mktemp("converted")
-    result = run_cli("convert", models["cnn"], "-t", "tflite", "-t", "tflite:int8", "-o", out, "--no-bench",
-                     "--no-check")
+    result = run_cli(
+        "convert", models["cnn"], "-t", "tflite", "-t", "tflite:int8", "-o", out, "--no-bench", "--no-check"
+    )
     assert result.returncode == 0, result.stderr
     return out
 
@@ -39,8 +41,9 @@ def test_inspect_flags_non_builtin_ops_and_string_tensors(models):
 
 
 def test_check_an_artifact_against_its_model(models, converted):
-    result = run_cli("check", converted / "tflite-int8" / "model.tflite", "--model", models["cnn"], "--precision",
-                     "int8", "--json")
+    result = run_cli(
+        "check", converted / "tflite-int8" / "model.tflite", "--model", models["cnn"], "--precision", "int8", "--json"
+    )
     assert result.returncode == 0, result.stderr
     checked = json.loads(result.stdout)
     assert checked["accuracy"]["passed"] and checked["accuracy"]["outputs"][0]["cosine"] > 0.95
@@ -56,8 +59,17 @@ def test_check_against_the_wrong_model_fails_cleanly(models, converted):
 
 
 def test_bench_an_artifact(models, converted):
-    result = run_cli("bench", converted / "tflite" / "model.tflite", "--model", models["cnn"], "--min-runs", "5",
-                     "--min-seconds", "0.05", "--json")
+    result = run_cli(
+        "bench",
+        converted / "tflite" / "model.tflite",
+        "--model",
+        models["cnn"],
+        "--min-runs",
+        "5",
+        "--min-seconds",
+        "0.05",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["runs"] >= 5 and stats["p50_ms"] > 0 and "ai-edge-litert" in stats["runtime_version"]
@@ -75,22 +87,21 @@ def test_targets_lists_every_builtin():
 
 
 def test_a_folder_or_file_picks_its_runtime():
+    import tempfile
     from pathlib import Path
 
-    from edgeport.cli.commands import _runtime_for
+    from edgeport.cli.commands import runtime_for
     from edgeport.errors import UsageError
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "model.json").write_text("{}")
         (folder / "group1-shard1of1.bin").write_bytes(b"")
-        runtime, file = _runtime_for(folder, None)
+        runtime, file = runtime_for(folder, None)
         assert runtime.name == "tfjs-node" and file.name == "model.json"
-        assert _runtime_for(folder, "tfjs-browser")[0].name == "tfjs-browser"
+        assert runtime_for(folder, "tfjs-browser")[0].name == "tfjs-browser"
         (folder / "model.tflite").write_bytes(b"")
-        assert _runtime_for(folder / "model.tflite", None)[0].name == "litert"
+        assert runtime_for(folder / "model.tflite", None)[0].name == "litert"
         (folder / "notes.txt").write_text("x")
         with pytest.raises(UsageError, match="no runtime loads notes.txt"):
-            _runtime_for(folder / "notes.txt", None)
+            runtime_for(folder / "notes.txt", None)

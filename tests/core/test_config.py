@@ -1,4 +1,5 @@
 """edgeport.toml: every unknown key and every wrong type is a usage error naming it."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,7 +17,10 @@ def write(tmp_path, text: str):
 
 
 def test_a_full_config_loads_with_paths_relative_to_it(tmp_path):
-    config = load_config(write(tmp_path, '''
+    config = load_config(
+        write(
+            tmp_path,
+            """
 model = "sm"
 data = "x.npz"
 targets = ["tflite"]
@@ -27,20 +31,25 @@ min_runs = 7
 io_type = "int8"
 min_top1_agreement = 0.98
 max_p50_ms = 5
-'''))
+""",
+        )
+    )
     assert config.path_value("model") == tmp_path / "sm" and config.get("threads") == 2
     assert config.protocol == {"min_runs": 7}
     assert config.target_tables["tflite:int8"]["io_type"] == "int8"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('modle = "x"', "unknown key 'modle'"),
-    ('threads = "two"', "threads must be a int"),
-    ('strict = 1', "strict must be a bool"),
-    ('[bench]\nmin_run = 3', "unknown key 'min_run' in [bench]"),
-    ('target = 3', "target must be a dict"),
-    ('model = ', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('modle = "x"', "unknown key 'modle'"),
+        ('threads = "two"', "threads must be a int"),
+        ("strict = 1", "strict must be a bool"),
+        ("[bench]\nmin_run = 3", "unknown key 'min_run' in [bench]"),
+        ("target = 3", "target must be a dict"),
+        ("model = ", "not valid TOML"),
+    ],
+)
 def test_bad_configs_name_the_key(tmp_path, text, message):
     with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_config(write(tmp_path, text))
@@ -52,9 +61,18 @@ def test_missing_config(tmp_path):
 
 
 def test_target_tables_split_into_options_tolerances_budgets_and_runtime():
-    config = split_target_settings("tfjs", {"shard_size_bytes": "1MB", "min_cosine": 0.99, "max_p50_ms": 3,
-                                            "max_size_bytes": "2MB", "runtime": "tfjs-browser", "backend": "webgl"},
-                                   ("shard_size_bytes", "optimize"))
+    config = split_target_settings(
+        "tfjs",
+        {
+            "shard_size_bytes": "1MB",
+            "min_cosine": 0.99,
+            "max_p50_ms": 3,
+            "max_size_bytes": "2MB",
+            "runtime": "tfjs-browser",
+            "backend": "webgl",
+        },
+        ("shard_size_bytes", "optimize"),
+    )
     assert config.spec.runtime == "tfjs-browser" and config.backend == "webgl"
     assert config.options == {"shard_size_bytes": "1MB"} and config.tolerance == {"min_cosine": 0.99}
     assert config.budgets == {"max_p50_ms": 3.0, "max_size_bytes": 2 * 2**20}

@@ -1,4 +1,5 @@
 """The run history: real report rows in SQLite, 8 writer processes at once losing nothing, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from digits_runs import DIGITS_TARGETS, digits_report_once
+
 from edgeport.cli.main import main
 from edgeport.report.history import append_run, read_history, record_run, sparkline, summary_rows
 
@@ -119,10 +120,21 @@ def test_an_unwritable_history_warns_and_never_fails_the_run(report_dict, tmp_pa
 
 def test_summary_rows_of_a_failed_conversion_and_sparkline(report_dict):
     failed = json.loads(json.dumps(report_dict))
-    failed["targets"][0].update(accuracy=None, latency=None, size_bytes=None,
-                                stages=[{"stage": "convert", "status": "error", "seconds": 0, "reason": "x"}])
+    failed["targets"][0].update(
+        accuracy=None,
+        latency=None,
+        size_bytes=None,
+        stages=[{"stage": "convert", "status": "error", "seconds": 0, "reason": "x"}],
+    )
     failed["verdicts"] = {}
     row = next(r for r in summary_rows(failed) if r["target"] == failed["targets"][0]["name"])
-    assert row == {"target": row["target"], "verdict": "failed", "size_bytes": None, "worst_cosine": None,
-                   "top1_agreement": None, "p50_ms": None, "p90_ms": None}
+    assert row == {
+        "target": row["target"],
+        "verdict": "failed",
+        "size_bytes": None,
+        "worst_cosine": None,
+        "top1_agreement": None,
+        "p50_ms": None,
+        "p90_ms": None,
+    }
     assert sparkline([1.0, 2.0, None, 3.0]) == "▁▄ █"

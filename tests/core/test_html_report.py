@@ -1,5 +1,6 @@
 """report.html from a real digits run, opened in real headless Chromium: loads clean, verdicts agree with
 junit.xml and summary.md, plots are inline SVG; without matplotlib the page still has every table."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,14 +11,21 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from digits_runs import DIGITS_TARGETS, digits_report_once
-from edgeport.report.html import NO_PLOTS, render, write_html
+
 from edgeport.report.files import StageResult
+from edgeport.report.html import NO_PLOTS, render, write_html
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 STATUS_WORD = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}
 
 
@@ -29,7 +37,7 @@ def digits_report(digits, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
+        pytest.fail(f"{CHROMIUM} is not installed: `make test` installs it (edgeport setup)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -56,7 +64,8 @@ def verdict_rows(page) -> dict[str, dict[str, str]]:
     return page.eval_on_selector_all(
         "#verdicts tbody tr[data-verdict]",
         "rows => Object.fromEntries(rows.map(r => [r.dataset.target, Object.fromEntries("
-        "[...r.querySelectorAll('td[data-stage]')].map(td => [td.dataset.stage, td.dataset.status]))]))")
+        "[...r.querySelectorAll('td[data-stage]')].map(td => [td.dataset.stage, td.dataset.status]))]))",
+    )
 
 
 def test_report_html_loads_clean_in_chromium_and_agrees_with_junit_and_summary(digits_report, browser, tmp_path):
@@ -79,8 +88,15 @@ def test_report_html_loads_clean_in_chromium_and_agrees_with_junit_and_summary(d
     # junit.xml: the same targets and the same status per stage
     junit = {}
     for case in ET.parse(out / "junit.xml").getroot().iter("testcase"):
-        status = ("failed" if case.find("failure") is not None else "error" if case.find("error") is not None
-                  else "skipped" if case.find("skipped") is not None else "passed")
+        status = (
+            "failed"
+            if case.find("failure") is not None
+            else "error"
+            if case.find("error") is not None
+            else "skipped"
+            if case.find("skipped") is not None
+            else "passed"
+        )
         junit.setdefault(case.get("classname").removeprefix("edgeport."), {})[case.get("name")] = status
     assert junit == rows
 
@@ -121,9 +137,15 @@ def test_report_html_has_size_accuracy_agreement_and_latency_plots(digits_report
 def test_failed_target_shows_reason_first_and_page_still_renders(digits_report, browser, tmp_path):
     report = digits_report.report
     broken = dataclasses.replace(
-        report.target("tflite:int8"), accuracy=None, latency=None,
-        stages=(StageResult("convert", "passed", 0.5), StageResult("check", "failed", 0.1, "output_0: cosine 0.5 < 0.95"),
-                StageResult("bench", "skipped", 0, "check failed")))
+        report.target("tflite:int8"),
+        accuracy=None,
+        latency=None,
+        stages=(
+            StageResult("convert", "passed", 0.5),
+            StageResult("check", "failed", 0.1, "output_0: cosine 0.5 < 0.95"),
+            StageResult("bench", "skipped", 0, "check failed"),
+        ),
+    )
     failed = dataclasses.replace(report, targets=(report.target("tflite"), broken), exit_code=1)
     path = write_html(failed, tmp_path / "run")
     page, messages, _ = open_page(browser, path, tmp_path / "test-artifacts" / "failed.png")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeport.contracts import RawTimings, SampleSet, Session, TimingProtocol
 from edgeport.checks.latency import MAX_KEPT_RUNS, summarize, time_session
+from edgeport.contracts import RawTimings, SampleSet, Session, TimingProtocol
 
 
 class CountingSession(Session):
@@ -38,8 +38,11 @@ def test_max_seconds_caps_the_timed_runs():
 
 def test_statistics_from_raw_times():
     times = tuple(float(t) for t in range(1, 101))
-    stats = summarize(RawTimings(load_ms=5, first_inference_ms=9, warmup_runs=3, run_ms=times,
-                                 peak_rss_bytes=2**20 * 50, runtime_version="v"))
+    stats = summarize(
+        RawTimings(
+            load_ms=5, first_inference_ms=9, warmup_runs=3, run_ms=times, peak_rss_bytes=2**20 * 50, runtime_version="v"
+        )
+    )
     assert stats.runs == 100 and stats.p50_ms == 50.5 and stats.min_ms == 1 and stats.max_ms == 100
     assert abs(stats.p90_ms - 90.1) < 1e-9 and abs(stats.mean_ms - 50.5) < 1e-9
     assert abs(stats.throughput_per_s - 1000 / 50.5) < 1e-9 and stats.peak_rss_mb == 50

@@ -1,4 +1,5 @@
 """The SavedModel front-end on real SavedModels: signatures, names, reference outputs, freezing, fallback."""
+
 from __future__ import annotations
 
 import numpy as np

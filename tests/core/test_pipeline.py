@@ -1,4 +1,5 @@
 """End to end through the CLI: real SavedModels, real conversions, real LiteRT, numbers asserted."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,18 @@ TFLITE_ALL = ["tflite", "tflite:fp16", "tflite:dynamic", "tflite:int8", "tflite:
 def digits_run(digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("digits-run")
     targets = [arg for t in TFLITE_ALL for arg in ("-t", t)]
-    result = run_cli("convert", digits / "saved_model", *targets, "-o", out, "--data", digits / "holdout.npz",
-                     "--calibration", digits / "calibration.npz", *quick_bench())
+    result = run_cli(
+        "convert",
+        digits / "saved_model",
+        *targets,
+        "-o",
+        out,
+        "--data",
+        digits / "holdout.npz",
+        "--calibration",
+        digits / "calibration.npz",
+        *quick_bench(),
+    )
     return result, out
 
 
@@ -101,28 +112,45 @@ def test_flex_op_needs_the_flag_then_is_converted_not_checked(models, tmp_path):
     assert target["details"]["flex_ops"] == ["Cumprod"]
     check = target["stages"][1]
     assert check["status"] == "skipped" and "converted, not checked: needs Flex ops Cumprod" in check["reason"]
-    strict = run_cli("convert", models["flex"], "-t", "tflite", "-o", tmp_path / "c", "--allow-tf-ops", "--no-bench",
-                     "--strict")
+    strict = run_cli(
+        "convert", models["flex"], "-t", "tflite", "-o", tmp_path / "c", "--allow-tf-ops", "--no-bench", "--strict"
+    )
     assert strict.returncode == 1
 
 
 def test_failed_target_does_not_stop_the_others(models, tmp_path):
     # bessel_i0e has no TFLite kernel at all (not even Flex): tflite fails, the run still reports everything.
-    result = run_cli("convert", models["nokernel"], "-t", "tflite", "-t", "tflite:fp16", "-o", tmp_path, "--no-bench",
-                     "--allow-tf-ops")
+    result = run_cli(
+        "convert",
+        models["nokernel"],
+        "-t",
+        "tflite",
+        "-t",
+        "tflite:fp16",
+        "-o",
+        tmp_path,
+        "--no-bench",
+        "--allow-tf-ops",
+    )
     assert result.returncode == 3
     report = json.loads((tmp_path / "report.json").read_text())
     for target in report["targets"]:
         assert target["stages"][0]["status"] == "error" and "BesselI0e" in target["stages"][0]["reason"]
         assert [s["status"] for s in target["stages"][1:]] == ["skipped", "skipped"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "logs", "report.html", "report.json", "summary.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "junit.xml",
+        "logs",
+        "report.html",
+        "report.json",
+        "summary.md",
+    ]
 
 
 def test_jobs_two_and_config_gates(models, tmp_path):
     config = tmp_path / "edgeport.toml"
     config.write_text(f'''
-model = "{models['cnn']}"
-output = "{tmp_path / 'out'}"
+model = "{models["cnn"]}"
+output = "{tmp_path / "out"}"
 targets = ["tflite", "tflite:dynamic"]
 jobs = 2
 [bench]
@@ -149,7 +177,7 @@ def test_size_budget_fails_the_gate_with_both_numbers(models, tmp_path):
     result = run_cli("convert", "--config", config, "-o", tmp_path / "out", "--no-bench")
     assert result.returncode == 1
     check = json.loads((tmp_path / "out" / "report.json").read_text())["targets"][0]["stages"][1]
-    assert check["status"] == "failed" and "size_bytes" in check["reason"] and "budget 1,024 B" in check["reason"]
+    assert check["status"] == "failed" and "size " in check["reason"] and "> size limit 1,024 B" in check["reason"]
 
 
 def test_json_output_is_the_report(models, tmp_path):
@@ -163,8 +191,12 @@ def test_python_api_mirrors_cli(models, tmp_path):
     import edgeport
     from edgeport.contracts import TimingProtocol
 
-    report = edgeport.convert(models["cnn"], targets=["tflite:fp16"], output=tmp_path,
-                              protocol=TimingProtocol(min_runs=5, min_seconds=0.05, warmup_runs=1))
+    report = edgeport.convert(
+        models["cnn"],
+        targets=["tflite:fp16"],
+        output=tmp_path,
+        protocol=TimingProtocol(min_runs=5, min_seconds=0.05, warmup_runs=1),
+    )
     assert report.exit_code == 0
     target = report.target("tflite:fp16")
     assert target.accuracy.outputs[0].cosine >= 0.999
@@ -172,12 +204,25 @@ def test_python_api_mirrors_cli(models, tmp_path):
 
 
 def test_device_budget_overrun_is_a_failed_gate_with_both_numbers(digits, tmp_path):
-    result = run_cli("convert", digits / "saved_model", "-t", "tflm", "--data", digits / "holdout.npz",
-                     "--calibration", digits / "calibration.npz", "--ram-limit", "2KB", "-o", tmp_path, "--no-bench")
+    result = run_cli(
+        "convert",
+        digits / "saved_model",
+        "-t",
+        "tflm",
+        "--data",
+        digits / "holdout.npz",
+        "--calibration",
+        digits / "calibration.npz",
+        "--ram-limit",
+        "2KB",
+        "-o",
+        tmp_path,
+        "--no-bench",
+    )
     assert result.returncode == 1, result.stderr
     target = json.loads((tmp_path / "report.json").read_text())["targets"][0]
     check = target["stages"][1]
-    assert check["status"] == "failed" and "arena_bytes" in check["reason"] and "budget 2,048 B" in check["reason"]
+    assert check["status"] == "failed" and "arena " in check["reason"] and "> RAM limit 2,048 B" in check["reason"]
     assert target["accuracy"]["outputs"][0]["top1_agreement"] >= 0.98
     assert target["measurements"]["arena_bytes"] > 2048
 
@@ -188,14 +233,26 @@ def test_mobilenet_v2_four_tflite_variants_checked_and_benchmarked(tmp_path):
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from bench_tflite import RANDOM_WEIGHT_GATES
+
     from common import export_keras_application
 
     model = export_keras_application("MobileNetV2")
     config = tmp_path / "gates.toml"
     config.write_text(RANDOM_WEIGHT_GATES)
     targets = [a for t in ("tflite", "tflite:fp16", "tflite:dynamic", "tflite:int8") for a in ("-t", t)]
-    result = run_cli("convert", model, *targets, "--config", config, "-o", tmp_path / "out", "--samples", "4",
-                     *quick_bench(), "--no-history")
+    result = run_cli(
+        "convert",
+        model,
+        *targets,
+        "--config",
+        config,
+        "-o",
+        tmp_path / "out",
+        "--samples",
+        "4",
+        *quick_bench(),
+        "--no-history",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     by_name = {t["name"]: t for t in report["targets"]}
@@ -213,19 +270,28 @@ def test_python_api_records_history_and_compares_with_a_baseline(models, tmp_pat
     from edgeport.contracts import TimingProtocol
 
     protocol = TimingProtocol(min_runs=20, min_seconds=0.1, warmup_runs=2)
-    first = edgeport.convert(models["cnn"], targets=["tflite"], output=tmp_path / "a", protocol=protocol,
-                             history=tmp_path / "history.db")
+    first = edgeport.convert(
+        models["cnn"], targets=["tflite"], output=tmp_path / "a", protocol=protocol, history=tmp_path / "history.db"
+    )
     assert first.exit_code == 0
     smaller = json.loads((tmp_path / "a" / "report.json").read_text())  # a baseline half the real size
     smaller["targets"][0]["size_bytes"] //= 2
     (tmp_path / "smaller.json").write_text(json.dumps(smaller))
-    second = edgeport.convert(models["cnn"], targets=["tflite"], output=tmp_path / "b", protocol=protocol,
-                              history=tmp_path / "history.db", baseline_report=tmp_path / "smaller.json")
+    second = edgeport.convert(
+        models["cnn"],
+        targets=["tflite"],
+        output=tmp_path / "b",
+        protocol=protocol,
+        history=tmp_path / "history.db",
+        baseline_report=tmp_path / "smaller.json",
+    )
     assert second.exit_code == 1
     comparison = json.loads((tmp_path / "b" / "comparison.json").read_text())
     assert comparison["regression"] is True
-    assert any(c["target"] == "tflite" and c["metric"] == "size_bytes" and c["status"] == "regression"
-               for c in comparison["changes"])
+    assert any(
+        c["target"] == "tflite" and c["metric"] == "size_bytes" and c["status"] == "regression"
+        for c in comparison["changes"]
+    )
     with sqlite3.connect(tmp_path / "history.db") as db:
         runs = db.execute("SELECT COUNT(DISTINCT run_id) FROM results WHERE target = 'tflite'").fetchone()[0]
     assert runs == 2

@@ -1,4 +1,5 @@
 """Progress: live bars with elapsed time and ETA on a terminal, quiet plain lines otherwise (CI logs)."""
+
 from __future__ import annotations
 
 import re
@@ -7,23 +8,35 @@ from io import StringIO
 
 from rich.console import Console
 
+from edgeport.cli.progress import ProgressPrinter, RunShape
 from edgeport.contracts import TimingProtocol
 from edgeport.run.pipeline import Event
-from edgeport.cli.progress import ProgressPrinter, RunShape
 
-SHAPE = RunShape(targets=("tflite", "tflite:int8", "onnx"), check=True, bench=True,
-                 protocol=TimingProtocol(warmup_seconds=0.1, min_seconds=0.3, max_seconds=5.0))
+SHAPE = RunShape(
+    targets=("tflite", "tflite:int8", "onnx"),
+    check=True,
+    bench=True,
+    protocol=TimingProtocol(warmup_seconds=0.1, min_seconds=0.3, max_seconds=5.0),
+)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 RUN = [
-    Event("model", "load", "started", "saved_model"), Event("model", "load", "passed", "tf2"),
-    Event("tflite", "convert", "started"), Event("tflite", "convert", "passed"),
-    Event("tflite:int8", "convert", "started"), Event("tflite:int8", "convert", "passed"),
-    Event("onnx", "convert", "started"), Event("onnx", "convert", "error", "unsupported op [Bessel]"),
-    Event("savedmodel", "baseline", "started"), Event("savedmodel", "baseline", "passed"),
-    Event("tflite", "check", "started"), Event("tflite", "check", "passed"),
-    Event("tflite", "bench", "started"), Event("tflite", "bench", "passed"),
-    Event("tflite:int8", "check", "started"), Event("tflite:int8", "check", "failed", "output_0: cosine 0.9 < 0.95"),
+    Event("model", "load", "started", "saved_model"),
+    Event("model", "load", "passed", "tf2"),
+    Event("tflite", "convert", "started"),
+    Event("tflite", "convert", "passed"),
+    Event("tflite:int8", "convert", "started"),
+    Event("tflite:int8", "convert", "passed"),
+    Event("onnx", "convert", "started"),
+    Event("onnx", "convert", "error", "unsupported op [Bessel]"),
+    Event("savedmodel", "baseline", "started"),
+    Event("savedmodel", "baseline", "passed"),
+    Event("tflite", "check", "started"),
+    Event("tflite", "check", "passed"),
+    Event("tflite", "bench", "started"),
+    Event("tflite", "bench", "passed"),
+    Event("tflite:int8", "check", "started"),
+    Event("tflite:int8", "check", "failed", "output_0: cosine 0.9 < 0.95"),
 ]
 
 

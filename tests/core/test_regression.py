@@ -1,5 +1,6 @@
 """Regressions against a baseline: `edgeport compare` on edited copies of a real report, a real unchanged rerun
 (`convert --baseline`, exits 0 thanks to the noise allowance) and a real slower, bigger model (exits 1)."""
+
 from __future__ import annotations
 
 import copy
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from edgeport_testing import run_cli
 from digits_runs import digits_cli_args, digits_report_once
+
 from edgeport.cli.main import main
 from edgeport.report.regression import Thresholds, compare_reports, load_report
+from edgeport_testing import run_cli
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +55,9 @@ def test_slower_and_less_accurate_copy_exits_1_naming_target_and_metric(baseline
     output["cosine"] -= 0.01
     output["top1_agreement"] -= 0.05
     # the digits model runs in ~0.02 ms: below the default 0.05 ms floor any change is jitter, so the floor is off
-    code, text = compare_cli(digits_report.out / "report.json", write(tmp_path / "new" / "report.json", new),
-                             "--latency-floor-ms", "0")
+    code, text = compare_cli(
+        digits_report.out / "report.json", write(tmp_path / "new" / "report.json", new), "--latency-floor-ms", "0"
+    )
     assert code == 1, text
     lines = text.splitlines()
     assert any("tflite " in line and "p50_ms" in line and "REGRESSION" in line and "+200.0%" in line for line in lines)
@@ -65,13 +67,22 @@ def test_slower_and_less_accurate_copy_exits_1_naming_target_and_metric(baseline
     for column in ("target", "metric", "old", "new", "change", "threshold"):
         assert column in lines[1] or column in lines[2]
 
-    code, text = compare_cli(digits_report.out / "report.json", tmp_path / "new", "--json",  # a folder works too
-                             "--latency-floor-ms", "0")
+    code, text = compare_cli(
+        digits_report.out / "report.json",
+        tmp_path / "new",
+        "--json",  # a folder works too
+        "--latency-floor-ms",
+        "0",
+    )
     data = json.loads(text)
     assert code == 1 and data["regression"] is True and data["exit_code"] == 1
     moved = {(c["target"], c["metric"]) for c in data["changes"] if c["status"] == "regression"}
-    assert moved == {("tflite", "p50_ms"), ("tflite", "p90_ms"), ("tflite:int8", "cosine[output_0]"),
-                     ("tflite:int8", "top1[output_0]")}
+    assert moved == {
+        ("tflite", "p50_ms"),
+        ("tflite", "p90_ms"),
+        ("tflite:int8", "cosine[output_0]"),
+        ("tflite:int8", "top1[output_0]"),
+    }
 
 
 def test_a_report_against_itself_exits_0(digits_report):
@@ -121,12 +132,15 @@ def test_size_growth_lost_verdict_and_missing_target(baseline, digits_report, tm
     assert "new: onnx has no baseline to compare with" in text
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "does not exist"),
-    ("[1, 2]", "is not an edgeport report.json"),
-    ("{not json", "is not a readable report.json"),
-    ('{"schema_version": 9, "targets": []}', "report schema 9"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        ("[1, 2]", "is not an edgeport report.json"),
+        ("{not json", "is not a readable report.json"),
+        ('{"schema_version": 9, "targets": []}', "report schema 9"),
+    ],
+)
 def test_unreadable_baselines_are_usage_errors(tmp_path, digits_report, content, message):
     path = tmp_path / "old.json"
     if content is not None:
@@ -152,15 +166,18 @@ def test_real_rerun_against_its_own_baseline_exits_0(digits_report, tmp_path):
     """The same command twice on the digits model: run-to-run noise must not be a regression."""
     history = tmp_path / "history.db"
     out = tmp_path / "rerun"
-    result = run_cli(*digits_cli_args(digits_report, out), "--baseline", digits_report.out / "report.json",
-                     "--history", history)
+    result = run_cli(
+        *digits_cli_args(digits_report, out), "--baseline", digits_report.out / "report.json", "--history", history
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     comparison = json.loads((out / "comparison.json").read_text())
     assert comparison["regression"] is False and comparison["missing"] == [] and comparison["added"] == []
     p50 = {c["target"]: c for c in comparison["changes"] if c["metric"] == "p50_ms"}
     assert set(p50) == {"tflite", "tflite:int8"}
-    print("rerun p50 change:", {name: f"{c['change']:+.1%} allowed {c['allowed']:.0%} ({c['basis']})"
-                                for name, c in p50.items()})
+    print(
+        "rerun p50 change:",
+        {name: f"{c['change']:+.1%} allowed {c['allowed']:.0%} ({c['basis']})" for name, c in p50.items()},
+    )
     assert "no regression against the baseline" in result.stdout
     # progress went to stderr as plain lines (not a terminal): each stage with its time, targets counted
     assert "tflite:int8: bench ok (" in result.stderr and "[2/2 targets done" in result.stderr

@@ -5,8 +5,15 @@ import pytest
 
 from edgeport.contracts import Signature, TensorSpec
 from edgeport.errors import UsageError
-from edgeport.model.samples import (Preprocess, SampleRequest, conform, load_samples, parse_input_ranges,
-                              parse_input_shapes, synthetic_samples)
+from edgeport.model.samples import (
+    Preprocess,
+    SampleRequest,
+    conform,
+    load_samples,
+    parse_input_ranges,
+    parse_input_shapes,
+    synthetic_samples,
+)
 
 IMAGE = Signature("serving_default", (TensorSpec("image", "float32", (None, 8, 8, 1)),), ())
 TOKENS = Signature("serving_default", (TensorSpec("ids", "int32", (1, 12)), TensorSpec("mask", "bool", (1, 12))), ())

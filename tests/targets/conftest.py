@@ -1,5 +1,6 @@
 """Shared by the TF.js runtime tests: a hand-written graph model (known weights, checked against numpy) and
 a small Keras model converted by edgeport's own TF.js emitter, with its SavedModel reference outputs."""
+
 from __future__ import annotations
 
 import base64
@@ -44,17 +45,28 @@ def write_dense_relu_graph_model(folder: Path, weights: np.ndarray, bias: np.nda
     float32 = {"type": "DT_FLOAT"}
 
     def const(name, shape):
-        return {"name": name, "op": "Const",
-                "attr": {"dtype": float32, "value": {"tensor": {"dtype": "DT_FLOAT", "tensorShape": _dims(shape)}}}}
+        return {
+            "name": name,
+            "op": "Const",
+            "attr": {"dtype": float32, "value": {"tensor": {"dtype": "DT_FLOAT", "tensorShape": _dims(shape)}}},
+        }
 
     nodes = [
         {"name": "x", "op": "Placeholder", "attr": {"dtype": float32, "shape": {"shape": _dims((1, n_in))}}},
         const("dense/w", weights.shape),
         const("dense/b", bias.shape),
-        {"name": "dense/MatMul", "op": "MatMul", "input": ["x", "dense/w"],
-         "attr": {"T": float32, "transpose_a": {"b": False}, "transpose_b": {"b": False}}},
-        {"name": "dense/BiasAdd", "op": "BiasAdd", "input": ["dense/MatMul", "dense/b"],
-         "attr": {"T": float32, "data_format": {"s": base64.b64encode(b"NHWC").decode()}}},
+        {
+            "name": "dense/MatMul",
+            "op": "MatMul",
+            "input": ["x", "dense/w"],
+            "attr": {"T": float32, "transpose_a": {"b": False}, "transpose_b": {"b": False}},
+        },
+        {
+            "name": "dense/BiasAdd",
+            "op": "BiasAdd",
+            "input": ["dense/MatMul", "dense/b"],
+            "attr": {"T": float32, "data_format": {"s": base64.b64encode(b"NHWC").decode()}},
+        },
         {"name": "dense/Relu", "op": "Relu", "input": ["dense/BiasAdd"], "attr": {"T": float32}},
         {"name": "Identity", "op": "Identity", "input": ["dense/Relu"], "attr": {"T": float32}},
     ]
@@ -74,11 +86,15 @@ def write_dense_relu_graph_model(folder: Path, weights: np.ndarray, bias: np.nda
                 "logits": {"name": "dense/BiasAdd:0", "dtype": "DT_FLOAT", "tensorShape": _dims((1, n_out))},
             },
         },
-        "weightsManifest": [{
-            "paths": ["group1-shard1of2.bin", "group1-shard2of2.bin"],
-            "weights": [{"name": "dense/w", "shape": list(weights.shape), "dtype": "float32"},
-                        {"name": "dense/b", "shape": list(bias.shape), "dtype": "float32"}],
-        }],
+        "weightsManifest": [
+            {
+                "paths": ["group1-shard1of2.bin", "group1-shard2of2.bin"],
+                "weights": [
+                    {"name": "dense/w", "shape": list(weights.shape), "dtype": "float32"},
+                    {"name": "dense/b", "shape": list(bias.shape), "dtype": "float32"},
+                ],
+            }
+        ],
     }
     path = folder / "model.json"
     path.write_text(json.dumps(document, indent=1))
@@ -118,11 +134,11 @@ def _save_two_head_keras(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def converted_keras(tmp_path_factory) -> ConvertedModel:
-    """A small Keras CNN converted by edgeport's TFJSConverter (skipped until that converter imports)."""
-    converter_module = pytest.importorskip("edgeport.converters.tfjs.converter")
+    """A small Keras CNN converted by edgeport's TFJSConverter."""
     from edgeport.contracts import ConversionJob, TargetSpec
-    from edgeport.model.savedmodel import load_model
+    from edgeport.converters.tfjs import converter as converter_module
     from edgeport.model.samples import SampleRequest, synthetic_samples
+    from edgeport.model.savedmodel import load_model
 
     base = tmp_path_factory.mktemp("tfjs_keras")
     model = load_model(_save_two_head_keras(base / "saved_model"))
@@ -130,7 +146,11 @@ def converted_keras(tmp_path_factory) -> ConvertedModel:
     converter = converter_module.TFJSConverter()
     workdir = base / "tfjs"
     workdir.mkdir()
-    artifact = converter.convert(ConversionJob(model=model, target=TargetSpec("tfjs"), options=converter.Options(),
-                                               calibration=samples, workdir=workdir))
-    return ConvertedModel(model_json=workdir / artifact.main_file, samples=samples,
-                          reference=model.reference(samples.feeds()))
+    artifact = converter.convert(
+        ConversionJob(
+            model=model, target=TargetSpec("tfjs"), options=converter.Options(), calibration=samples, workdir=workdir
+        )
+    )
+    return ConvertedModel(
+        model_json=workdir / artifact.main_file, samples=samples, reference=model.reference(samples.feeds())
+    )

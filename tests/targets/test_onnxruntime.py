@@ -1,21 +1,20 @@
 """The onnxruntime runtime on small ONNX models built here with onnx.helper (no TensorFlow needed)."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from edgeport.contracts import RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure
-
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-
-from onnx import TensorProto, helper  # noqa: E402
-
-from edgeport.targets.onnxruntime.runtime import INPUT_PERMUTATIONS_KEY, ONNXRuntime, session_options  # noqa: E402
+from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY
+from edgeport.targets.onnxruntime.runtime import ONNXRuntime, session_options
 
 OPSET = 17
 
@@ -33,9 +32,13 @@ def two_input_model(tmp_path) -> Path:
     total = helper.make_tensor_value_info("sum", TensorProto.FLOAT, [1, 3])
     twice = helper.make_tensor_value_info("twice", TensorProto.FLOAT, [1, 3])
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["sum"]),
-                               helper.make_node("Mul", ["b", "two"], ["twice"])],
-                              "two_inputs", [a, b], [total, twice], initializer=[two])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Mul", ["b", "two"], ["twice"])],
+        "two_inputs",
+        [a, b],
+        [total, twice],
+        initializer=[two],
+    )
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), tmp_path / "two.onnx")
 
 

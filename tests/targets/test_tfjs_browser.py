@@ -1,4 +1,5 @@
 """tfjs-browser on real headless Chromium (Debian's, via Playwright): wasm, webgl (SwiftShader) and cpu."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,6 @@ import shutil
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from edgeport.contracts import RawTimings, RuntimeSettings, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable, UsageError
 from edgeport.formats.tfjs import packages as tfjs_project
 from edgeport.targets.tfjs import server as tfjs_server
-from edgeport.targets.tfjs.browser import TFJSBrowserRuntime, _descendants, browser_page
+from edgeport.targets.tfjs.browser import TFJSBrowserRuntime, browser_page, descendants
 
 QUICK = TimingProtocol(warmup_runs=2, warmup_seconds=0.0, min_runs=10, min_seconds=0.05, max_seconds=10.0)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -74,7 +74,10 @@ def test_benchmark_returns_raw_timings_from_the_page(runtime, handmade, handmade
     assert len(raw.run_ms) >= QUICK.min_runs
     assert raw.warmup_runs >= QUICK.warmup_runs and raw.load_ms > 0 and raw.first_inference_ms > 0
     assert 20 * 2**20 < raw.peak_rss_bytes < 8 * 2**30  # the page's renderer plus the GPU process
-    assert f"tfjs {tfjs_project.installed_version()} {backend}" in raw.runtime_version and "Chromium" in raw.runtime_version
+    assert (
+        f"tfjs {tfjs_project.installed_version()} {backend}" in raw.runtime_version
+        and "Chromium" in raw.runtime_version
+    )
     if backend == "webgl":
         assert "SwiftShader" in raw.runtime_version
     else:
@@ -120,7 +123,7 @@ def test_renderer_killed_mid_run_is_a_runtime_failure(runtime, handmade, handmad
     def kill_page_renderers_until_finished():
         finished.wait(5)
         while not finished.wait(0.5):
-            for pid in _descendants(os.getpid()):
+            for pid in descendants(os.getpid()):
                 try:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                     if b"--type=renderer" in cmdline and b"--top-chrome-webui" not in cmdline:

@@ -1,4 +1,5 @@
 """tfjs-node on real Node.js: the runner, the wire format, the timing protocol and every error path."""
+
 from __future__ import annotations
 
 import json
@@ -86,9 +87,14 @@ def test_benchmark_is_capped_by_max_seconds(runtime, handmade, handmade_samples)
 
 # ------------------------------------------------------------------------------------------------ wire format
 def test_wire_bundle_round_trips_tfjs_dtypes(tmp_path):
-    feeds = [{"f": np.arange(6, dtype=np.float64).reshape(2, 3), "i": np.array([[-3, 2**31 - 1]], dtype=np.int64),
-              "b": np.array([True, False, True])}, {"f": np.zeros((2, 3)), "i": np.zeros((1, 2), np.int64),
-                                                    "b": np.zeros(3, bool)}]
+    feeds = [
+        {
+            "f": np.arange(6, dtype=np.float64).reshape(2, 3),
+            "i": np.array([[-3, 2**31 - 1]], dtype=np.int64),
+            "b": np.array([True, False, True]),
+        },
+        {"f": np.zeros((2, 3)), "i": np.zeros((1, 2), np.int64), "b": np.zeros(3, bool)},
+    ]
     tfjs_wire.write_bundle(tmp_path / "x.bin", meta={"hello": "world"}, samples=feeds)
     meta, back = tfjs_wire.read_bundle(tmp_path / "x.bin")
     assert meta == {"hello": "world"} and len(back) == 2
@@ -115,12 +121,14 @@ def test_wire_decodes_length_prefixed_string_outputs():
     with pytest.raises(RuntimeFailure, match="3 elements for shape"):
         tfjs_wire.from_tfjs("string", [4], raw[: -(4 + len(elements[-1]))])
 
+
 def test_outputs_get_the_signature_dtype_back(tmp_path, handmade):
     document = json.loads(handmade.model_json.read_text())
     document["signature"]["outputs"]["logits"]["dtype"] = "DT_INT64"
     (tmp_path / "model.json").write_text(json.dumps(document))
-    restored = tfjs_wire.restore_dtypes([{"logits": np.array([1, 2], np.int32), "activations": np.ones(2, np.float32)}],
-                                        tmp_path / "model.json")
+    restored = tfjs_wire.restore_dtypes(
+        [{"logits": np.array([1, 2], np.int32), "activations": np.ones(2, np.float32)}], tmp_path / "model.json"
+    )
     assert restored[0]["logits"].dtype == np.int64 and restored[0]["activations"].dtype == np.float32
 
 
@@ -140,7 +148,9 @@ def test_node_modules_missing_is_unavailable_with_the_setup_command(monkeypatch,
     availability = TFJSNodeRuntime().availability()
     assert not availability.available
     assert "@tensorflow/tfjs" in availability.reason
-    assert "edgeport setup --target tfjs" in availability.reason and str(tmp_path / "node_modules") in availability.reason
+    assert (
+        "edgeport setup --target tfjs" in availability.reason and str(tmp_path / "node_modules") in availability.reason
+    )
 
 
 def test_runner_killed_mid_run_is_a_runtime_failure_naming_the_signal(monkeypatch, runtime, handmade, handmade_samples):

@@ -1,4 +1,5 @@
 """The tflm runtime: TFLite Micro's reference kernels on the host, the arena search, flash, MACs, budgets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +8,13 @@ import numpy as np
 import pytest
 
 from edgeport.checks.accuracy import compare, default_tolerance
+from edgeport.checks.budgets import budget_failures
 from edgeport.contracts import ConversionJob, RuntimeSettings, SampleSet, TargetSpec, TimingProtocol
 from edgeport.converters.tflm.converter import TFLMConverter, TFLMOptions
-from edgeport.converters.tflm.boards import budget_failures
 from edgeport.errors import RuntimeFailure
 from edgeport.model.savedmodel import load_model
-from edgeport.targets.tflm.runtime import TFLMRuntime
 from edgeport.model.tf_quiet import import_tensorflow
+from edgeport.targets.tflm.runtime import TFLMRuntime
 
 SETTINGS = RuntimeSettings()
 KWS_BUDGET = TFLMOptions(ram_limit="64KB", flash_limit="256KB")
@@ -37,11 +38,15 @@ def keras_serving(tf, keras_model, spec):
     return Serving()
 
 
-def convert(folder: Path, calibration: dict, workdir: Path, options: TFLMOptions = TFLMOptions()):
+def convert(folder: Path, calibration: dict, workdir: Path, options: TFLMOptions | None = None):
+    options = options or TFLMOptions()
     model = load_model(folder)
     samples = SampleSet(calibration, "calibration", False)
-    artifact = TFLMConverter().convert(ConversionJob(model=model, target=TargetSpec.parse("tflm"), options=options,
-                                                     calibration=samples, workdir=workdir))
+    artifact = TFLMConverter().convert(
+        ConversionJob(
+            model=model, target=TargetSpec.parse("tflm"), options=options, calibration=samples, workdir=workdir
+        )
+    )
     return model, workdir / artifact.main_file
 
 
@@ -107,6 +112,17 @@ def test_measure_reports_arena_flash_macs_and_litert_agreement(digits):
     assert measured["litert_equal_share"] >= 0.9
 
 
+def test_measure_takes_the_arena_the_converter_already_searched(digits):
+    """One arena search per target: the converter's (it writes the arena into model_data.h), not a second one."""
+    _, path, held_out = digits
+    searched = TFLMRuntime().measure(path, SETTINGS, held_out)
+    known = {"arena_bytes": searched["arena_bytes"], "arena_search_probes": searched["arena_search_probes"]}
+    again = TFLMRuntime().measure(path, SETTINGS, held_out, known={**known, "flash_bytes": 1})
+    assert again == searched  # flash is the file's own size; the arena is the converter's, not searched again
+    marked = TFLMRuntime().measure(path, SETTINGS, held_out, known={"arena_bytes": 4096, "arena_search_probes": 0})
+    assert (marked["arena_bytes"], marked["arena_search_probes"]) == (4096, 0)
+
+
 def test_the_arena_found_is_the_smallest_that_runs(digits):
     from edgeport.formats.tflm.arena import probe, search_minimum_arena
 
@@ -133,8 +149,10 @@ def test_larger_model_fails_the_same_budget_with_numbers(kws_large):
     path, samples = kws_large
     measured = TFLMRuntime().measure(path, SETTINGS, samples)
     lines = budget_failures(measured, KWS_BUDGET.budgets())
-    assert lines == [f"arena {measured['arena_bytes']:,} B > RAM limit 65,536 B",
-                     f"flash {measured['flash_bytes']:,} B > flash limit 262,144 B"]
+    assert lines == [
+        f"arena {measured['arena_bytes']:,} B > RAM limit 65,536 B",
+        f"flash {measured['flash_bytes']:,} B > flash limit 262,144 B",
+    ]
 
 
 def test_inputs_and_outputs_are_keyed_by_signature_names(tmp_path_factory):
@@ -145,8 +163,12 @@ def test_inputs_and_outputs_are_keyed_by_signature_names(tmp_path_factory):
             super().__init__()
             self.w = tf.Variable(tf.random.normal([6, 3], seed=3))
 
-        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="wide"),
-                                      tf.TensorSpec([1, 2], tf.float32, name="narrow")])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([1, 4], tf.float32, name="wide"),
+                tf.TensorSpec([1, 2], tf.float32, name="narrow"),
+            ]
+        )
         def serve(self, wide, narrow):
             hidden = tf.matmul(tf.concat([wide, 3.0 * narrow], axis=1), self.w)
             return {"b_relu": tf.nn.relu(hidden), "a_sigmoid": tf.sigmoid(hidden)}

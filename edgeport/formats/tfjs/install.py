@@ -1,4 +1,5 @@
 """Install the pinned TF.js packages into edgeport's cache with `npm ci`, atomically, then verify them."""
+
 from __future__ import annotations
 
 import shutil
@@ -27,8 +28,9 @@ def install_packages(npm: str) -> Path:
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
-            raise InstallFailed(f"npm ci did not finish within {NPM_TIMEOUT_S} s; check the npm registry is "
-                                "reachable and run it again") from None
+            raise InstallFailed(
+                f"npm ci did not finish within {NPM_TIMEOUT_S} s; check the npm registry is reachable and run it again"
+            ) from None
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if line.strip()]
             raise InstallFailed(f"npm ci failed ({lines[-1].strip() if lines else f'exit {done.returncode}'})")

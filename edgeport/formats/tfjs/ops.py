@@ -8,6 +8,7 @@ edgeport, so converting to TF.js needs no Node.js. Regenerate that file after ch
 
     python -m edgeport.formats.tfjs.ops --write
 """
+
 from __future__ import annotations
 
 import functools
@@ -74,21 +75,31 @@ def read_shipped(path: Path) -> RuntimeOps:
     try:
         table = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RuntimeOpsMissing(f"the shipped TF.js op table {path} cannot be read ({exc}); reinstall edgeport") \
-            from None
-    return RuntimeOps(version=table["version"], ops=frozenset(table["ops"]),
-                      fused_activations=frozenset(table["fused_activations"]), source=f"{path.name} (shipped)")
+        raise RuntimeOpsMissing(
+            f"the shipped TF.js op table {path} cannot be read ({exc}); reinstall edgeport"
+        ) from None
+    return RuntimeOps(
+        version=table["version"],
+        ops=frozenset(table["ops"]),
+        fused_activations=frozenset(table["fused_activations"]),
+        source=f"{path.name} (shipped)",
+    )
 
 
 def table_json(ops: RuntimeOps) -> str:
-    return json.dumps({"version": ops.version, "ops": sorted(ops.ops),
-                       "fused_activations": sorted(ops.fused_activations)}, indent=1) + "\n"
+    return (
+        json.dumps(
+            {"version": ops.version, "ops": sorted(ops.ops), "fused_activations": sorted(ops.fused_activations)},
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def parse_op_list(source: str) -> list[dict]:
     """The `export const json = [...]` table of one op_list module, as Python data."""
     start = source.index("export const json")
-    body = source[source.index("[", start):]
+    body = source[source.index("[", start) :]
     body = body[: body.rindex("]") + 1]
     body = _JS_STRING.sub(lambda m: json.dumps(m.group(1).replace("\\'", "'")), body)
     body = _TRAILING_COMMA.sub(r"\1", body)
@@ -100,8 +111,10 @@ def unsupported_ops(op_names, runtime: RuntimeOps) -> list[str]:
 
 
 def unsupported_message(missing: list[str], runtime: RuntimeOps) -> str:
-    return (f"tfjs: ops TF.js {runtime.version} cannot run: {', '.join(missing)}; rewrite them in the model "
-            "with ops TF.js supports, or pick another target")
+    return (
+        f"tfjs: ops TF.js {runtime.version} cannot run: {', '.join(missing)}; rewrite them in the model "
+        "with ops TF.js supports, or pick another target"
+    )
 
 
 def main(argv: list[str]) -> int:

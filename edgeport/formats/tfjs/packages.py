@@ -6,6 +6,7 @@ cache (`$EDGEPORT_HOME`, else `$XDG_CACHE_HOME/edgeport`, else `~/.cache/edgepor
 site-packages, and checks the installed tree against the lockfile's versions and integrity hashes.
 `$EDGEPORT_TFJS_NODE_MODULES` points at a node_modules of your own instead. Nothing is downloaded at run time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -88,8 +89,10 @@ def lock_mismatches(root: Path | None = None) -> list[str]:
         if got is None:
             problems.append(f"{key.removeprefix('node_modules/')} is not installed")
         elif got.get("version") != entry.get("version") or got.get("integrity") != entry.get("integrity"):
-            problems.append(f"{key.removeprefix('node_modules/')} {got.get('version')} does not match the lockfile's "
-                            f"{entry.get('version')}")
+            problems.append(
+                f"{key.removeprefix('node_modules/')} {got.get('version')} does not match the lockfile's "
+                f"{entry.get('version')}"
+            )
     return problems
 
 

@@ -2,6 +2,7 @@
 
 Shared by the TFLite, TFLite Micro and LiteRT modules; uses the schema bindings shipped with ai-edge-litert.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -18,7 +19,7 @@ class OperatorUse:
 
 
 def _schema():
-    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
+    from ai_edge_litert import schema_py_generated as schema
 
     return schema
 
@@ -46,8 +47,9 @@ def operator_uses(source: Path | bytes) -> list[OperatorUse]:
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         custom = code.customCode.decode() if code.customCode else None
         name = custom if custom else names.get(builtin, f"BUILTIN_{builtin}")
-        uses.append(OperatorUse(name=name, version=int(code.version or 1), custom=bool(custom),
-                                count=counts.get(index, 0)))
+        uses.append(
+            OperatorUse(name=name, version=int(code.version or 1), custom=bool(custom), count=counts.get(index, 0))
+        )
     return uses
 
 

@@ -9,6 +9,7 @@ doubles the arena until a probe passes, then bisects down to 16-byte steps (TFLM
 Run it in a process without TensorFlow (`python -m edgeport.formats.tflm.arena MODEL.tflite` prints JSON);
 `search_in_subprocess` does that. Independent of edgeport.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ class ArenaSearch:
 
 
 def _zeros_for_inputs(interpreter, count: int):
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     for index in range(count):
         detail = interpreter.get_input_details(index)
@@ -56,7 +57,7 @@ def _zeros_for_inputs(interpreter, count: int):
 
 
 def _input_count(model: bytes) -> int:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema  # noqa: PLC0415
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     return schema.Model.GetRootAsModel(model, 0).Subgraphs(0).InputsLength()
 
@@ -73,7 +74,7 @@ def probe(model: bytes, arena_size: int) -> Probe:
             os.close(read_end)
             os.dup2(write_end, 1)
             os.dup2(write_end, 2)
-            from tflite_micro.python.tflite_micro import runtime  # noqa: PLC0415
+            from tflite_micro.python.tflite_micro import runtime
 
             interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
             _zeros_for_inputs(interpreter, _input_count(model))
@@ -100,12 +101,17 @@ def _kernel_failure(result: Probe) -> ArenaSearch:
     node = next((m for line in result.messages if (m := _NODE_FAILURE.search(line))), None)
     useful = [line for line in result.messages if not line.startswith("RuntimeError")]
     reason = "; ".join(useful[-3:]) or "; ".join(result.messages[-2:]) or "unknown failure"
-    return ArenaSearch(arena_bytes=None, probes=0, failure=reason[:500],
-                       failed_op=node.group(1) if node else None, failed_node=int(node.group(2)) if node else None)
+    return ArenaSearch(
+        arena_bytes=None,
+        probes=0,
+        failure=reason[:500],
+        failed_op=node.group(1) if node else None,
+        failed_node=int(node.group(2)) if node else None,
+    )
 
 
 def search_minimum_arena(model: bytes, *, start: int = START_BYTES, cap: int = CAP_BYTES) -> ArenaSearch:
-    import tflite_micro.python.tflite_micro.runtime  # noqa: F401, PLC0415 - imported once, before the forks
+    import tflite_micro.python.tflite_micro.runtime  # noqa: F401 - imported once, before the forks
 
     probes = 0
     low, high = 0, max(ALIGNMENT, start - start % ALIGNMENT)
@@ -117,8 +123,11 @@ def search_minimum_arena(model: bytes, *, start: int = START_BYTES, cap: int = C
         if not result.out_of_memory:  # a kernel refused the model: no arena size will help
             return _replace_probes(_kernel_failure(result), probes)
         if high >= cap:
-            return ArenaSearch(arena_bytes=None, probes=probes,
-                               failure=f"does not fit in a {cap:,}-byte arena: {'; '.join(result.messages[-2:])}")
+            return ArenaSearch(
+                arena_bytes=None,
+                probes=probes,
+                failure=f"does not fit in a {cap:,}-byte arena: {'; '.join(result.messages[-2:])}",
+            )
         low, high = high, min(high * 2, cap)
     while high - low > ALIGNMENT:  # invariant: `low` fails (or is 0), `high` passes
         middle = (low + high) // 2
@@ -134,15 +143,25 @@ def search_minimum_arena(model: bytes, *, start: int = START_BYTES, cap: int = C
 
 
 def _replace_probes(search: ArenaSearch, probes: int) -> ArenaSearch:
-    return ArenaSearch(arena_bytes=search.arena_bytes, probes=probes, failure=search.failure,
-                       failed_op=search.failed_op, failed_node=search.failed_node)
+    return ArenaSearch(
+        arena_bytes=search.arena_bytes,
+        probes=probes,
+        failure=search.failure,
+        failed_op=search.failed_op,
+        failed_node=search.failed_node,
+    )
 
 
 def search_in_subprocess(model_path: Path, *, timeout: float = 600.0) -> ArenaSearch:
     """Run the search in a fresh Python (no TensorFlow loaded, safe to fork) and read its JSON answer."""
     try:
-        completed = subprocess.run([sys.executable, "-m", __name__, str(model_path)], capture_output=True,
-                                   text=True, timeout=timeout, check=False)
+        completed = subprocess.run(
+            [sys.executable, "-m", __name__, str(model_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"TFLM arena search took more than {timeout:.0f} s") from None
     if completed.returncode != 0:

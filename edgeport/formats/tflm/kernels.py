@@ -6,6 +6,7 @@ node before any kernel is initialised, so the interpreter reports either "Didn't
 opcode '<OP>'" (no kernel) or fails on the sentinel (the op resolved). Nothing is ever prepared or run.
 Independent of edgeport.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ _MISSING_CUSTOM = re.compile(r"registration from op code CUSTOM|Didn't find op f
 
 
 def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema  # noqa: PLC0415
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     return schema
 
@@ -45,13 +46,16 @@ def probe_model(*, builtin: int, custom: str | None = None) -> bytes:
     The second op is a custom op named SENTINEL when a builtin is probed, and a builtin code past the
     schema's last one when a custom op is probed (TFLM's message for a missing custom op names no op).
     """
-    import flatbuffers  # noqa: PLC0415
+    import flatbuffers
 
     schema = _schema()
     model = schema.ModelT()
     model.version = 3
-    sentinel = (_operator_code(schema, builtin=max(builtin_codes().values()) + 1) if custom else
-                _operator_code(schema, builtin=schema.BuiltinOperator.CUSTOM, custom=SENTINEL))
+    sentinel = (
+        _operator_code(schema, builtin=max(builtin_codes().values()) + 1)
+        if custom
+        else _operator_code(schema, builtin=schema.BuiltinOperator.CUSTOM, custom=SENTINEL)
+    )
     model.operatorCodes = [_operator_code(schema, builtin=builtin, custom=custom), sentinel]
     tensors = []
     for index in range(2):
@@ -94,7 +98,7 @@ def _native_output():
 
 
 def _probe_lines(model: bytes) -> list[str]:
-    from tflite_micro.python.tflite_micro import runtime  # noqa: PLC0415
+    from tflite_micro.python.tflite_micro import runtime
 
     with _native_output() as lines:
         try:
@@ -118,9 +122,12 @@ def _first_op_resolves(model: bytes, *, missing: re.Pattern) -> bool:
 def registered_builtin_ops() -> frozenset[str]:
     """Builtin operator names the installed TFLM interpreter resolves (its kernels' op resolver)."""
     schema = _schema()
-    return frozenset(name for name, code in builtin_codes().items()
-                     if code != schema.BuiltinOperator.CUSTOM
-                     and _first_op_resolves(probe_model(builtin=code), missing=_MISSING_BUILTIN))
+    return frozenset(
+        name
+        for name, code in builtin_codes().items()
+        if code != schema.BuiltinOperator.CUSTOM
+        and _first_op_resolves(probe_model(builtin=code), missing=_MISSING_BUILTIN)
+    )
 
 
 @cache

@@ -3,6 +3,7 @@
 `frozengraph` writes the run's frozen GraphDef (the one every converter shares) and `graphdef` runs it in a
 TensorFlow v1 session. `crashing` kills its own process, to prove a crash fails only its target.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,13 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeport.contracts import Artifact, Converter, Runtime, Session
+from edgeport.contracts import Artifact, Converter, Runtime, Session, option
 
 
 @dataclass(frozen=True)
 class FrozenGraphOptions:
-    as_text: bool = False
+    as_text: bool = option(False, flag="--as-text", help="Also write the GraphDef as text (model.pbtxt).")
+    note: str = ""  # a plain field: settable with -O note=..., listed in --help under frozengraph
 
 
 class FrozenGraphConverter(Converter):
@@ -27,9 +29,20 @@ class FrozenGraphConverter(Converter):
     def convert(self, job):
         frozen = job.model.frozen
         (job.workdir / "model.pb").write_bytes(frozen.graph_def.SerializeToString())
-        (job.workdir / "io.json").write_text(json.dumps({"inputs": frozen.input_tensors,
-                                                         "outputs": frozen.output_tensors}))
-        return Artifact(main_file="model.pb", precision="fp32", runtime="graphdef", files=("model.pb", "io.json"))
+        (job.workdir / "io.json").write_text(
+            json.dumps({"inputs": frozen.input_tensors, "outputs": frozen.output_tensors})
+        )
+        files = ("model.pb", "io.json")
+        if job.options.as_text:
+            (job.workdir / "model.pbtxt").write_text(str(frozen.graph_def))
+            files += ("model.pbtxt",)
+        return Artifact(
+            main_file="model.pb",
+            precision="fp32",
+            runtime="graphdef",
+            files=files,
+            notes=(f"note: {job.options.note}",) if job.options.note else (),
+        )
 
 
 class _GraphSession(Session):
