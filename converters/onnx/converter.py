@@ -10,13 +10,18 @@ onnx_opsets, onnx_export, onnx_precision, onnx_rewrite and onnx_files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, Signature, option
 from edgeport.converters.onnx.files import OPTIMIZATION_LEVELS
 from edgeport.errors import ConversionError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeport.model.savedmodel import FrozenGraph
 
 REQUIRED_DISTRIBUTIONS = ("tf2onnx", "onnx", "onnxruntime", "onnxconverter-common")
 NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -128,7 +133,10 @@ class ONNXConverter(Converter):
         from edgeport.converters.onnx.opsets import resolve_opset, tf2onnx_max_opset, unmapped_ops
 
         opset = resolve_opset(options.opset)
-        missing = unmapped_ops(model.frozen.op_histogram(), opset, options.allow_custom_ops)
+        histogram = dict(model.frozen.op_histogram())
+        if histogram.pop("Erfc", 0):  # rewritten as 1 - Erf before tf2onnx runs
+            histogram["Erf"] = histogram.get("Erf", 0) + 1
+        missing = unmapped_ops(histogram, opset, options.allow_custom_ops)
         max_opset = tf2onnx_max_opset()
         return [
             Finding("onnx", "error", f"no tf2onnx handler at opset {opset}: {support.advice(opset, max_opset)}")
@@ -165,8 +173,9 @@ class ONNXConverter(Converter):
 
         options = job.options
         opset = resolve_opset(options.opset)
+        frozen, erfc_rewrites = without_erfc(job.model.frozen)
         model, warnings = export_onnx(
-            job.model.frozen,
+            frozen,
             opset=opset,
             inputs_as_nchw=options.inputs_as_nchw,
             outputs_as_nchw=options.outputs_as_nchw,
@@ -202,6 +211,8 @@ class ONNXConverter(Converter):
                 f"{written.ort_file} for ORT Mobile holds the same graph; {written.main_file} is the one "
                 "checked and benchmarked"
             )
+        if erfc_rewrites:
+            notes.append(f"{erfc_rewrites} Erfc op(s) written as 1 - Erf (tf2onnx has no Erfc; ONNX has Erf)")
         if input_permutations:
             notes.append(
                 f"inputs {', '.join(input_permutations)} are NCHW in the model; onnxruntime sessions "
@@ -226,9 +237,21 @@ class ONNXConverter(Converter):
                 "output_layout": dict.fromkeys(output_permutations, "NCHW"),
                 "inputs_transposed_by_runtime": bool(input_permutations),
                 "global_pool_rewrites": rewrites,
+                "erfc_rewrites": erfc_rewrites,
                 "onnxruntime": onnxruntime_version(),
             },
         )
+
+
+def without_erfc(frozen: FrozenGraph) -> tuple[FrozenGraph, int]:
+    """The frozen graph with Erfc as 1 - Erf (tf2onnx has no Erfc handler; ONNX has Erf), and how many."""
+    from edgeport.model.graph_rewrites import count_ops, rewrite_erfc
+
+    if not count_ops(frozen.graph_def, "Erfc"):
+        return frozen, 0
+    graph_def = type(frozen.graph_def)()
+    graph_def.CopyFrom(frozen.graph_def)
+    return dataclasses.replace(frozen, graph_def=graph_def), rewrite_erfc(graph_def)
 
 
 def _reduce_precision(model, job: ConversionJob, input_permutations, staging, external: bool, target: str):

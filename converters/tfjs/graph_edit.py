@@ -82,12 +82,3 @@ def drop_unused_constants(graph_def, protected: set[str]) -> None:
     kept = [n for n in graph_def.node if n.op != "Const" or n.name in used or n.name in protected]
     del graph_def.node[:]
     graph_def.node.extend(kept)
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    """`name`, or `name_1`, `name_2`... whichever is free; the result is added to `taken`."""
-    candidate, suffix = name, 1
-    while candidate in taken:
-        candidate, suffix = f"{name}_{suffix}", suffix + 1
-    taken.add(candidate)
-    return candidate

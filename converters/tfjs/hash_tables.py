@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgeport.converters.tfjs.graph_edit import node_name, unique_name
+from edgeport.converters.tfjs.graph_edit import node_name
 from edgeport.errors import ConversionError
+from edgeport.model.graph_rewrites import unique_name
 
 TABLE_READERS = ("LookupTableFindV2", "LookupTableSizeV2", "LookupTableFind", "LookupTableSize")
 DT_RESOURCE = 20

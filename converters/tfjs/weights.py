@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeport.converters.tfjs.graph_edit import unique_name
 from edgeport.converters.tfjs.quantize import quantize
+from edgeport.model.graph_rewrites import unique_name
 
 SHARD_PREFIX = "group1-shard"
 TO_INT32 = ("int32", "int64", "int16", "int8", "uint8", "uint16", "uint32", "uint64")

@@ -81,17 +81,18 @@ class TFLiteConverter(Converter):
         return findings
 
     def convert(self, job: ConversionJob) -> Artifact:
-        flatbuffer, warnings = convert_to_tflite(
+        conversion = convert_to_tflite(
             job.model,
             job.target.variant,
             job.calibration,
             allow_tf_ops=job.options.allow_tf_ops,
             io_type=job.options.io_type,
         )
+        flatbuffer = conversion.flatbuffer
         (job.workdir / MAIN_FILE).write_bytes(flatbuffer)
         flex = flex_ops(flatbuffer)
         custom = custom_ops(flatbuffer)
-        notes = []
+        notes = list(conversion.notes)
         if flex:
             notes.append(f"uses Flex ops (TensorFlow kernels): {', '.join(flex)}")
         if custom:
@@ -101,8 +102,13 @@ class TFLiteConverter(Converter):
             precision=tflite_precision(job.target.variant),
             runtime=self.default_runtime,
             files=(MAIN_FILE,),
-            warnings=warnings,
+            warnings=conversion.warnings,
             notes=tuple(notes),
             not_checkable=f"needs Flex ops {', '.join(flex)} (no Flex delegate for LiteRT in Python)" if flex else None,
-            details={"flex_ops": flex, "custom_ops": custom, "io_type": job.options.io_type},
+            details={
+                "flex_ops": flex,
+                "custom_ops": custom,
+                "io_type": job.options.io_type,
+                "fixed_shapes": {name: list(shape) for name, shape in conversion.fixed_shapes.items()},
+            },
         )

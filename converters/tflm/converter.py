@@ -21,7 +21,7 @@ from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, Samp
 from edgeport.converters.tflm.boards import board_profile, device_budgets
 from edgeport.converters.tflm.csource import c_identifier_problem, model_data_cc, model_data_h, op_resolver_h
 from edgeport.errors import ConversionError, EdgeportError, UsageError
-from edgeport.formats.tflite.conversion import MAIN_FILE, convert_to_tflite
+from edgeport.formats.tflite.conversion import MAIN_FILE, TFLiteConversion, convert_to_tflite
 
 TARGET = "tflm"
 IO_TYPES = ("int8", "float")
@@ -208,7 +208,7 @@ def _raise_errors(findings: list[Finding]) -> None:
         raise ConversionError(f"{TARGET}: " + "; ".join(errors))
 
 
-def _int8_flatbuffer(model, options: TFLMOptions, calibration: SampleSet) -> tuple[bytes, tuple[str, ...]]:
+def _int8_flatbuffer(model, options: TFLMOptions, calibration: SampleSet) -> TFLiteConversion:
     try:
         return convert_to_tflite(model, "int8", calibration, io_type=options.io_type)
     except ConversionError as exc:
@@ -269,7 +269,7 @@ class TFLMConverter(Converter):
             return findings
         try:
             calibration = synthetic_samples(model.signature, SampleRequest(count=PREFLIGHT_SAMPLES))
-            flatbuffer, _ = _int8_flatbuffer(model, options, calibration)
+            flatbuffer = _int8_flatbuffer(model, options, calibration).flatbuffer
             findings += flatbuffer_findings(flatbuffer)
             if any(f.severity == "error" for f in findings):
                 return findings
@@ -289,7 +289,8 @@ class TFLMConverter(Converter):
     def convert(self, job: ConversionJob) -> Artifact:
         options: TFLMOptions = job.options
         _raise_errors(signature_findings(job.model.signature))
-        flatbuffer, warnings = _int8_flatbuffer(job.model, options, job.calibration)
+        conversion = _int8_flatbuffer(job.model, options, job.calibration)
+        flatbuffer, warnings = conversion.flatbuffer, conversion.warnings
         findings = flatbuffer_findings(flatbuffer)
         _raise_errors(findings)
         path = job.workdir / MAIN_FILE
@@ -308,6 +309,7 @@ class TFLMConverter(Converter):
             notes=(
                 f"tensor arena {sizes['arena_bytes']:,} B (host-measured), flash {sizes['flash_bytes']:,} B",
                 *(f"over budget: {line}" for line in over),
+                *conversion.notes,
             ),
             details=self._details(job, options, flatbuffer, budgets),
             measurements={**sizes, "arena_search_probes": search.probes},

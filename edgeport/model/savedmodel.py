@@ -9,16 +9,18 @@ named like the inputs and returning a dict named like the outputs) and a frozen 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeport.data import Feeds, Signature, TensorSpec
-from edgeport.errors import ModelLoadError, UsageError, first_line
+from edgeport.errors import ConversionError, ModelLoadError, UsageError, first_line
 from edgeport.model.tf_quiet import import_tensorflow
 
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_TAGS = ("serve",)
+FUNCTION_CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 CONTROL_FLOW_OPS = frozenset(
     {
         "While",
@@ -130,6 +132,27 @@ class LoadedModel:
         if self.mode == "v1-session":
             return FrozenFunction(self.concrete_function, self.trackable)
         return wrap_frozen_graph(self.frozen, self.signature)
+
+    def fixed_batch_function(self) -> tuple[FrozenFunction, dict[str, tuple[int, ...]]]:
+        """The frozen graph as a signature function with every dynamic batch dimension fixed to 1.
+
+        For converters that need static shapes where only the batch is dynamic (TFLite's TensorList ops in an
+        LSTM or GRU). Returns the function and the shapes it fixed; an input with other dynamic dimensions keeps
+        them (a fixed batch cannot help it). When every input is then static, the recurrent layers' element
+        shapes are fixed too (edgeport.model.fixed_batch).
+        """
+        fixed: dict[str, tuple[int, ...]] = {}
+        for spec in self.signature.inputs:
+            rest = [d for d in (spec.shape or ())[1:] if d is not None]
+            if spec.shape and spec.shape[0] is None and len(rest) == len(spec.shape) - 1:
+                fixed[spec.name] = (1, *rest)
+        if not fixed or len(fixed) != len(self.signature.inputs):
+            return wrap_frozen_graph(self.frozen, self.signature, fixed), fixed
+        from edgeport.model.fixed_batch import fixed_batch_graph_def
+
+        graph_def, _ = fixed_batch_graph_def(self.frozen.graph_def, batch=1)
+        patched = FrozenGraph(graph_def, self.frozen.input_tensors, self.frozen.output_tensors)
+        return wrap_frozen_graph(patched, self.signature, fixed), fixed
 
     def reference(self, feeds: list[Feeds]) -> list[Feeds]:
         return [self._backend.run(feed) for feed in feeds]
@@ -250,18 +273,7 @@ class _TF2Backend:
         return {name: value.numpy() for name, value in self._fn(**args).items()}
 
     def freeze(self) -> FrozenGraph:
-        from tensorflow.python.framework.convert_to_constants import (
-            convert_variables_to_constants_v2,
-        )
-
-        frozen = convert_variables_to_constants_v2(self._fn, lower_control_flow=False, aggressive_inlining=True)
-        graph_def = frozen.graph.as_graph_def(add_shapes=True)
-        inputs = [t for t in frozen.inputs if t.dtype != self._tf.resource]
-        return FrozenGraph(
-            graph_def=graph_def,
-            input_tensors=dict(zip(self.input_names, (t.name for t in inputs), strict=True)),
-            output_tensors=dict(zip(self.output_names, (t.name for t in frozen.outputs), strict=True)),
-        )
+        return freeze_function(self._fn, self.input_names, self.output_names)
 
 
 class _V1SessionBackend:
@@ -301,13 +313,31 @@ class _V1SessionBackend:
         return self._frozen
 
     def _freeze(self) -> FrozenGraph:
+        """Variables folded from the session, then, when the graph calls into a function library (a TF2-era
+        graph loaded in a v1 session: one StatefulPartitionedCall at the top), every call inlined, so converters
+        get the same plain graph whichever loader produced it."""
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_from_session_graph,
+        )
+
         tf = self._tf
         output_nodes = sorted({name.split(":")[0] for name in self._out.values()})
-        graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
+        graph_def = convert_variables_to_constants_from_session_graph(
             self._session, self._graph.as_graph_def(add_shapes=True), output_nodes
         )
-        graph_def = tf.compat.v1.graph_util.remove_training_nodes(graph_def, protected_nodes=output_nodes)
-        return FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
+        if not any(node.op in FUNCTION_CALL_OPS for node in graph_def.node):
+            graph_def = tf.compat.v1.graph_util.remove_training_nodes(graph_def, protected_nodes=output_nodes)
+            return FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
+        # remove_training_nodes would drop the function library; inlining prunes the graph instead
+        session_frozen = FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
+        try:
+            _, pruned = prune_frozen_graph(session_frozen, self.signature, {})
+            return freeze_function(pruned, self.input_names, self.output_names)
+        except Exception as exc:  # noqa: BLE001 - any failure to inline is a conversion error naming it
+            raise ConversionError(
+                f"the v1-session graph calls functions that cannot be inlined ({type(exc).__name__}: "
+                f"{first_line(exc)}); load it without --legacy if tf.saved_model.load works"
+            ) from None
 
     def concrete_function(self):
         return self._wrap().function
@@ -321,6 +351,21 @@ class _V1SessionBackend:
         return self._wrapped
 
 
+def freeze_function(function, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> FrozenGraph:
+    """A signature function with its variables folded to constants and its function calls inlined."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    tf = import_tensorflow()
+    frozen = convert_variables_to_constants_v2(function, lower_control_flow=False, aggressive_inlining=True)
+    graph_def = frozen.graph.as_graph_def(add_shapes=True)
+    inputs = [t for t in frozen.inputs if t.dtype != tf.resource]
+    return FrozenGraph(
+        graph_def=graph_def,
+        input_tensors=dict(zip(input_names, (t.name for t in inputs), strict=True)),
+        output_tensors=dict(zip(output_names, (t.name for t in frozen.outputs), strict=True)),
+    )
+
+
 @dataclass(frozen=True)
 class FrozenFunction:
     """The frozen graph as a TF2 signature function: kwargs by input name -> dict by output name."""
@@ -329,22 +374,51 @@ class FrozenFunction:
     owner: Any  # tf.Module keeping the imported graph alive (TFLite writes the signature from it)
 
 
-def wrap_frozen_graph(frozen: FrozenGraph, signature: Signature) -> FrozenFunction:
+def prune_frozen_graph(frozen: FrozenGraph, signature: Signature, fixed_shapes: Mapping[str, tuple[int, ...]]):
+    """(the imported graph, a function of the signature's inputs in order returning its outputs in order).
+
+    `fixed_shapes`: inputs fed through new placeholders of these static shapes, so shape inference sees them.
+    """
     tf = import_tensorflow()
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(frozen.graph_def, name=""), [])
+    feeds: dict[str, str] = dict(frozen.input_tensors)
+
+    def build() -> None:
+        replacements = {}
+        for index, spec in enumerate(signature.inputs):
+            if spec.name in fixed_shapes:
+                placeholder = tf.compat.v1.placeholder(spec.dtype, fixed_shapes[spec.name], f"edgeport_fixed_{index}")
+                replacements[frozen.input_tensors[spec.name]] = placeholder
+                feeds[spec.name] = placeholder.name
+        tf.compat.v1.import_graph_def(frozen.graph_def, input_map=replacements, name="")
+
+    wrapped = tf.compat.v1.wrap_function(build, [])
+    pruned = wrapped.prune(
+        feeds=[wrapped.graph.get_tensor_by_name(feeds[s.name]) for s in signature.inputs],
+        fetches=[wrapped.graph.get_tensor_by_name(frozen.output_tensors[s.name]) for s in signature.outputs],
+    )
+    return wrapped, pruned
+
+
+def wrap_frozen_graph(
+    frozen: FrozenGraph, signature: Signature, fixed_shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> FrozenFunction:
+    """The frozen graph as a signature function; `fixed_shapes` gives inputs a static shape (a fixed batch)."""
+    tf = import_tensorflow()
+    fixed = dict(fixed_shapes or {})
     input_names = tuple(s.name for s in signature.inputs)
     output_names = tuple(s.name for s in signature.outputs)
-    pruned = wrapped.prune(
-        feeds=[wrapped.graph.get_tensor_by_name(frozen.input_tensors[n]) for n in input_names],
-        fetches=[wrapped.graph.get_tensor_by_name(frozen.output_tensors[n]) for n in output_names],
-    )
+    wrapped, pruned = prune_frozen_graph(frozen, signature, fixed)
 
     def signature_fn(**kwargs):
         outputs = pruned(*[kwargs[n] for n in input_names])
         return dict(zip(output_names, outputs, strict=True))
 
     specs = {
-        s.name: tf.TensorSpec([*s.shape] if s.shape is not None else None, s.dtype, name=s.name)
+        s.name: tf.TensorSpec(
+            list(fixed[s.name]) if s.name in fixed else ([*s.shape] if s.shape is not None else None),
+            s.dtype,
+            name=s.name,
+        )
         for s in signature.inputs
     }
     function = tf.function(signature_fn)

@@ -9,10 +9,13 @@ with `allow_tf_ops`. An op with no builtin becomes one ConversionError naming ev
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from edgeport.data import SampleSet
 from edgeport.errors import ConversionError, UsageError, first_line
+from edgeport.formats.tflite.flatbuffer import read_model
 from edgeport.run.capture import capture_output
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +23,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MAIN_FILE = "model.tflite"
 IO_TYPES = ("float", "int8", "int16")
+STATIC_SHAPE_MARKERS = ("element_shape to be static", "requires static shape", "TensorListReserve")
+
+
+@dataclass(frozen=True)
+class TFLiteConversion:
+    flatbuffer: bytes
+    warnings: tuple[str, ...]  # the converter's own output, captured
+    notes: tuple[str, ...]  # what the report must say: a fallback taken, a dimension fixed
+    fixed_shapes: Mapping[str, tuple[int, ...]]  # inputs whose dynamic batch was fixed, with their shapes
+
+
+class _Failed(Exception):
+    def __init__(self, error: ConversionError, text: str):
+        super().__init__(error.message)
+        self.error = error
+        self.text = text
 
 
 def convert_to_tflite(
@@ -29,13 +48,63 @@ def convert_to_tflite(
     *,
     allow_tf_ops: bool = False,
     io_type: str = "float",
-) -> tuple[bytes, tuple[str, ...]]:
-    """Convert the run's model to a .tflite flatbuffer; returns (flatbuffer, the converter's warnings)."""
+) -> TFLiteConversion:
+    """Convert the run's model to a .tflite flatbuffer.
+
+    When the converter fails because it needs static shapes (TensorList ops of an LSTM or GRU over a dynamic
+    batch), the conversion is retried once with every dynamic batch fixed to 1, and the notes say so. A
+    flatbuffer without a signature is a conversion error: its inputs and outputs could not be matched by name.
+    """
     from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
     validate_io_type(variant, io_type)
-    converter = _from_frozen_graph(tf, model)
+    function, owner, notes = _source(model)
+
+    def convert(function, owner) -> tuple[bytes, tuple[str, ...]]:
+        return _convert(
+            tf, function, owner, variant=variant, calibration=calibration, allow_tf_ops=allow_tf_ops, io_type=io_type
+        )
+
+    fixed: dict[str, tuple[int, ...]] = {}
+    try:
+        flatbuffer, warnings = convert(function, owner)
+    except _Failed as failure:
+        if not any(marker in failure.text for marker in STATIC_SHAPE_MARKERS):
+            raise failure.error from None
+        wrapped, fixed = model.fixed_batch_function()
+        if not fixed:
+            raise failure.error from None
+        try:
+            flatbuffer, warnings = convert(wrapped.function, wrapped.owner)
+        except _Failed as again:
+            raise again.error from None
+        shapes = ", ".join(f"{name} -> [{', '.join(map(str, shape))}]" for name, shape in fixed.items())
+        notes.append(
+            f"fixed the dynamic batch dimension to 1 ({shapes}): the TFLite converter needs static shapes here "
+            "(TensorList ops of a recurrent layer); the model takes one sample per call"
+        )
+    if not read_model(flatbuffer).signatureDefs and function is not model.concrete_function and not fixed:
+        try:
+            flatbuffer, warnings = convert(model.concrete_function, model.trackable)
+        except _Failed as failure:
+            raise failure.error from None
+        notes.append(
+            "converted from the SavedModel's signature function: the conversion of the shared frozen graph "
+            "came out without a signature"
+        )
+    if not read_model(flatbuffer).signatureDefs:
+        raise ConversionError(
+            f"{_target(variant)}: the converted model has no signature, so its inputs and outputs cannot be "
+            "matched to the SavedModel's by name; re-export the SavedModel with a serving signature"
+        )
+    return TFLiteConversion(flatbuffer=flatbuffer, warnings=warnings, notes=tuple(notes), fixed_shapes=fixed)
+
+
+def _convert(
+    tf, function, owner, *, variant: str, calibration: SampleSet | None, allow_tf_ops: bool, io_type: str
+) -> tuple[bytes, tuple[str, ...]]:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], owner)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant in ("dynamic", "fp16", "int8", "int16x8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -61,21 +130,29 @@ def convert_to_tflite(
         try:
             flatbuffer = converter.convert()
         except Exception as exc:  # noqa: BLE001 - the converter raises several types; all become one line
-            raise _conversion_error(variant, exc, captured.lines, allow_tf_ops=allow_tf_ops) from None
-    return flatbuffer, captured.warnings()
+            failure = exc
+        else:
+            return flatbuffer, captured.warnings()
+    text = "\n".join([str(failure), *captured.lines])
+    raise _Failed(_conversion_error(variant, failure, captured.lines, allow_tf_ops=allow_tf_ops), text)
 
 
-def _from_frozen_graph(tf, model):
-    """Start from the run's frozen graph (variables already constants: 3-4x faster than from the variables).
-
-    Graphs that do not survive the round trip through a GraphDef (resources such as hash tables) use the
-    signature function itself.
-    """
+def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
+    """(function, its owner, notes): the run's frozen graph as a signature function (variables already
+    constants: 3-4x faster than converting from the variables), else the signature function itself, said."""
     try:
         frozen = model.frozen_function
-    except Exception:  # noqa: BLE001 - any failure to wrap the frozen graph: convert from the variables instead
-        return tf.lite.TFLiteConverter.from_concrete_functions([model.concrete_function], model.trackable)
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen.function], frozen.owner)
+    except Exception as exc:  # noqa: BLE001 - any failure to wrap the frozen graph: convert from the variables
+        note = (
+            "converted from the SavedModel's signature function, not the shared frozen graph, which could not be "
+            f"wrapped ({type(exc).__name__}: {first_line(exc, 200)})"
+        )
+        return model.concrete_function, model.trackable, [note]
+    return frozen.function, frozen.owner, []
+
+
+def _target(variant: str) -> str:
+    return f"tflite:{variant}" if variant else "tflite"
 
 
 def validate_io_type(variant: str, io_type: str) -> None:
