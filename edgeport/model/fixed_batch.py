@@ -2,9 +2,10 @@
 
 Fixing the inputs' batch is not enough for recurrent layers: their TensorList ops (TensorListReserve,
 TensorListFromTensor, TensorListStack, TensorListGetItem...) carry the element shape traced with a dynamic
-batch as a constant, `[-1, units]`. With every input's batch fixed and every other dimension static, a
-leading -1 in such an element shape can only be that batch, so it is set to the fixed batch too. Library
-functions of the copy are renamed, so they never clash with the originals registered in this process.
+batch as a constant, `[-1, units]`: a list holds one time step per element, so its leading dimension is the
+batch (a sequence's dynamic length is the list's length, not part of its elements). That -1 is set to the
+fixed batch; the check against the SavedModel is what proves the result. Library functions of the copy are
+renamed, so they never clash with the originals registered in this process.
 """
 
 from __future__ import annotations

@@ -55,6 +55,13 @@ class SampleRequest:
     seed: int = 0
     input_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    second_sizes: bool = False  # dynamic dimensions edgeport chooses take their second size
+
+
+# Sizes for dynamic dimensions other than the batch, when neither --input-shape nor --data gives them: a
+# spatial size that survives five stride-2 stages (and the second, six), a sequence length, anything else.
+# The second of each is the other size every artifact of such a model is also checked at.
+DYNAMIC_SIZES = {"spatial": (64, 96), "sequence": (16, 24), "other": (8, 12)}
 
 
 def _parse_number(text: str, where: str) -> float:
@@ -97,8 +104,9 @@ def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, tuple[in
     return shapes
 
 
-def feed_shape(spec: TensorSpec, override: tuple[int, ...] | None) -> tuple[int, ...]:
-    """The concrete shape of one feed: dynamic batch becomes 1, other dynamic dims need --input-shape."""
+def feed_shape(spec: TensorSpec, override: tuple[int, ...] | None, *, second_size: bool = False) -> tuple[int, ...]:
+    """The concrete shape of one feed: --input-shape if given; else a dynamic batch becomes 1 and other dynamic
+    dimensions take the sizes of DYNAMIC_SIZES (the second ones with `second_size`)."""
     if override is not None:
         if spec.shape is not None and (
             len(override) != len(spec.shape)
@@ -114,20 +122,45 @@ def feed_shape(spec: TensorSpec, override: tuple[int, ...] | None) -> tuple[int,
     dims = list(spec.shape)
     if dims and dims[0] is None:
         dims[0] = 1
-    if any(d is None for d in dims):
-        example = ",".join("N" if d is None else str(d) for d in dims)
-        raise UsageError(
-            f"input {spec.describe()} has dynamic dimensions; pass --input-shape {spec.name}={example} "
-            "with N replaced, or --data"
-        )
+    for index, dim in enumerate(dims):
+        if dim is None:
+            dims[index] = DYNAMIC_SIZES[_role(len(dims), index)][1 if second_size else 0]
     return tuple(d for d in dims if d is not None)  # none is left
+
+
+def _role(rank: int, index: int) -> str:
+    if rank == 4 and index in (1, 2):
+        return "spatial"
+    if rank == 3 and index == 1:
+        return "sequence"
+    return "other"
+
+
+def chosen_dimensions(signature: Signature, request: SampleRequest) -> dict[str, str]:
+    """Inputs whose non-batch dimensions edgeport chose (no --input-shape, no --data): name -> what it chose."""
+    if request.data is not None:
+        return {}
+    chosen = {}
+    for spec in signature.inputs:
+        if spec.name in request.input_shapes or spec.shape is None or all(d is not None for d in spec.shape[1:]):
+            continue
+        first, second = feed_shape(spec, None), feed_shape(spec, None, second_size=True)
+        chosen[spec.name] = f"{spec.describe()}: checked at [{_dims(first)}] and [{_dims(second)}]"
+    return chosen
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(map(str, shape))
 
 
 def synthetic_samples(signature: Signature, request: SampleRequest) -> SampleSet:
     rng = np.random.default_rng(request.seed)
     arrays = {}
     for spec in signature.inputs:
-        shape = (request.count, *feed_shape(spec, request.input_shapes.get(spec.name)))
+        shape = (
+            request.count,
+            *feed_shape(spec, request.input_shapes.get(spec.name), second_size=request.second_sizes),
+        )
         arrays[spec.name] = _random_array(rng, spec, shape, request.input_ranges.get(spec.name))
     return SampleSet(arrays=arrays, source=f"synthetic (seed {request.seed}, {request.count} samples)", synthetic=True)
 

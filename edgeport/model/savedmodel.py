@@ -133,20 +133,18 @@ class LoadedModel:
             return FrozenFunction(self.concrete_function, self.trackable)
         return wrap_frozen_graph(self.frozen, self.signature)
 
-    def fixed_batch_function(self) -> tuple[FrozenFunction, dict[str, tuple[int, ...]]]:
+    def fixed_batch_function(self) -> tuple[FrozenFunction, dict[str, tuple[int | None, ...]]]:
         """The frozen graph as a signature function with every dynamic batch dimension fixed to 1.
 
-        For converters that need static shapes where only the batch is dynamic (TFLite's TensorList ops in an
-        LSTM or GRU). Returns the function and the shapes it fixed; an input with other dynamic dimensions keeps
-        them (a fixed batch cannot help it). When every input is then static, the recurrent layers' element
-        shapes are fixed too (edgeport.model.fixed_batch).
+        For converters that need static shapes where the batch is dynamic (TFLite's TensorList ops in an LSTM
+        or GRU). Other dynamic dimensions (a sequence's length) stay dynamic. The recurrent layers' element
+        shapes, traced as [-1, units] with the dynamic batch, are fixed to the batch too
+        (edgeport.model.fixed_batch). Returns the function and the shapes it fixed (None: still dynamic).
         """
-        fixed: dict[str, tuple[int, ...]] = {}
-        for spec in self.signature.inputs:
-            rest = [d for d in (spec.shape or ())[1:] if d is not None]
-            if spec.shape and spec.shape[0] is None and len(rest) == len(spec.shape) - 1:
-                fixed[spec.name] = (1, *rest)
-        if not fixed or len(fixed) != len(self.signature.inputs):
+        fixed: dict[str, tuple[int | None, ...]] = {
+            spec.name: (1, *spec.shape[1:]) for spec in self.signature.inputs if spec.shape and spec.shape[0] is None
+        }
+        if not fixed:
             return wrap_frozen_graph(self.frozen, self.signature, fixed), fixed
         from edgeport.model.fixed_batch import fixed_batch_graph_def
 
@@ -374,7 +372,7 @@ class FrozenFunction:
     owner: Any  # tf.Module keeping the imported graph alive (TFLite writes the signature from it)
 
 
-def prune_frozen_graph(frozen: FrozenGraph, signature: Signature, fixed_shapes: Mapping[str, tuple[int, ...]]):
+def prune_frozen_graph(frozen: FrozenGraph, signature: Signature, fixed_shapes: Mapping[str, tuple[int | None, ...]]):
     """(the imported graph, a function of the signature's inputs in order returning its outputs in order).
 
     `fixed_shapes`: inputs fed through new placeholders of these static shapes, so shape inference sees them.
@@ -400,7 +398,7 @@ def prune_frozen_graph(frozen: FrozenGraph, signature: Signature, fixed_shapes: 
 
 
 def wrap_frozen_graph(
-    frozen: FrozenGraph, signature: Signature, fixed_shapes: Mapping[str, tuple[int, ...]] | None = None
+    frozen: FrozenGraph, signature: Signature, fixed_shapes: Mapping[str, tuple[int | None, ...]] | None = None
 ) -> FrozenFunction:
     """The frozen graph as a signature function; `fixed_shapes` gives inputs a static shape (a fixed batch)."""
     tf = import_tensorflow()

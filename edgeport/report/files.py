@@ -50,6 +50,7 @@ class TargetResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     accuracy: AccuracyResult | None = None
     latency: LatencyStats | None = None
+    shape_checks: tuple[Mapping[str, Any], ...] = ()  # each input shape the check ran at, with its verdict
     measurements: Mapping[str, Any] = field(default_factory=dict)
     runtime_version: str | None = None
     threads: int = 1
@@ -185,6 +186,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _shapes(shapes: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name} [{', '.join(map(str, dims))}]" for name, dims in shapes.items())
+
+
 def human_bytes(size: float | None) -> str:
     if size is None:
         return "–"
@@ -245,6 +250,14 @@ def summary_markdown(report: Report) -> str:
     notes = [(t.name, n) for t in report.targets for n in t.notes]
     if notes:
         lines += ["", "**Notes**", ""] + [f"- {name}: {note}" for name, note in notes]
+    shapes = [(t.name, check) for t in report.targets if len(t.shape_checks) > 1 for check in t.shape_checks]
+    if shapes:
+        lines += ["", "**Checked at several input shapes** (dynamic dimensions)", ""]
+        lines += [
+            f"- {name} at {_shapes(check['shapes'])}: {'passed' if check['passed'] else 'FAILED'}, worst "
+            f"cosine {_fmt(check['worst_cosine'], 6)}"
+            for name, check in shapes
+        ]
     cpu = report.machine.get("cpu", "")
     lines += ["", f"Measured on {cpu}, {report.created}."]
     return "\n".join(lines) + "\n"

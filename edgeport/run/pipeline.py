@@ -26,9 +26,9 @@ from typing import Any
 from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.checks.budgets import budget_failures, unmeasured
 from edgeport.contracts import Converter, Runtime
-from edgeport.data import Artifact, Event, RuntimeSettings, SampleSet
+from edgeport.data import Artifact, Event, Feeds, RuntimeSettings, SampleSet
 from edgeport.errors import EdgeportError, ModelLoadError, UsageError
-from edgeport.model.samples import load_samples
+from edgeport.model.samples import chosen_dimensions, load_samples
 from edgeport.report.files import Report, StageResult, TargetResult, current_umask, exit_code_for, write_report_files
 from edgeport.report.html import write_html
 from edgeport.run.isolation import PluginCrash, Worker, call_isolated
@@ -39,6 +39,14 @@ from edgeport.run.service import ModelInfo, ModelService
 from edgeport.run.stages import run_bench, run_check
 
 Progress = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Samples and the SavedModel's outputs on them: what a target's outputs are compared with."""
+
+    samples: SampleSet
+    outputs: list[Feeds]
 
 
 @dataclass(frozen=True)
@@ -104,10 +112,20 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
         samples = load_samples(info.signature, request.samples)
         calibration = load_samples(info.signature, request.calibration) if request.calibration else samples
         warnings = _sample_warnings(request, samples, calibration, plans)
-        reference = None
+        references: tuple[Reference, ...] = ()
+        chosen = chosen_dimensions(info.signature, request.samples)
+        if chosen:
+            warnings.append(
+                "dynamic dimensions chosen by edgeport, and each target checked at both sizes: "
+                + "; ".join(chosen.values())
+                + "; pass --input-shape NAME=D0,D1,... to choose"
+            )
         if request.check:
             progress(Event("model", "reference", "started", f"{samples.count} samples"))
-            reference = service.call("reference", samples)
+            references = (Reference(samples, service.call("reference", samples)),)
+            if chosen:
+                second = load_samples(info.signature, dataclasses.replace(request.samples, second_sizes=True))
+                references += (Reference(second, service.call("reference", second)),)
             progress(Event("model", "reference", "passed"))
         baseline = (
             _bench_baseline(service, samples, request.protocol, progress, warnings)
@@ -121,7 +139,7 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
     results = []
     for plan in plans:
         artifact, convert_stage = converted[plan.config.name]
-        results.append(_check_and_bench(request, plan, artifact, convert_stage, samples, reference, logs, progress))
+        results.append(_check_and_bench(request, plan, artifact, convert_stage, samples, references, logs, progress))
     targets = tuple(results)
     report = Report(
         model={
@@ -315,7 +333,7 @@ def _check_and_bench(
     artifact: Artifact | None,
     convert: StageResult,
     samples: SampleSet,
-    reference,
+    references: tuple[Reference, ...],
     logs: Path,
     progress: Progress,
 ) -> TargetResult:
@@ -336,7 +354,8 @@ def _check_and_bench(
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     measurements = dict(artifact.measurements)
     measurements.setdefault("size_bytes", size)
-    check, accuracy, runtime_version, extra = _check(request, plan, artifact, main, samples, reference, logs, progress)
+    check, checked, runtime_version, extra = _check(request, plan, artifact, main, references, logs, progress)
+    accuracy = checked[0][1] if checked else None
     measurements.update(extra)
     bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress)
     check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
@@ -356,6 +375,7 @@ def _check_and_bench(
         details=dict(artifact.details),
         accuracy=accuracy,
         latency=latency,
+        shape_checks=tuple(_shape_check(reference, result) for reference, result in checked),
         measurements=measurements,
         runtime_version=runtime_version or (latency.runtime_version if latency else None),
         threads=plan.settings.threads,
@@ -372,37 +392,63 @@ def _unavailable(request: RunRequest, plan: _Plan, artifact: Artifact) -> str | 
     return None
 
 
-def _check(request, plan, artifact, main, samples, reference, logs, progress):
+def _check(request, plan, artifact, main, references: tuple[Reference, ...], logs, progress):
+    """Check the artifact on each reference's samples (one, or two when edgeport chose dynamic sizes).
+
+    Returns (stage, [(reference, AccuracyResult)], runtime version, measurements of the first run)."""
     name = plan.config.name
     if not request.check:
-        return StageResult("check", "skipped", 0, "--no-check"), None, None, {}
+        return StageResult("check", "skipped", 0, "--no-check"), [], None, {}
     reason = _unavailable(request, plan, artifact)
     if reason:
         progress(Event(name, "check", "skipped", reason))
-        return StageResult("check", "failed" if request.strict else "skipped", 0, reason), None, None, {}
+        return StageResult("check", "failed" if request.strict else "skipped", 0, reason), [], None, {}
     progress(Event(name, "check", "started"))
     start = time.perf_counter()
-    try:
-        result = call_isolated(
-            run_check,
-            plan.runtime,
-            str(main),
-            samples,
-            plan.settings,
-            artifact.measurements,
-            log_path=logs / f"{plan.config.spec.slug}.log",
-            what=f"{plan.runtime.name} runtime",
-        )
-    except EdgeportError as exc:
-        progress(Event(name, "check", "failed", exc.message))
-        return StageResult("check", "failed", time.perf_counter() - start, exc.message), None, None, {}
     tolerance = default_tolerance(artifact.precision).replace(**plan.config.tolerance)
-    accuracy = compare(reference, result.outputs, tolerance, artifact.output_permutations)
-    seconds = time.perf_counter() - start
-    status = "passed" if accuracy.passed else "failed"
-    reason = "" if accuracy.passed else "; ".join(accuracy.failures)
+    checked, failures, version, measurements = [], [], None, {}
+    for index, reference in enumerate(references):
+        where = "" if len(references) == 1 else f"at {_shapes_text(reference.samples)}: "
+        try:
+            result = call_isolated(
+                run_check,
+                plan.runtime,
+                str(main),
+                reference.samples,
+                plan.settings,
+                artifact.measurements,
+                log_path=logs / f"{plan.config.spec.slug}.log",
+                what=f"{plan.runtime.name} runtime",
+            )
+        except EdgeportError as exc:
+            failures.append(where + exc.message)
+            if index == 0:
+                break
+            continue
+        accuracy = compare(reference.outputs, result.outputs, tolerance, artifact.output_permutations)
+        checked.append((reference, accuracy))
+        failures += [where + failure for failure in accuracy.failures]
+        if index == 0:
+            version, measurements = result.runtime_version, result.measurements
+    status = "failed" if failures else "passed"
+    reason = "; ".join(failures)
     progress(Event(name, "check", status, reason))
-    return StageResult("check", status, seconds, reason), accuracy, result.runtime_version, result.measurements
+    return StageResult("check", status, time.perf_counter() - start, reason), checked, version, measurements
+
+
+def _shapes_text(samples: SampleSet) -> str:
+    return ", ".join(f"{name} [{', '.join(map(str, array.shape[1:]))}]" for name, array in samples.arrays.items())
+
+
+def _shape_check(reference: Reference, accuracy) -> dict[str, Any]:
+    """What report.json says of one size a target was checked at."""
+    return {
+        "shapes": {name: list(array.shape[1:]) for name, array in reference.samples.arrays.items()},
+        "samples": reference.samples.count,
+        "passed": accuracy.passed,
+        "worst_cosine": min((o.cosine for o in accuracy.outputs), default=None),
+        "failures": list(accuracy.failures),
+    }
 
 
 def _bench(request, plan, artifact, main, samples, check: StageResult, logs, progress):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_unwritable_output_folder(models, tmp_path):
     assert_one_line_error(result, 2, "not writable", str(blocker / "out"))
 
 
-def test_dynamic_dims_without_shape_ask_for_input_shape(tmp_path):
+def test_dynamic_dims_are_chosen_and_an_input_shape_still_wins(tmp_path):
     from edgeport_testing import tf
 
     t = tf()
@@ -107,20 +108,29 @@ def test_dynamic_dims_without_shape_ask_for_input_shape(tmp_path):
 
     module = Dynamic()
     t.saved_model.save(module, str(tmp_path / "dyn"), signatures={"serving_default": module.serve})
-    result = run_cli("convert", tmp_path / "dyn", "-t", "tflite", "-o", tmp_path / "out")
-    assert_one_line_error(result, 2, "--input-shape sequence=1,N,3")
+    chosen = run_cli("convert", tmp_path / "dyn", "-t", "tflite", "-o", tmp_path / "out", "--no-bench")
+    assert chosen.returncode == 0, chosen.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("checked at [1, 16, 3] and [1, 24, 3]" in w and "--input-shape" in w for w in report["warnings"])
+    assert [c["shapes"] for c in report["targets"][0]["shape_checks"]] == [
+        {"sequence": [1, 16, 3]},
+        {"sequence": [1, 24, 3]},
+    ]
     fixed = run_cli(
         "convert",
         tmp_path / "dyn",
         "-t",
         "tflite",
         "-o",
-        tmp_path / "out",
+        tmp_path / "out2",
         "--input-shape",
         "sequence=1,7,3",
         "--no-bench",
     )
     assert fixed.returncode == 0, fixed.stderr
+    report = json.loads((tmp_path / "out2" / "report.json").read_text())
+    assert [c["shapes"] for c in report["targets"][0]["shape_checks"]] == [{"sequence": [1, 7, 3]}]
+    assert not any("dynamic dimensions chosen" in w for w in report["warnings"])
 
 
 def test_string_input_needs_data(models, tmp_path):

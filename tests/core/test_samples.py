@@ -8,6 +8,7 @@ from edgeport.errors import UsageError
 from edgeport.model.samples import (
     Preprocess,
     SampleRequest,
+    chosen_dimensions,
     conform,
     load_samples,
     parse_input_ranges,
@@ -30,11 +31,17 @@ def test_synthetic_samples_are_deterministic_typed_and_ranged():
     assert first.feed(2)["ids"].shape == (1, 12)
 
 
-def test_dynamic_batch_becomes_one_and_other_dynamic_dims_need_a_shape():
+def test_dynamic_batch_becomes_one_and_other_dynamic_dims_take_two_chosen_sizes():
     assert synthetic_samples(IMAGE, SampleRequest(count=2)).feed(0)["image"].shape == (1, 8, 8, 1)
     seq = Signature("s", (TensorSpec("x", "float32", (None, None, 4)),), ())
-    with pytest.raises(UsageError, match="--input-shape x=1,N,4"):
-        synthetic_samples(seq, SampleRequest())
+    assert synthetic_samples(seq, SampleRequest()).feed(0)["x"].shape == (1, 16, 4)
+    assert synthetic_samples(seq, SampleRequest(second_sizes=True)).feed(0)["x"].shape == (1, 24, 4)
+    image = Signature("i", (TensorSpec("image", "float32", (None, None, None, 3)),), ())
+    assert synthetic_samples(image, SampleRequest()).feed(0)["image"].shape == (1, 64, 64, 3)
+    assert synthetic_samples(image, SampleRequest(second_sizes=True)).feed(0)["image"].shape == (1, 96, 96, 3)
+    assert chosen_dimensions(seq, SampleRequest()) == {"x": "x: float32[?,?,4]: checked at [1, 16, 4] and [1, 24, 4]"}
+    assert chosen_dimensions(seq, SampleRequest(input_shapes={"x": (1, 9, 4)})) == {}
+    assert chosen_dimensions(IMAGE, SampleRequest()) == {}  # only a dynamic batch: nothing chosen
     samples = synthetic_samples(seq, SampleRequest(input_shapes={"x": (1, 9, 4)}))
     assert samples.feed(0)["x"].shape == (1, 9, 4)
     with pytest.raises(UsageError, match="does not fit"):

@@ -31,7 +31,7 @@ class TFLiteConversion:
     flatbuffer: bytes
     warnings: tuple[str, ...]  # the converter's own output, captured
     notes: tuple[str, ...]  # what the report must say: a fallback taken, a dimension fixed
-    fixed_shapes: Mapping[str, tuple[int, ...]]  # inputs whose dynamic batch was fixed, with their shapes
+    fixed_shapes: Mapping[str, tuple[int | None, ...]]  # inputs whose batch was fixed (None: still dynamic)
 
 
 class _Failed(Exception):
@@ -66,7 +66,7 @@ def convert_to_tflite(
             tf, function, owner, variant=variant, calibration=calibration, allow_tf_ops=allow_tf_ops, io_type=io_type
         )
 
-    fixed: dict[str, tuple[int, ...]] = {}
+    fixed: dict[str, tuple[int | None, ...]] = {}
     try:
         flatbuffer, warnings = convert(function, owner)
     except _Failed as failure:
@@ -79,7 +79,9 @@ def convert_to_tflite(
             flatbuffer, warnings = convert(wrapped.function, wrapped.owner)
         except _Failed as again:
             raise again.error from None
-        shapes = ", ".join(f"{name} -> [{', '.join(map(str, shape))}]" for name, shape in fixed.items())
+        shapes = ", ".join(
+            f"{name} -> [{', '.join('?' if d is None else str(d) for d in shape)}]" for name, shape in fixed.items()
+        )
         notes.append(
             f"fixed the dynamic batch dimension to 1 ({shapes}): the TFLite converter needs static shapes here "
             "(TensorList ops of a recurrent layer); the model takes one sample per call"
