@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MAIN_FILE = "model.tflite"
 IO_TYPES = ("float", "int8", "int16")
+LOST_SIGNATURE_MARKER = "model has 0 Signatures"  # the int8 calibrator's words when the signature is gone
 STATIC_SHAPE_MARKERS = ("element_shape to be static", "requires static shape", "TensorListReserve")
 
 
@@ -66,31 +67,38 @@ def convert_to_tflite(
             tf, function, owner, variant=variant, calibration=calibration, allow_tf_ops=allow_tf_ops, io_type=io_type
         )
 
-    fixed: dict[str, tuple[int | None, ...]] = {}
-    try:
-        flatbuffer, warnings = convert(function, owner)
-    except _Failed as failure:
-        if not any(marker in failure.text for marker in STATIC_SHAPE_MARKERS):
-            raise failure.error from None
-        wrapped, fixed = model.fixed_batch_function()
-        if not fixed:
-            raise failure.error from None
+    def convert_or_raise(function, owner) -> tuple[bytes, tuple[str, ...]]:
         try:
-            flatbuffer, warnings = convert(wrapped.function, wrapped.owner)
-        except _Failed as again:
-            raise again.error from None
-        shapes = ", ".join(
-            f"{name} -> [{', '.join('?' if d is None else str(d) for d in shape)}]" for name, shape in fixed.items()
-        )
-        notes.append(
-            f"fixed the dynamic batch dimension to 1 ({shapes}): the TFLite converter needs static shapes here "
-            "(TensorList ops of a recurrent layer); the model takes one sample per call"
-        )
-    if not read_model(flatbuffer).signatureDefs and function is not model.concrete_function and not fixed:
-        try:
-            flatbuffer, warnings = convert(model.concrete_function, model.trackable)
+            return convert(function, owner)
         except _Failed as failure:
             raise failure.error from None
+
+    fixed: dict[str, tuple[int | None, ...]] = {}
+    flatbuffer: bytes = b""
+    warnings: tuple[str, ...] = ()
+    try:
+        flatbuffer, warnings = convert(function, owner)
+        lost_signature = not read_model(flatbuffer).signatureDefs
+    except _Failed as failure:
+        lost_signature = LOST_SIGNATURE_MARKER in failure.text  # the quantizer's calibration needed it
+        if lost_signature and function is model.concrete_function:
+            raise failure.error from None
+        if not lost_signature:
+            if not any(marker in failure.text for marker in STATIC_SHAPE_MARKERS):
+                raise failure.error from None
+            wrapped, fixed = model.fixed_batch_function()
+            if not fixed:
+                raise failure.error from None
+            flatbuffer, warnings = convert_or_raise(wrapped.function, wrapped.owner)
+            shapes = ", ".join(
+                f"{name} -> [{', '.join('?' if d is None else str(d) for d in shape)}]" for name, shape in fixed.items()
+            )
+            notes.append(
+                f"fixed the dynamic batch dimension to 1 ({shapes}): the TFLite converter needs static shapes here "
+                "(TensorList ops of a recurrent layer); the model takes one sample per call"
+            )
+    if lost_signature and function is not model.concrete_function:
+        flatbuffer, warnings = convert_or_raise(model.concrete_function, model.trackable)
         notes.append(
             "converted from the SavedModel's signature function: the conversion of the shared frozen graph "
             "came out without a signature"
