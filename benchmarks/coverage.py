@@ -38,14 +38,21 @@ L = keras.layers
 out = sys.argv[1]
 def keras_export(model):
     model.export(out, verbose=False)
+def with_batchnorm_statistics(model, shape):
+    # random weights collapse activations; one training-mode pass with momentum 0 sets real BN statistics
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.momentum = 0.0
+    model(np.random.default_rng(0).random((8, *shape), dtype=np.float32), training=True)
+    return model
 def module_export(module, signatures=None):
     tf.saved_model.save(module, out, signatures=signatures or {"serving_default": module.serve})
 """
 
 # name -> the body of a script that writes a SavedModel to `out`
 ZOO: dict[str, str] = {
-    "mobilenetv3small": "keras_export(keras.applications.MobileNetV3Small(weights=None, input_shape=(96, 96, 3), "
-    "classifier_activation=None))",
+    "mobilenetv3small": "keras_export(with_batchnorm_statistics(keras.applications.MobileNetV3Small(weights=None, "
+    "input_shape=(96, 96, 3), classifier_activation=None), (96, 96, 3)))",
     "efficientnetv2b0": "keras_export(keras.applications.EfficientNetV2B0(weights=None, input_shape=(64, 64, 3), "
     "classifier_activation=None))",
     "densenet121": "keras_export(keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3), "
@@ -89,16 +96,16 @@ keras_export(keras.Model(x, L.Conv2D(5, 1)(h)))
     "string_lookup": """
 lookup = L.StringLookup(vocabulary=["red", "green", "blue"])
 words = keras.Input((4,), dtype="string", name="words")
-keras_export(keras.Model(words, L.Dense(2)(tf.cast(lookup(words), tf.float32))))
+keras_export(keras.Model(words, L.Dense(2)(keras.ops.cast(lookup(words), "float32"))))
 """,
     "integer_lookup": """
 lookup = L.IntegerLookup(vocabulary=[3, 7, 11, 19])
 codes = keras.Input((4,), dtype="int64", name="codes")
-keras_export(keras.Model(codes, L.Dense(2)(tf.cast(lookup(codes), tf.float32))))
+keras_export(keras.Model(codes, L.Dense(2)(keras.ops.cast(lookup(codes), "float32"))))
 """,
     "hashing": """
 words = keras.Input((4,), dtype="string", name="words")
-keras_export(keras.Model(words, L.Dense(2)(tf.cast(L.Hashing(16)(words), tf.float32))))
+keras_export(keras.Model(words, L.Dense(2)(keras.ops.cast(L.Hashing(16)(words), "float32"))))
 """,
     "while_loop": """
 class M(tf.Module):

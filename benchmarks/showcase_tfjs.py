@@ -7,7 +7,7 @@ short benchmark (`--min-runs 10 --min-seconds 0.5`), no run history. The numbers
 report.json. Prints a Markdown table (model, target, backend, worst cosine, top-1 agreement, p50, size).
 
 Run:  .venv/bin/python benchmarks/showcase_tfjs.py [--out DIR] [--models mobilenet_v2,gru_varlen] [--json F]
-About 10-15 minutes on 2 cores; needs node, `npm ci --prefix targets/tfjs`, Chromium and playwright.
+About 10-15 minutes on 2 cores; needs node, `edgeport setup --target tfjs`, Chromium and playwright.
 """
 
 from __future__ import annotations

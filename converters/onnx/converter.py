@@ -3,9 +3,9 @@
 From the frozen graph the run already holds (never the SavedModel again), through tf2onnx's Python API, at
 the highest opset both tf2onnx and the installed onnxruntime support unless `opset` says otherwise. Inputs
 and outputs carry the signature's names. The artifact's main file is the onnxruntime-optimized graph at a
-portable level, spatial means rewritten as GlobalAveragePool (onnx_rewrite); `ort_format` adds the .ort file
+portable level, spatial means rewritten as GlobalAveragePool (rewrite.py); `ort_format` adds the .ort file
 ORT Mobile loads (same graph; model.onnx is the one checked and benchmarked). The stages live in
-onnx_opsets, onnx_export, onnx_precision, onnx_rewrite and onnx_files.
+opsets, export, precision, rewrite and files (this package).
 """
 
 from __future__ import annotations

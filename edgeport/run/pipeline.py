@@ -27,7 +27,7 @@ from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.checks.budgets import budget_failures, unmeasured
 from edgeport.contracts import Converter, Runtime
 from edgeport.data import Artifact, Event, Feeds, RuntimeSettings, SampleSet
-from edgeport.errors import EdgeportError, ModelLoadError, UsageError
+from edgeport.errors import EdgeportError, ModelLoadError, UsageError, WorkerDied
 from edgeport.model.samples import chosen_dimensions, load_samples
 from edgeport.report.files import Report, StageResult, TargetResult, current_umask, exit_code_for, write_report_files
 from edgeport.report.html import write_html
@@ -296,8 +296,14 @@ def _convert_one(
         os.replace(staging, final)
     except EdgeportError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        stage = StageResult("convert", "error", time.perf_counter() - start, exc.message)
-        progress(Event(name, "convert", "error", exc.message))
+        message = exc.message
+        if isinstance(exc, WorkerDied):  # native converter code took the process down: say whose bug it is
+            message = (
+                f"{name}: the {plan.converter.name} converter crashed the TensorFlow process ({message}); "
+                "only this target failed: try another variant, or report it to the converter's project"
+            )
+        stage = StageResult("convert", "error", time.perf_counter() - start, message)
+        progress(Event(name, "convert", "error", message))
         return None, stage
     finally:
         pool.release(worker)

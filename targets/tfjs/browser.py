@@ -1,7 +1,7 @@
 """TF.js in headless Chromium: the page fetches model.json + shards over HTTP, as a web app would.
 
-edgeport serves the page, the TF.js bundles from targets/tfjs/node_modules and the artifact folder on
-127.0.0.1 (targets/tfjs_server.py), starts Debian's Chromium through Playwright (no browser download) with a
+edgeport serves the page, the TF.js bundles from the installed packages (`edgeport setup`) and the artifact
+folder on 127.0.0.1 (targets/tfjs/server.py), starts Debian's Chromium through Playwright (no browser download) with a
 fresh profile, and calls the page's `edgeportRun` with the samples as base64 of raw bytes. The page runs
 the samples or edgeport's timing protocol itself (performance.now(); every run downloads its outputs, so
 WebGL timings are honest) and hands back raw times. Console errors and page errors fail the run.

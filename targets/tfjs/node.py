@@ -1,9 +1,10 @@
 """TF.js in Node.js: runner.js loads model.json + weight shards from disk and runs them on wasm or cpu.
 
 Node runs out of process, once per `infer` and once per `benchmark`; tensors cross in a binary bundle file
-(targets/tfjs_wire.py). The runner implements edgeport's timing protocol itself and hands back raw times,
-so Node's start-up and the wasm compile are never timed. The wasm backend uses the binaries from
-targets/tfjs/node_modules; Node has no wasm threads, so `threads` above 1 is recorded, not used.
+(targets/tfjs/wire.py). The runner implements edgeport's timing protocol itself and hands back raw times,
+so Node's start-up and the wasm compile are never timed. The wasm backend uses the binaries of the packages
+`edgeport setup` installed (found through NODE_PATH); Node has no wasm threads, so `threads` above 1 is
+recorded, not used.
 
 Settings: `backend` wasm (default) or cpu. The Node executable is `node` on PATH, or EDGEPORT_NODE.
 """

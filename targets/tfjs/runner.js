@@ -6,7 +6,7 @@
  * tensor bytes. The request's meta says what to do ({mode: "infer"|"benchmark", model, backend, threads,
  * protocol}); its samples are the feeds. The response holds the outputs (infer) or raw timings (benchmark).
  * The model is read from disk by a custom IOHandler (model.json + weight shards, no network); the wasm
- * binaries come from this project's node_modules. On failure one line `edgeport-tfjs-error: ...` goes to
+ * binaries come from the packages `edgeport setup` installed (NODE_PATH). On failure one line `edgeport-tfjs-error: ...` goes to
  * stderr and the exit code is 2.
  *
  * Test hook: EDGEPORT_TFJS_KILL_AFTER_RUNS=N makes the runner SIGKILL itself after N inferences.

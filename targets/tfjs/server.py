@@ -3,7 +3,7 @@
 Stdlib http.server on 127.0.0.1 with an ephemeral port, in a daemon thread. Four routes, nothing else:
     /                    page.html
     /edgeport/<file>     page.js, protocol.js (from targets/tfjs)
-    /npm/<package>/dist/ the TF.js bundles and wasm binaries from targets/tfjs/node_modules/@tensorflow
+    /npm/<package>/dist/ the TF.js bundles and wasm binaries of the installed packages (@tensorflow/...)
     /model/<file>        the artifact folder (model.json + weight shards), fetched by tf.loadGraphModel
 Responses are never cached, so each run loads the model as a first visit would. With `isolated` they also
 carry COOP/COEP (cross-origin isolation), which SharedArrayBuffer and so the threaded wasm build need, as on

@@ -112,5 +112,6 @@ def test_a_converter_that_kills_its_process_fails_only_its_target(models, tmp_pa
     report = json.loads((tmp_path / "report.json").read_text())
     crashed, survivor = report["targets"]
     assert crashed["stages"][0]["status"] == "error" and "SIGSEGV" in crashed["stages"][0]["reason"]
+    assert "the crashing converter crashed the TensorFlow process" in crashed["stages"][0]["reason"]
     assert [s["status"] for s in survivor["stages"]] == ["passed", "passed", "skipped"]
     assert not (tmp_path / "crashing").exists() and not list(tmp_path.glob(".staging*"))
