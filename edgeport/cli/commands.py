@@ -218,7 +218,7 @@ def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool 
         ModelService, str(model), signature, None, legacy, log_path=scratch_log("model"), what="model loader"
     )
     info = worker.description
-    return worker, info, load_samples(info.signature, samples)
+    return worker, info, load_samples(info.signature, samples, info.vocabulary)
 
 
 def check_artifact(

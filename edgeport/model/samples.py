@@ -153,7 +153,14 @@ def _dims(shape: tuple[int, ...]) -> str:
     return ", ".join(map(str, shape))
 
 
-def synthetic_samples(signature: Signature, request: SampleRequest) -> SampleSet:
+# Words for string inputs when the model carries no vocabulary, and words no vocabulary holds: a quarter of
+# synthetic strings are out of vocabulary, the case a lookup's OOV bucket exists for.
+GENERIC_WORDS = ("the", "a", "model", "edge", "device", "phone", "red", "green", "blue", "fast", "slow", "cat")
+OUT_OF_VOCABULARY = ("edgeport-oov-0", "edgeport-oov-1", "zzqx")
+OOV_SHARE = 0.25
+
+
+def synthetic_samples(signature: Signature, request: SampleRequest, vocabulary: tuple[str, ...] = ()) -> SampleSet:
     rng = np.random.default_rng(request.seed)
     arrays = {}
     for spec in signature.inputs:
@@ -161,8 +168,26 @@ def synthetic_samples(signature: Signature, request: SampleRequest) -> SampleSet
             request.count,
             *feed_shape(spec, request.input_shapes.get(spec.name), second_size=request.second_sizes),
         )
-        arrays[spec.name] = _random_array(rng, spec, shape, request.input_ranges.get(spec.name))
-    return SampleSet(arrays=arrays, source=f"synthetic (seed {request.seed}, {request.count} samples)", synthetic=True)
+        if spec.dtype == "string":
+            arrays[spec.name] = _random_strings(rng, shape, vocabulary)
+        else:
+            arrays[spec.name] = _random_array(rng, spec, shape, request.input_ranges.get(spec.name))
+    source = f"synthetic (seed {request.seed}, {request.count} samples)"
+    if any(spec.dtype == "string" for spec in signature.inputs):
+        words = f"{len(vocabulary)} words of the model's vocabulary" if vocabulary else "generic words"
+        source += f"; strings from {words}, {OOV_SHARE:.0%} out of vocabulary"
+    return SampleSet(arrays=arrays, source=source, synthetic=True)
+
+
+def _random_strings(rng, shape, vocabulary: tuple[str, ...]) -> np.ndarray:
+    known = list(vocabulary or GENERIC_WORDS)
+    picked = [
+        OUT_OF_VOCABULARY[rng.integers(len(OUT_OF_VOCABULARY))]
+        if rng.random() < OOV_SHARE
+        else known[rng.integers(len(known))]
+        for _ in range(int(np.prod(shape)))
+    ]
+    return np.array([word.encode("utf-8") for word in picked], dtype=object).reshape(shape)
 
 
 def _random_array(rng, spec: TensorSpec, shape, value_range) -> np.ndarray:
@@ -178,9 +203,9 @@ def _random_array(rng, spec: TensorSpec, shape, value_range) -> np.ndarray:
     return rng.uniform(low, high, size=shape).astype(dtype)
 
 
-def load_samples(signature: Signature, request: SampleRequest) -> SampleSet:
+def load_samples(signature: Signature, request: SampleRequest, vocabulary: tuple[str, ...] = ()) -> SampleSet:
     if request.data is None:
-        return synthetic_samples(signature, request)
+        return synthetic_samples(signature, request, vocabulary)
     path = Path(request.data)
     if not path.exists():
         raise UsageError(f"data {path} does not exist; pass an .npz, .npy or a folder of images")

@@ -109,7 +109,7 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
     progress(Event("model", "load", "passed", f"{info.mode}, signature {info.signature.key}"))
     try:
         service.call("validate", [(p.converter, p.config.spec.variant, p.options) for p in plans])
-        samples = load_samples(info.signature, request.samples)
+        samples = load_samples(info.signature, request.samples, info.vocabulary)
         calibration = load_samples(info.signature, request.calibration) if request.calibration else samples
         warnings = _sample_warnings(request, samples, calibration, plans)
         references: tuple[Reference, ...] = ()
@@ -124,7 +124,9 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
             progress(Event("model", "reference", "started", f"{samples.count} samples"))
             references = (Reference(samples, service.call("reference", samples)),)
             if chosen:
-                second = load_samples(info.signature, dataclasses.replace(request.samples, second_sizes=True))
+                second = load_samples(
+                    info.signature, dataclasses.replace(request.samples, second_sizes=True), info.vocabulary
+                )
                 references += (Reference(second, service.call("reference", second)),)
             progress(Event("model", "reference", "passed"))
         baseline = (

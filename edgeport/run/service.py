@@ -37,6 +37,7 @@ class ModelInfo:
     size_bytes: int
     parameters: int
     tensorflow_version: str
+    vocabulary: tuple[str, ...] = ()  # words the model knows, for synthetic string inputs (string inputs only)
 
 
 class _Runner(Session):
@@ -75,7 +76,23 @@ class ModelService:
             size_bytes=model.size_bytes(),
             parameters=model.parameter_count(),
             tensorflow_version=version("tensorflow"),
+            vocabulary=self._vocabulary(),
         )
+
+    def _vocabulary(self) -> tuple[str, ...]:
+        if not any(spec.dtype == "string" for spec in self.model.signature.inputs):
+            return ()
+        from edgeport.model.vocabulary import model_vocabulary
+
+        try:
+            graph_def = self.model.frozen.graph_def
+        except Exception:  # noqa: BLE001 - a graph that cannot be frozen still has its assets
+            graph_def = None
+        try:
+            function = self.model.concrete_function
+        except Exception:  # noqa: BLE001 - no signature function to read tables from
+            function = None
+        return model_vocabulary(graph_def, self.model.path, function)
 
     def reference(self, samples: SampleSet) -> list[Feeds]:
         return self.model.reference(samples.feeds())

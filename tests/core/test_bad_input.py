@@ -133,9 +133,14 @@ def test_dynamic_dims_are_chosen_and_an_input_shape_still_wins(tmp_path):
     assert not any("dynamic dimensions chosen" in w for w in report["warnings"])
 
 
-def test_string_input_needs_data(models, tmp_path):
-    result = run_cli("convert", models["strings"], "-t", "tflite", "-o", tmp_path / "out")
-    assert_one_line_error(result, 2, "'text'", "string", "--data")
+def test_string_input_gets_synthetic_words_and_an_op_no_format_has_is_named(models, tmp_path):
+    result = run_cli("convert", models["strings"], "-t", "tflite", "-t", "tfjs", "-o", tmp_path / "out", "--no-bench")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "strings from generic words, 25% out of vocabulary" in report["samples"]["source"]
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    for target in report["targets"]:
+        convert = target["stages"][0]
+        assert convert["status"] == "error" and "StringLength" in convert["reason"], target["name"]
 
 
 def test_missing_calibration_file_is_named_before_any_work(models, tmp_path):
