@@ -11,6 +11,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = Path(__file__).resolve().parent / "core" / "fake_plugin"  # a third-party plug-in, importable
+PLUGIN_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")]))}
 sys.path.insert(0, str(ROOT / "examples"))
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeport.checks.accuracy import compare, default_tolerance
+from edgeport.checks.accuracy import AccuracyResult, compare, default_tolerance
 from edgeport.checks.budgets import budget_failures, unmeasured
 from edgeport.contracts import Converter, Runtime
 from edgeport.data import Artifact, Event, Feeds, RuntimeSettings, SampleSet
@@ -36,7 +36,7 @@ from edgeport.run.options import build_options
 from edgeport.run.registry import registry
 from edgeport.run.request import LATENCY_BUDGETS, SIZE_BUDGET, RunRequest, TargetConfig
 from edgeport.run.service import ModelInfo, ModelService
-from edgeport.run.stages import run_bench, run_check
+from edgeport.run.stages import ExtraRun, run_bench, run_check
 
 Progress = Callable[[Event], None]
 
@@ -363,7 +363,7 @@ def _check_and_bench(
     measurements = dict(artifact.measurements)
     measurements.setdefault("size_bytes", size)
     check, checked, runtime_version, extra = _check(request, plan, artifact, main, references, logs, progress)
-    accuracy = checked[0][1] if checked else None
+    accuracy = checked[0][1] if checked else None  # the first size's: the one the benchmark runs at
     measurements.update(extra)
     bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress)
     check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
@@ -383,7 +383,7 @@ def _check_and_bench(
         details=dict(artifact.details),
         accuracy=accuracy,
         latency=latency,
-        shape_checks=tuple(_shape_check(reference, result) for reference, result in checked),
+        shape_checks=tuple(_shape_check(*check) for check in checked),
         measurements=measurements,
         runtime_version=runtime_version or (latency.runtime_version if latency else None),
         threads=plan.settings.threads,
@@ -403,7 +403,8 @@ def _unavailable(request: RunRequest, plan: _Plan, artifact: Artifact) -> str | 
 def _check(request, plan, artifact, main, references: tuple[Reference, ...], logs, progress):
     """Check the artifact on each reference's samples (one, or two when edgeport chose dynamic sizes).
 
-    Returns (stage, [(reference, AccuracyResult)], runtime version, measurements of the first run)."""
+    One runtime process runs every size. Returns (stage, [(reference, AccuracyResult or None, failure)],
+    runtime version, measurements)."""
     name = plan.config.name
     if not request.check:
         return StageResult("check", "skipped", 0, "--no-check"), [], None, {}
@@ -414,48 +415,56 @@ def _check(request, plan, artifact, main, references: tuple[Reference, ...], log
     progress(Event(name, "check", "started"))
     start = time.perf_counter()
     tolerance = default_tolerance(artifact.precision).replace(**plan.config.tolerance)
-    checked, failures, version, measurements = [], [], None, {}
-    for index, reference in enumerate(references):
+    try:
+        result = call_isolated(
+            run_check,
+            plan.runtime,
+            str(main),
+            references[0].samples,
+            plan.settings,
+            artifact.measurements,
+            tuple(reference.samples for reference in references[1:]),
+            log_path=logs / f"{plan.config.spec.slug}.log",
+            what=f"{plan.runtime.name} runtime",
+        )
+    except EdgeportError as exc:
+        progress(Event(name, "check", "failed", exc.message))
+        return StageResult("check", "failed", time.perf_counter() - start, exc.message), [], None, {}
+    checked: list[tuple[Reference, AccuracyResult | None, str]] = []
+    failures: list[str] = []
+    runs = [ExtraRun(result.outputs), *result.extra]
+    for reference, run in zip(references, runs, strict=True):
         where = "" if len(references) == 1 else f"at {_shapes_text(reference.samples)}: "
-        try:
-            result = call_isolated(
-                run_check,
-                plan.runtime,
-                str(main),
-                reference.samples,
-                plan.settings,
-                artifact.measurements,
-                log_path=logs / f"{plan.config.spec.slug}.log",
-                what=f"{plan.runtime.name} runtime",
-            )
-        except EdgeportError as exc:
-            failures.append(where + exc.message)
-            if index == 0:
-                break
+        if run.outputs is None:
+            checked.append((reference, None, run.failure))
+            failures.append(where + run.failure)
             continue
-        accuracy = compare(reference.outputs, result.outputs, tolerance, artifact.output_permutations)
-        checked.append((reference, accuracy))
+        accuracy = compare(reference.outputs, run.outputs, tolerance, artifact.output_permutations)
+        checked.append((reference, accuracy, ""))
         failures += [where + failure for failure in accuracy.failures]
-        if index == 0:
-            version, measurements = result.runtime_version, result.measurements
     status = "failed" if failures else "passed"
     reason = "; ".join(failures)
     progress(Event(name, "check", status, reason))
-    return StageResult("check", status, time.perf_counter() - start, reason), checked, version, measurements
+    return (
+        StageResult("check", status, time.perf_counter() - start, reason),
+        checked,
+        result.runtime_version,
+        result.measurements,
+    )
 
 
 def _shapes_text(samples: SampleSet) -> str:
     return ", ".join(f"{name} [{', '.join(map(str, array.shape[1:]))}]" for name, array in samples.arrays.items())
 
 
-def _shape_check(reference: Reference, accuracy) -> dict[str, Any]:
-    """What report.json says of one size a target was checked at."""
+def _shape_check(reference: Reference, accuracy, failure: str) -> dict[str, Any]:
+    """What report.json says of one size a target was checked at (`failure`: the runtime could not run it)."""
     return {
         "shapes": {name: list(array.shape[1:]) for name, array in reference.samples.arrays.items()},
         "samples": reference.samples.count,
-        "passed": accuracy.passed,
-        "worst_cosine": min((o.cosine for o in accuracy.outputs), default=None),
-        "failures": list(accuracy.failures),
+        "passed": accuracy is not None and accuracy.passed,
+        "worst_cosine": min((o.cosine for o in accuracy.outputs), default=None) if accuracy else None,
+        "failures": list(accuracy.failures) if accuracy else [failure],
     }
 
 

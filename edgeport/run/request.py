@@ -115,9 +115,18 @@ def target_configs(
         )
     unused = sorted(set(shared_options or {}) - used)
     if unused and configs:
-        flag = "--" + unused[0].replace("_", "-")
-        raise UsageError(f"{flag} does not apply to any selected target ({', '.join(names)})")
+        raise UsageError(f"{_flag_of(unused[0])} does not apply to any selected target ({', '.join(names)})")
     return tuple(configs)
+
+
+def _flag_of(key: str) -> str:
+    """How the user gave an option: the flag a converter declares for it, else `-O key=...`."""
+    for converter in registry().converters().values():
+        for option in dataclasses.fields(converter.Options):
+            flag = option.metadata.get("edgeport", {}).get("flag")
+            if option.name == key and flag:
+                return str(flag)
+    return f"-O {key}"
 
 
 def with_backend(configs: tuple[TargetConfig, ...], backend: str) -> tuple[TargetConfig, ...]:

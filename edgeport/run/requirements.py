@@ -29,6 +29,14 @@ class Requirement:
         return self.found is not None
 
 
+def find_program(env_var: str | None, *names: str) -> str | None:
+    """The program named by `env_var` if set (it must be an executable file), else the first of `names` on PATH."""
+    override = os.environ.get(env_var) if env_var else None
+    if override:
+        return override if os.path.isfile(override) and os.access(override, os.X_OK) else None
+    return next((found for found in map(shutil.which, names) if found), None)
+
+
 def extra_specifiers(extra: str) -> tuple[str, ...]:
     """The pip specifiers of one of edgeport's extras, from the installed distribution's own metadata."""
     try:
@@ -63,11 +71,7 @@ def system_program(
     aliases: tuple[str, ...] = (),
     why: str = "",
 ) -> Requirement:
-    override = os.environ.get(env_var) if env_var else None
-    if override:
-        found = override if os.path.isfile(override) and os.access(override, os.X_OK) else None
-    else:
-        found = next((path for path in map(shutil.which, (program, *aliases)) if path), None)
+    found = find_program(env_var, program, *aliases)
     fix = f"apt-get install -y {' '.join(apt_packages)}"
     return Requirement(name=program, kind=SYSTEM, found=found, install=apt_packages, fix=fix, why=why)
 

@@ -9,6 +9,15 @@ from typing import Any
 
 from edgeport.contracts import Runtime
 from edgeport.data import Feeds, RawTimings, RuntimeSettings, SampleSet, TimingProtocol
+from edgeport.errors import EdgeportError, first_line
+
+
+@dataclass(frozen=True)
+class ExtraRun:
+    """The artifact on another sample set (another input size): its outputs, or why it could not run them."""
+
+    outputs: list[Feeds] | None
+    failure: str = ""
 
 
 @dataclass(frozen=True)
@@ -16,6 +25,7 @@ class CheckRun:
     outputs: list[Feeds]
     measurements: dict[str, Any]
     runtime_version: str
+    extra: tuple[ExtraRun, ...] = ()
 
 
 def run_check(
@@ -24,11 +34,21 @@ def run_check(
     samples: SampleSet,
     settings: RuntimeSettings,
     known: Mapping[str, Any] | None = None,
+    extra: tuple[SampleSet, ...] = (),
 ) -> CheckRun:
+    """Outputs and measurements on `samples`; outputs on each `extra` set too, in the same process."""
     path = Path(artifact)
     outputs = runtime.infer(path, samples, settings)
     measurements = dict(runtime.measure(path, settings, samples, dict(known or {})))
-    return CheckRun(outputs=outputs, measurements=measurements, runtime_version=runtime.version())
+    runs = []
+    for more in extra:
+        try:
+            runs.append(ExtraRun(runtime.infer(path, more, settings)))
+        except EdgeportError as exc:
+            runs.append(ExtraRun(None, exc.message))
+        except Exception as exc:  # noqa: BLE001 - a runtime that cannot take this size fails this size only
+            runs.append(ExtraRun(None, f"{runtime.name}: {type(exc).__name__}: {first_line(exc)}"))
+    return CheckRun(outputs=outputs, measurements=measurements, runtime_version=runtime.version(), extra=tuple(runs))
 
 
 def run_bench(

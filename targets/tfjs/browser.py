@@ -28,6 +28,7 @@ from typing import Any
 from edgeport.contracts import Availability, Feeds, RawTimings, Runtime, RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable
 from edgeport.formats.tfjs import packages as tfjs_project
+from edgeport.run.requirements import find_program
 from edgeport.targets.tfjs import server as tfjs_server
 from edgeport.targets.tfjs import shared
 from edgeport.targets.tfjs import wire as tfjs_wire
@@ -52,7 +53,7 @@ PAGE_CRASHED = "the page's renderer process crashed or was killed (out of memory
 
 
 def chromium_executable() -> str | None:
-    return shared.executable(CHROMIUM_ENV, "chromium", "chromium-browser")
+    return find_program(CHROMIUM_ENV, "chromium", "chromium-browser")
 
 
 class TFJSBrowserRuntime(Runtime):

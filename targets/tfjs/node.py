@@ -23,6 +23,7 @@ from typing import Any
 from edgeport.contracts import Availability, Feeds, RawTimings, Runtime, RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable
 from edgeport.formats.tfjs import packages as tfjs_project
+from edgeport.run.requirements import find_program
 from edgeport.targets.tfjs import shared
 from edgeport.targets.tfjs import wire as tfjs_wire
 from edgeport.targets.tfjs.shared import check_artifact, describe_engine, missing_program, pick_backend, raw_timings
@@ -43,7 +44,7 @@ def runner_environment() -> dict[str, str]:
 
 
 def node_executable() -> str | None:
-    return shared.executable(NODE_ENV, "node", "nodejs")
+    return find_program(NODE_ENV, "node", "nodejs")
 
 
 class TFJSNodeRuntime(Runtime):

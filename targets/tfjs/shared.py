@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping
 from functools import cache
@@ -14,14 +13,6 @@ from edgeport.contracts import RawTimings, RuntimeSettings
 from edgeport.errors import RuntimeFailure, UsageError
 
 PROJECT_DIR = Path(__file__).resolve().parent  # runner.js, page.html, page.js, protocol.js
-
-
-def executable(env_var: str, *names: str) -> str | None:
-    """The program named by `env_var` if set (it must exist), else the first of `names` on PATH."""
-    override = os.environ.get(env_var)
-    if override:
-        return override if os.path.isfile(override) and os.access(override, os.X_OK) else None
-    return next((found for found in map(shutil.which, names) if found), None)
 
 
 @cache

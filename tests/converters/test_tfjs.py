@@ -660,3 +660,12 @@ def test_fusion_tfjs_cannot_run_is_split_back_into_plain_ops():
     run = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph, name=""), [])
     result = run.prune(run.graph.get_tensor_by_name("x:0"), run.graph.get_tensor_by_name("y:0"))(tf.constant(feed))
     np.testing.assert_allclose(result.numpy(), np.tanh(feed @ w + b), rtol=1e-5, atol=1e-6)
+
+
+def test_an_unreadable_shipped_op_table_is_one_clear_error(tmp_path):
+    from edgeport.formats.tfjs.ops import RuntimeOpsMissing
+
+    broken = tmp_path / "ops-4.22.0.json"
+    broken.write_text("{not json")
+    with pytest.raises(RuntimeOpsMissing, match="cannot be read .*reinstall edgeport"):
+        read_shipped(broken)

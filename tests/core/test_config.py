@@ -94,3 +94,12 @@ def test_options_are_typed_from_the_plugin_dataclass():
     assert parse_size("256KB", "x") == 262144 and parse_size("1.5MB", "x") == 1572864
     with pytest.raises(UsageError, match="not a size"):
         parse_size("lots", "x")
+
+
+def test_an_option_no_selected_target_takes_is_named_as_the_user_gave_it():
+    from edgeport.run.request import target_configs
+
+    with pytest.raises(UsageError, match=r"^--shard-size does not apply to any selected target \(tflite\)"):
+        target_configs(["tflite"], None, {"shard_size_bytes": "4MB"})
+    with pytest.raises(UsageError, match=r"^-O per_channel does not apply"):
+        target_configs(["tflite"], None, {"per_channel": "false"})

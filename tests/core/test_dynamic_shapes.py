@@ -54,3 +54,30 @@ def test_tflm_cannot_take_dynamic_shapes_and_says_so_in_one_line(tmp_path):
     assert result.returncode == 3
     reason = json.loads((tmp_path / "out" / "report.json").read_text())["targets"][0]["stages"][0]["reason"]
     assert "dynamic dimensions; TFLite Micro needs static shapes" in reason and "\n" not in reason
+
+
+def test_an_artifact_that_runs_at_one_size_only_fails_its_check_at_the_other(tmp_path):
+    """A (third-party) converter that bakes the traced shapes in: the second size is what catches it."""
+
+    from edgeport_testing import PLUGIN_ENV, tf
+
+    t = tf()
+
+    class Dynamic(t.Module):
+        @t.function(input_signature=[t.TensorSpec([None, None, 3], t.float32, name="sequence")])
+        def serve(self, sequence):
+            return {"total": t.reduce_sum(sequence, axis=1)}
+
+    module = Dynamic()
+    t.saved_model.save(module, str(tmp_path / "dyn"), signatures={"serving_default": module.serve})
+    common = ("convert", tmp_path / "dyn", "-t", "frozengraph", "--no-bench", "--no-history")
+    fine = run_cli(*common, "-o", tmp_path / "dynamic", env=PLUGIN_ENV)
+    assert fine.returncode == 0, fine.stderr
+    pinned = run_cli(*common, "-O", "static_shapes=true", "-o", tmp_path / "pinned", env=PLUGIN_ENV)
+    assert pinned.returncode == 1, pinned.stderr
+    target = json.loads((tmp_path / "pinned" / "report.json").read_text())["targets"][0]
+    check = target["stages"][1]
+    assert check["status"] == "failed" and check["reason"].startswith("at sequence [1, 24, 3]: graphdef: ")
+    first, second = target["shape_checks"]
+    assert first["passed"] and first["shapes"] == {"sequence": [1, 16, 3]}
+    assert not second["passed"] and second["worst_cosine"] is None and "shape" in second["failures"][0]

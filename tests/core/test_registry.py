@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from edgeport.contracts import TargetSpec
 from edgeport.errors import UsageError
 from edgeport.run.registry import Registry
-from edgeport_testing import run_cli
+from edgeport_testing import PLUGIN_ENV, run_cli
 
-PLUGIN_DIR = Path(__file__).with_name("fake_plugin")
-PLUGIN_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")]))}
 BUILTIN_CONVERTERS = {"tflite", "onnx", "tfjs", "tflm"}
 BUILTIN_RUNTIMES = {"litert", "onnxruntime", "tfjs-node", "tfjs-browser", "tflm"}
 

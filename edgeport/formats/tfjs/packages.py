@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from functools import cache
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +33,7 @@ def edgeport_home() -> Path:
     return Path(cache_root) / "edgeport"
 
 
+@cache  # the lockfile is package data: it does not change while edgeport runs
 def lock_digest() -> str:
     return hashlib.sha256(LOCKFILE.read_bytes()).hexdigest()
 
@@ -42,6 +44,11 @@ def pinned_version(package: str = "@tensorflow/tfjs") -> str:
 
 
 def lock_entries() -> dict[str, dict]:
+    return dict(_lock_packages())
+
+
+@cache
+def _lock_packages() -> dict[str, dict]:
     return dict(json.loads(LOCKFILE.read_text(encoding="utf-8"))["packages"])
 
 

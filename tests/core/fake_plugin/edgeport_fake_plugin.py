@@ -19,6 +19,7 @@ from edgeport.contracts import Artifact, Converter, Runtime, Session, option
 class FrozenGraphOptions:
     as_text: bool = option(False, flag="--as-text", help="Also write the GraphDef as text (model.pbtxt).")
     note: str = ""  # a plain field: settable with -O note=..., listed in --help under frozengraph
+    static_shapes: bool = False  # bake the calibration samples' shapes into the inputs, as some converters do
 
 
 class FrozenGraphConverter(Converter):
@@ -28,7 +29,17 @@ class FrozenGraphConverter(Converter):
 
     def convert(self, job):
         frozen = job.model.frozen
-        (job.workdir / "model.pb").write_bytes(frozen.graph_def.SerializeToString())
+        graph_def = frozen.graph_def
+        if job.options.static_shapes:
+            graph_def = type(graph_def).FromString(graph_def.SerializeToString())
+            inputs = {tensor.split(":")[0]: name for name, tensor in frozen.input_tensors.items()}
+            for node in graph_def.node:
+                if node.name in inputs:
+                    shape = job.calibration.arrays[inputs[node.name]].shape[1:]
+                    node.attr["shape"].shape.Clear()
+                    for dim in shape:
+                        node.attr["shape"].shape.dim.add(size=int(dim))
+        (job.workdir / "model.pb").write_bytes(graph_def.SerializeToString())
         (job.workdir / "io.json").write_text(
             json.dumps({"inputs": frozen.input_tensors, "outputs": frozen.output_tensors})
         )
