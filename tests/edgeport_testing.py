@@ -92,6 +92,20 @@ def save_with_op(path: Path, op: str) -> Path:
     return path
 
 
+def save_dynamic_sum(path: Path) -> Path:
+    """A tf.Module over [?, ?, 3] (batch and length dynamic) summing over the length."""
+    t = tf()
+
+    class Dynamic(t.Module):
+        @t.function(input_signature=[t.TensorSpec([None, None, 3], t.float32, name="sequence")])
+        def serve(self, sequence):
+            return {"total": t.reduce_sum(sequence, axis=1)}
+
+    module = Dynamic()
+    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
 def save_string_input(path: Path) -> Path:
     t = tf()
 

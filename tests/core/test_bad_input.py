@@ -97,17 +97,9 @@ def test_unwritable_output_folder(models, tmp_path):
 
 
 def test_dynamic_dims_are_chosen_and_an_input_shape_still_wins(tmp_path):
-    from edgeport_testing import tf
+    from edgeport_testing import save_dynamic_sum
 
-    t = tf()
-
-    class Dynamic(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, None, 3], t.float32, name="sequence")])
-        def serve(self, sequence):
-            return {"total": t.reduce_sum(sequence, axis=1)}
-
-    module = Dynamic()
-    t.saved_model.save(module, str(tmp_path / "dyn"), signatures={"serving_default": module.serve})
+    save_dynamic_sum(tmp_path / "dyn")
     chosen = run_cli("convert", tmp_path / "dyn", "-t", "tflite", "-o", tmp_path / "out", "--no-bench")
     assert chosen.returncode == 0, chosen.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())

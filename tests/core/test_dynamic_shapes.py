@@ -58,18 +58,9 @@ def test_tflm_cannot_take_dynamic_shapes_and_says_so_in_one_line(tmp_path):
 
 def test_an_artifact_that_runs_at_one_size_only_fails_its_check_at_the_other(tmp_path):
     """A (third-party) converter that bakes the traced shapes in: the second size is what catches it."""
+    from edgeport_testing import PLUGIN_ENV, save_dynamic_sum
 
-    from edgeport_testing import PLUGIN_ENV, tf
-
-    t = tf()
-
-    class Dynamic(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, None, 3], t.float32, name="sequence")])
-        def serve(self, sequence):
-            return {"total": t.reduce_sum(sequence, axis=1)}
-
-    module = Dynamic()
-    t.saved_model.save(module, str(tmp_path / "dyn"), signatures={"serving_default": module.serve})
+    save_dynamic_sum(tmp_path / "dyn")
     common = ("convert", tmp_path / "dyn", "-t", "frozengraph", "--no-bench", "--no-history")
     fine = run_cli(*common, "-o", tmp_path / "dynamic", env=PLUGIN_ENV)
     assert fine.returncode == 0, fine.stderr
