@@ -174,8 +174,10 @@ class ONNXConverter(Converter):
         options = job.options
         opset = resolve_opset(options.opset)
         frozen, erfc_rewrites = without_erfc(job.model.frozen)
+        frozen, tables = with_tables(frozen, job.model)
         model, warnings = export_onnx(
             frozen,
+            tables=tables,
             opset=opset,
             inputs_as_nchw=options.inputs_as_nchw,
             outputs_as_nchw=options.outputs_as_nchw,
@@ -241,6 +243,19 @@ class ONNXConverter(Converter):
                 "onnxruntime": onnxruntime_version(),
             },
         )
+
+
+def with_tables(frozen: FrozenGraph, model) -> tuple[FrozenGraph, tuple]:
+    """The frozen graph with its lookup tables as HashTableV2 nodes, and their contents (for CategoryMapper)."""
+    from edgeport.model.lookup_tables import placeholders_to_tables, table_contents, table_placeholders
+
+    if not table_placeholders(frozen.graph_def):
+        return frozen, ()
+    tables = tuple(table_contents(frozen.graph_def, model.concrete_function).values())
+    graph_def = type(frozen.graph_def)()
+    graph_def.CopyFrom(frozen.graph_def)
+    placeholders_to_tables(graph_def, tables)
+    return dataclasses.replace(frozen, graph_def=graph_def), tables
 
 
 def without_erfc(frozen: FrozenGraph) -> tuple[FrozenGraph, int]:

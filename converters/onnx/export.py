@@ -4,6 +4,10 @@ Graph inputs and outputs are renamed to the signature's names. Layout: inputs/ou
 `inputs_as_nchw`/`outputs_as_nchw` become NCHW (tf2onnx inserts the transposes and pushes them away).
 tf2onnx continues past ops it cannot map and leaves them as TensorFlow nodes; those are found in the result
 and reported together, each with what would help (a higher opset, allow_custom_ops).
+
+Lookup tables (string <-> int64) become ONNX-ML CategoryMapper nodes: the graph reads each through a HashTableV2
+node and tf2onnx is handed the tables' contents (`initialized_tables`, which its `from_graph_def` does not
+take, so the same steps are run here: import, tf_optimize, process_tf_graph, optimize_graph).
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from edgeport.converters.onnx.opsets import CUSTOM_DOMAINS, ONNX_DOMAINS, op_support, tf2onnx_max_opset
+from edgeport.converters.onnx.opsets import CUSTOM_DOMAINS, ML_DOMAIN, ONNX_DOMAINS, op_support, tf2onnx_max_opset
 from edgeport.errors import ConversionError, first_line
+from edgeport.model.lookup_tables import TableContents
 from edgeport.model.savedmodel import FrozenGraph
 from edgeport.run.capture import capture_output
 
@@ -27,18 +32,20 @@ def export_onnx(
     outputs_as_nchw: tuple[str, ...],
     allow_custom_ops: bool,
     target: str,
+    tables: tuple[TableContents, ...] = (),
 ):
-    """Convert; return (ModelProto, captured warnings). Names in the *_as_nchw tuples are signature names."""
-    import tf2onnx
+    """Convert; return (ModelProto, captured warnings). Names in the *_as_nchw tuples are signature names.
+
+    `tables`: the contents of the HashTableV2 nodes in `frozen` (shared_name = node name).
+    """
     from onnx import helper
 
     renames = {tensor: name for name, tensor in {**frozen.input_tensors, **frozen.output_tensors}.items()}
     extra_opset = [helper.make_opsetid(domain, 1) for domain in CUSTOM_DOMAINS] if allow_custom_ops else None
     with capture_output() as captured:
         try:
-            model, _ = tf2onnx.convert.from_graph_def(
+            model = _tf2onnx(
                 frozen.graph_def,
-                name="edgeport",
                 input_names=list(frozen.input_tensors.values()),
                 output_names=list(frozen.output_tensors.values()),
                 opset=opset,
@@ -46,6 +53,7 @@ def export_onnx(
                 inputs_as_nchw=[frozen.input_tensors[name] for name in inputs_as_nchw],
                 outputs_as_nchw=[frozen.output_tensors[name] for name in outputs_as_nchw],
                 tensors_to_rename=renames,
+                initialized_tables={table.node.encode(): (table.keys, table.values) for table in tables},
             )
         except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types; each becomes one line
             raise ConversionError(f"{target}: tf2onnx failed at opset {opset}: {first_line(exc)}") from None
@@ -61,11 +69,32 @@ def export_onnx(
     return model, captured.warnings()
 
 
+def _tf2onnx(graph_def, *, input_names: list[str], output_names: list[str], **kwargs):
+    """tf2onnx.convert.from_graph_def's steps, with the keyword arguments it does not pass on (tables)."""
+    import tensorflow as tf
+    from tf2onnx import optimizer, tf_loader
+    from tf2onnx.tfonnx import process_tf_graph
+
+    with tf.device("/cpu:0"), tf.Graph().as_default() as tf_graph, tf_loader.tf_session(graph=tf_graph) as sess:
+        tf.import_graph_def(graph_def, name="")
+        input_names = tf_loader.inputs_without_resource(sess, input_names)
+        optimized = tf_loader.tf_optimize(input_names, output_names, graph_def)
+    with tf.Graph().as_default() as tf_graph:
+        tf.import_graph_def(optimized, name="")
+        graph = process_tf_graph(
+            tf_graph, continue_on_error=True, input_names=input_names, output_names=output_names, **kwargs
+        )
+        onnx_graph = optimizer.optimize_graph(graph, True)
+        return onnx_graph.make_model("converted from edgeport")
+
+
 def _is_runnable(node, opset: int, allow_custom_ops: bool) -> bool:
     from onnx import defs
 
     if node.domain in ONNX_DOMAINS:
         return defs.has(node.op_type, opset, "")
+    if node.domain == ML_DOMAIN:
+        return defs.has(node.op_type, ML_DOMAIN)
     return allow_custom_ops and node.domain in CUSTOM_DOMAINS
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from edgeport.errors import UsageError
 
 ONNX_DOMAINS = ("", "ai.onnx")
+ML_DOMAIN = "ai.onnx.ml"  # standard ONNX-ML operators (CategoryMapper for lookup tables), which onnxruntime runs
 CUSTOM_DOMAINS = ("com.microsoft", "ai.onnx.contrib")  # handlers tf2onnx has outside the ONNX domain
 MIN_OPSET = 7  # onnxruntime loads opset 7 and newer
 STRUCTURAL_OPS = frozenset({"Placeholder", "PlaceholderWithDefault", "Const", "Identity", "NoOp"})

@@ -271,7 +271,14 @@ class _TF2Backend:
         return {name: value.numpy() for name, value in self._fn(**args).items()}
 
     def freeze(self) -> FrozenGraph:
-        return freeze_function(self._fn, self.input_names, self.output_names)
+        """The frozen signature; integer-keyed lookup tables become tensor ops (edgeport.model.lookup_tables)."""
+        from edgeport.model.lookup_tables import lower_integer_lookups, table_contents
+
+        frozen = freeze_function(self._fn, self.input_names, self.output_names)
+        contents = table_contents(frozen.graph_def, self._fn)
+        if contents:
+            lower_integer_lookups(frozen.graph_def, contents)
+        return frozen
 
 
 class _V1SessionBackend:

@@ -78,18 +78,45 @@ class ONNXRuntimeSession(Session):
             values = self._session.run(self._output_names, arguments)
         except Exception as exc:  # noqa: BLE001
             raise RuntimeFailure(f"onnxruntime failed to run: {first_line(exc)}") from None
-        return dict(zip(self._output_names, values, strict=True))
+        return {name: _as_bytes(value) for name, value in zip(self._output_names, values, strict=True)}
 
     def _prepare(self, name: str, value: np.ndarray, dtype) -> np.ndarray:
         permutation = self._permutations.get(name)
         if permutation:
             value = np.ascontiguousarray(np.transpose(value, permutation))
+        if dtype is np.object_:
+            return _as_text(name, value)
         if dtype is not None and value.dtype != dtype:
             value = value.astype(dtype)
         return value
 
     def close(self) -> None:
         self._session = None
+
+
+def _as_text(name: str, value: np.ndarray) -> np.ndarray:
+    """A string feed as onnxruntime takes it: str elements (it reads bytes elements as something else)."""
+    flat = np.empty(value.size, dtype=object)
+    for index, element in enumerate(value.reshape(-1)):
+        if isinstance(element, bytes | np.bytes_):
+            try:
+                element = bytes(element).decode("utf-8")
+            except UnicodeDecodeError:
+                raise RuntimeFailure(
+                    f"onnxruntime: string input {name!r} holds bytes that are not UTF-8 (element {index}); "
+                    "ONNX strings are UTF-8 text"
+                ) from None
+        flat[index] = str(element)
+    return flat.reshape(value.shape)
+
+
+def _as_bytes(value):
+    """String outputs as TensorFlow returns them (bytes elements), so they compare with the reference."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        flat = np.empty(value.size, dtype=object)
+        flat[:] = [element.encode("utf-8") if isinstance(element, str) else element for element in value.reshape(-1)]
+        return flat.reshape(value.shape)
+    return value
 
 
 class ONNXRuntime(Runtime):

@@ -19,10 +19,14 @@
 
   const TYPED_ARRAYS = {float32: Float32Array, int32: Int32Array, bool: Uint8Array};
 
+  /** A tensor's data from its wire bytes: a typed array, or for strings one Uint8Array per element. */
   function typedArray(dtype, bytes) {
+    if (dtype === 'string') {
+      return decodeStrings(bytes);
+    }
     const Type = TYPED_ARRAYS[dtype];
     if (!Type) {
-      throw new Error(`tensor dtype ${dtype} cannot be fed to TF.js (float32, int32 and bool can)`);
+      throw new Error(`tensor dtype ${dtype} cannot be fed to TF.js (float32, int32, bool and string can)`);
     }
     const copy = new Uint8Array(bytes.byteLength);
     copy.set(bytes);
@@ -60,6 +64,25 @@
       offset += 4 + bytes.length;
     }
     return out;
+  }
+
+  /** The inverse of encodeStrings: length-prefixed elements back to one Uint8Array each (raw bytes). */
+  function decodeStrings(bytes) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const elements = [];
+    let offset = 0;
+    while (offset < bytes.byteLength) {
+      if (offset + 4 > bytes.byteLength) {
+        throw new Error('a string tensor on the wire is truncated (length prefix cut off)');
+      }
+      const length = view.getUint32(offset, true);
+      if (offset + 4 + length > bytes.byteLength) {
+        throw new Error('a string tensor on the wire is truncated (element cut off)');
+      }
+      elements.push(bytes.slice(offset + 4, offset + 4 + length));
+      offset += 4 + length;
+    }
+    return elements;
   }
 
   /** An async function feed -> result for one loaded GraphModel. */
@@ -146,5 +169,5 @@
     return notices;
   }
 
-  return {typedArray, encodeStrings, makeRunner, timeRuns, collectNotices};
+  return {typedArray, encodeStrings, decodeStrings, makeRunner, timeRuns, collectNotices};
 });

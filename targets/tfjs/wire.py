@@ -10,8 +10,9 @@ Bundle file, little-endian:
 A base64 record is {"dtype", "shape", "data": base64 of the same raw bytes}; the browser page gets and
 returns those inside the JSON Playwright passes. Never number lists: exact bytes, no float formatting.
 
-String outputs (string constants, hash table values) come back as per element a uint32 length then the
-raw bytes, and become object arrays of bytes, as TensorFlow returns them.
+String tensors cross both ways as per element a little-endian uint32 length then the raw bytes (no
+decoding): string feeds (str or bytes elements) go to TF.js that way, and string outputs (string constants,
+hash table values) come back that way and become object arrays of bytes, as TensorFlow returns them.
 
 TF.js computes in float32, int32 and bool only, so feeds are cast to those here and outputs are cast back
 to the dtypes the model.json signature declares (int64 outputs come back as int64).
@@ -47,8 +48,10 @@ SIGNATURE_DTYPES = {  # model.json signature (TensorFlow DataType names) -> nump
 
 
 def to_tfjs(array: np.ndarray, name: str) -> np.ndarray:
-    """The array in the dtype TF.js computes with (float32, int32, bool), C-contiguous."""
+    """The array in the dtype TF.js computes with (float32, int32, bool, string), C-contiguous."""
     array = np.asarray(array)
+    if array.dtype.kind in "OSU":
+        return _string_array(array, name)
     if array.dtype == np.bool_:
         return np.ascontiguousarray(array)
     if np.issubdtype(array.dtype, np.floating):
@@ -57,12 +60,36 @@ def to_tfjs(array: np.ndarray, name: str) -> np.ndarray:
         return np.ascontiguousarray(array, dtype=np.int32)
     raise RuntimeFailure(
         f"input {name!r} has dtype {array.dtype}, which TF.js cannot take; "
-        "TF.js graph models take float, int and bool inputs"
+        "TF.js graph models take float, int, bool and string inputs"
     )
 
 
+def _string_array(array: np.ndarray, name: str) -> np.ndarray:
+    """A string feed as an object array of bytes (str elements encoded as UTF-8)."""
+    flat = np.empty(array.size, dtype=object)
+    for index, element in enumerate(array.reshape(-1)):
+        if isinstance(element, str):
+            element = element.encode("utf-8")
+        if not isinstance(element, bytes | np.bytes_):
+            raise RuntimeFailure(
+                f"input {name!r} mixes strings with {type(element).__name__} elements; a string input holds "
+                "str or bytes only"
+            )
+        flat[index] = bytes(element)
+    return flat.reshape(array.shape)
+
+
 def tfjs_dtype(array: np.ndarray) -> str:
+    if array.dtype == object:
+        return "string"
     return "bool" if array.dtype == np.bool_ else str(array.dtype)
+
+
+def tensor_bytes(array: np.ndarray) -> bytes:
+    """The bytes that carry one (to_tfjs-converted) array: raw C-order data, or length-prefixed strings."""
+    if array.dtype == object:
+        return b"".join(struct.pack("<I", len(element)) + element for element in array.reshape(-1))
+    return array.tobytes()
 
 
 def from_tfjs(dtype: str, shape: list[int], raw: bytes | memoryview) -> np.ndarray:
@@ -102,7 +129,7 @@ def write_bundle(path: Path, *, meta: dict[str, Any], samples: list[Feeds]) -> N
         record = {}
         for name, value in feed.items():
             array = to_tfjs(value, name)
-            raw = array.tobytes()
+            raw = tensor_bytes(array)
             record[name] = {
                 "dtype": tfjs_dtype(array),
                 "shape": list(array.shape),
@@ -148,7 +175,7 @@ def encode_base64(samples: list[Feeds]) -> list[dict[str, dict[str, Any]]]:
             record[name] = {
                 "dtype": tfjs_dtype(array),
                 "shape": list(array.shape),
-                "data": base64.b64encode(array.tobytes()).decode("ascii"),
+                "data": base64.b64encode(tensor_bytes(array)).decode("ascii"),
             }
         encoded.append(record)
     return encoded

@@ -112,13 +112,19 @@ class _HashTable(tf.Module):
         init = tf.lookup.KeyValueTensorInitializer(
             tf.constant([0, 1, 2, 3], tf.int64), tf.constant([1.5, 2.0, 3.0, -1.0])
         )
-        self.table = tf.lookup.StaticHashTable(init, default_value=-7.0)
+        self.table = tf.lookup.StaticHashTable(init, default_value=-7.0)  # integer -> float: lowered to tensor ops
+        names = tf.lookup.KeyValueTensorInitializer(tf.constant([0, 1], tf.int64), tf.constant(["no", "yes"]))
+        self.names = tf.lookup.StaticHashTable(names, default_value="?")  # integer -> string: a TF.js hash table
 
     @tf.function(
         input_signature=[tf.TensorSpec([1, 3], tf.int32, name="ids"), tf.TensorSpec([1, 3], tf.float32, name="x")]
     )
     def serve(self, ids, x):
-        return {"y": self.table.lookup(tf.cast(ids, tf.int64)) * x, "label": tf.constant(["yes", "no"])}
+        return {
+            "y": self.table.lookup(tf.cast(ids, tf.int64)) * x,
+            "label": self.names.lookup(tf.cast(ids[0, :2], tf.int64)),
+            "greeting": tf.constant(["hi", "there"]),
+        }
 
 
 class _Lgamma(tf.Module):
@@ -586,19 +592,22 @@ def test_hash_table_with_initializer_and_string_constant(models, tmp_path):
     model = models["table"]
     artifact = convert(model, "tfjs", tmp_path)
     content = read_model_json(tmp_path)
-    assert artifact.details["hash_tables"]
+    assert len(artifact.details["hash_tables"]) == 1  # the integer -> float table became tensor ops
+    assert "LookupTableFindV2" in {n["op"] for n in content["modelTopology"]["node"]}
     init_ops = [n["op"] for n in content["modelInitializer"]["node"]]
     assert "HashTableV2" in init_ops and "LookupTableImportV2" in init_ops
     assert any(w["dtype"] == "string" for w in content["weightsManifest"][0]["weights"])
-    ids = np.array([[[0, 3, 9]], [[2, 1, 5]]], np.int32)
+    ids = np.array([[[1, 0, 9]], [[2, 1, 5]]], np.int32)
     x = np.ones((2, 1, 3), np.float32)
     samples = SampleSet(arrays={"ids": ids, "x": x}, source="fixed", synthetic=False)
     outputs = run_with_tfjs_loader(tmp_path, samples.feeds(), tmp_path)
     reference = model.reference(samples.feeds())
     for got, want in zip(outputs, reference, strict=True):
-        np.testing.assert_allclose(got["y"], want["y"].reshape(-1))
-        assert got["label"] == [s.decode() for s in want["label"]] == ["yes", "no"]
-    np.testing.assert_allclose(outputs[0]["y"], [1.5, -1.0, -7.0])  # 9 is no key: the table's default
+        np.testing.assert_allclose(got["y"], want["y"].reshape(-1))  # the loader script returns flat data
+        assert got["label"] == [s.decode() for s in want["label"]]
+        assert got["greeting"] == ["hi", "there"]
+    assert [o["label"] for o in outputs] == [["yes", "no"], ["?", "yes"]]  # 2 is no key: the table's default
+    np.testing.assert_allclose(outputs[0]["y"], [2.0, 1.5, -7.0])  # 9 is no key: the table's default
 
 
 def test_string_outputs_come_back_from_the_node_runner(models, tmp_path):
@@ -608,8 +617,10 @@ def test_string_outputs_come_back_from_the_node_runner(models, tmp_path):
     samples = SampleSet(arrays={"ids": ids, "x": np.ones((2, 1, 3), np.float32)}, source="fixed", synthetic=False)
     outputs = run_in_node(tmp_path, samples, backend="wasm")
     for got, want in zip(outputs, model.reference(samples.feeds()), strict=True):
-        assert got["label"].dtype == object and got["label"].tolist() == want["label"].tolist() == [b"yes", b"no"]
+        assert got["label"].dtype == object and got["label"].tolist() == want["label"].tolist()
+        assert got["greeting"].tolist() == [b"hi", b"there"]
         np.testing.assert_allclose(got["y"], want["y"])
+    assert [o["label"].tolist() for o in outputs] == [[b"no", b"?"], [b"?", b"yes"]]
 
 
 def test_op_tfjs_lacks_fails_before_writing_and_preflight_names_it(models, tmp_path):

@@ -105,9 +105,11 @@ def test_wire_bundle_round_trips_tfjs_dtypes(tmp_path):
     assert tfjs_wire.decode_base64(tfjs_wire.encode_base64(feeds))[0]["b"].tolist() == [True, False, True]
 
 
-def test_wire_rejects_string_inputs():
+def test_wire_rejects_inputs_tfjs_has_no_dtype_for():
     with pytest.raises(RuntimeFailure, match="TF.js cannot take"):
-        tfjs_wire.to_tfjs(np.array(["a"]), "text")
+        tfjs_wire.to_tfjs(np.array([1 + 2j]), "z")
+    with pytest.raises(RuntimeFailure, match="str or bytes only"):
+        tfjs_wire.to_tfjs(np.array(["a", 3], dtype=object), "text")
 
 
 def test_wire_decodes_length_prefixed_string_outputs():
