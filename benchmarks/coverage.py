@@ -168,6 +168,29 @@ keras_export(keras.Model({"a": a, "b": b}, {"score": L.Dense(1)(h), "embedding":
 x = keras.Input((12,), name="features")
 keras_export(keras.Model(x, L.Dense(4)(L.Dense(16, activation="gelu")(x))))
 """,
+    "convnext_tiny": "keras_export(keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), "
+    "classes=10, classifier_activation=None))",
+    "asset_vocabulary": """
+vocabulary = os.path.join(os.path.dirname(out), "asset_vocabulary.txt")
+with open(vocabulary, "w") as file:
+    file.write("\\n".join(["sun", "moon", "star", "comet", "planet"]) + "\\n")
+class M(tf.Module):
+    def __init__(self):
+        self.table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+            vocabulary, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            default_value=-1)
+        self.w = tf.Variable(tf.random.normal([6, 3], seed=1))
+    @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.string, name="words")])
+    def serve(self, words):
+        return {"scores": tf.matmul(tf.cast(self.table.lookup(words) + 1, tf.float32), self.w)}
+m = M()
+module_export(m)
+""",
+    "text_vectorization": """
+vectorize = L.TextVectorization(max_tokens=20, output_sequence_length=6, vocabulary=["the", "cat", "sat", "mat"])
+text = keras.Input((1,), dtype="string", name="text")
+keras_export(keras.Model(text, L.Dense(2)(keras.ops.cast(vectorize(text), "float32"))))
+""",
 }
 FIXTURES = {
     "keras2_tf212": ROOT / "tests/fixtures/legacy/keras2_tf212",

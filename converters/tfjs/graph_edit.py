@@ -82,3 +82,20 @@ def drop_unused_constants(graph_def, protected: set[str]) -> None:
     kept = [n for n in graph_def.node if n.op != "Const" or n.name in used or n.name in protected]
     del graph_def.node[:]
     graph_def.node.extend(kept)
+
+
+def static_shapes(graph_def, tensors: set[str]) -> dict[str, list[int | None] | None]:
+    """Static shapes of the named tensors (None where the rank is unknown, None dims where a dim is)."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    try:
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+    except (ValueError, TypeError, tf.errors.OpError):
+        return {}
+    shapes = {}
+    for name in tensors:
+        shape = graph.get_tensor_by_name(name if ":" in name else f"{name}:0").shape
+        shapes[name] = shape.as_list() if shape.rank is not None else None
+    return shapes

@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from edgeport.converters.tfjs.graph_edit import GraphIndex
+from edgeport.converters.tfjs.graph_edit import GraphIndex, static_shapes
 
 _EQUATION = re.compile(r"^([a-zA-Z]*),([a-zA-Z]*)->([a-zA-Z]*)$")
 INT32 = 3  # DataType enum
@@ -28,7 +28,7 @@ def lower_einsums(graph_def, protected: set[str]) -> int:
     einsums = [node for node in graph_def.node if node.op == "Einsum" and len(_data_inputs(node)) == 2]
     if not einsums:
         return 0
-    shapes = _static_shapes(graph_def, {name for node in einsums for name in _data_inputs(node)})
+    shapes = static_shapes(graph_def, {name for node in einsums for name in _data_inputs(node)})
     index = GraphIndex(graph_def, protected)
     lowered = 0
     for node in einsums:
@@ -41,23 +41,6 @@ def lower_einsums(graph_def, protected: set[str]) -> int:
 
 def _data_inputs(node) -> list[str]:
     return [name for name in node.input if not name.startswith("^")]
-
-
-def _static_shapes(graph_def, tensors: set[str]) -> dict[str, list[int | None] | None]:
-    """Static shapes of the named tensors (None where the rank is unknown, None dims where a dim is)."""
-    import tensorflow as tf
-
-    graph = tf.Graph()
-    try:
-        with graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-    except (ValueError, TypeError, tf.errors.OpError):
-        return {}
-    shapes = {}
-    for name in tensors:
-        shape = graph.get_tensor_by_name(name if ":" in name else f"{name}:0").shape
-        shapes[name] = shape.as_list() if shape.rank is not None else None
-    return shapes
 
 
 def _product(dims: list[int | None]) -> int:

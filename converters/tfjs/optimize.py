@@ -3,9 +3,9 @@
 With `optimize`: Grappler simplifies (constant folding, arithmetic simplification, dependency and debug
 stripping), per-channel scale/shift chains are folded into weights, Grappler's remapper fuses
 Conv2D/MatMul + BiasAdd + activation, depthwise convolutions are fused the TF.js way, and any fusion TF.js
-cannot run is split again. Either way debug ops are stripped and ops TF.js lacks are rewritten (rewrite_ops.py,
-lower_einsum.py: the wasm backend has no Einsum kernel), and loop bodies write TensorList items that outlive
-the body (rewrite_ops.py).
+cannot run is split again. Either way debug ops are stripped and ops TF.js lacks are rewritten (rewrite_ops.py;
+lower_einsum.py: the wasm backend has no Einsum kernel; grouped_conv.py: TF.js has no grouped Conv2D), and
+loop bodies write TensorList items that outlive the body (rewrite_ops.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from edgeport.converters.tfjs.fused_ops import (
 )
 from edgeport.converters.tfjs.graph_edit import drop_unused_constants, node_name
 from edgeport.converters.tfjs.grappler import REMAP, SIMPLIFY, run_grappler
+from edgeport.converters.tfjs.grouped_conv import split_grouped_convolutions
 from edgeport.converters.tfjs.hash_tables import TableContents, materialize_tables
 from edgeport.converters.tfjs.lower_einsum import lower_einsums
 from edgeport.converters.tfjs.rewrite_ops import rewrite_missing_ops, write_loop_outputs_to_lists
@@ -63,6 +64,7 @@ def prepare_graph(model, *, optimize: bool, runtime: RuntimeOps) -> PreparedGrap
     strip_debug_ops(graph_def)
     rewrite_missing_ops(graph_def, runtime.ops)
     lower_einsums(graph_def, protected)
+    split_grouped_convolutions(graph_def)
     folded, undone = 0, []
     if optimize:
         graph_def = run_grappler(graph_def, fetches=sorted(outputs), optimizers=SIMPLIFY)

@@ -29,6 +29,7 @@ TABLE_FINDERS = ("LookupTableFindV2", "LookupTableFind")
 TABLE_SIZERS = ("LookupTableSizeV2", "LookupTableSize")
 TABLE_READERS = TABLE_FINDERS + TABLE_SIZERS
 DT_RESOURCE = 20
+DT_STRING = 7
 _INTEGER_DTYPES = {3, 9}  # DT_INT32, DT_INT64
 _NUMERIC_DTYPES = {1, 2, 3, 9, 19}  # float, double, int32, int64, half
 
@@ -92,6 +93,13 @@ def placeholders_to_tables(graph_def, tables) -> None:
 
 def lower_integer_lookups(graph_def, contents: dict[str, TableContents]) -> int:
     """Rewrite, in place, every read of an integer-keyed numeric table as tensor ops; returns how many."""
+    return lower_lookups(graph_def, contents, _INTEGER_DTYPES)
+
+
+def lower_lookups(graph_def, contents: dict[str, TableContents], key_dtypes=_INTEGER_DTYPES | {DT_STRING}) -> int:
+    """Rewrite, in place, every read of a numeric-valued table whose keys have one of `key_dtypes` as tensor
+    ops; returns how many. String keys cost one string compare per key and element: for formats that cannot
+    carry the table itself (TFLite cannot fill a table from a vocabulary file)."""
     nodes = {n.name: n for n in graph_def.node}
     taken = set(nodes)
     lowered = 0
@@ -100,7 +108,7 @@ def lower_integer_lookups(graph_def, contents: dict[str, TableContents]) -> int:
             continue
         source = _table_source(nodes, node)
         table = contents.get(source.name) if source is not None else None
-        if table is None or table.key_dtype not in _INTEGER_DTYPES or table.value_dtype not in _NUMERIC_DTYPES:
+        if table is None or table.key_dtype not in key_dtypes or table.value_dtype not in _NUMERIC_DTYPES:
             continue
         if node.op in TABLE_FINDERS:
             _lower_find(graph_def, node, table, taken)

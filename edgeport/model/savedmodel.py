@@ -275,10 +275,30 @@ class _TF2Backend:
         from edgeport.model.lookup_tables import lower_integer_lookups, table_contents
 
         frozen = freeze_function(self._fn, self.input_names, self.output_names)
+        frozen = self._inline_noinline_calls(frozen)
         contents = table_contents(frozen.graph_def, self._fn)
         if contents:
             lower_integer_lookups(frozen.graph_def, contents)
         return frozen
+
+    def _inline_noinline_calls(self, frozen: FrozenGraph) -> FrozenGraph:
+        """Calls the freeze left (`_noinline` functions, edgeport.model.noinline_calls) inlined; the graph as
+        frozen when there are none or inlining fails (converters then name the call)."""
+        from edgeport.model.noinline_calls import clear_noinline, has_function_calls
+
+        if not has_function_calls(frozen.graph_def):
+            return frozen
+        graph_def = type(frozen.graph_def)()
+        graph_def.CopyFrom(frozen.graph_def)
+        if not clear_noinline(graph_def):
+            return frozen
+        try:
+            _, pruned = prune_frozen_graph(
+                FrozenGraph(graph_def, frozen.input_tensors, frozen.output_tensors), self.signature, {}
+            )
+            return freeze_function(pruned, self.input_names, self.output_names)
+        except Exception:  # noqa: BLE001 - the graph as frozen is still valid; converters report the call
+            return frozen
 
 
 class _V1SessionBackend:

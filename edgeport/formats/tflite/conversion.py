@@ -149,8 +149,15 @@ def _convert(
 
 def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
     """(function, its owner, notes): the run's frozen graph as a signature function (variables already
-    constants: 3-4x faster than converting from the variables), else the signature function itself, said."""
+    constants: 3-4x faster than converting from the variables), else the signature function itself, said.
+
+    A graph that reads lookup tables gets them as tensor ops (edgeport.model.lookup_tables): TFLite's hash
+    table kernels take only tables the converter can fill from constants, never from a vocabulary file.
+    """
     try:
+        tables = _lookups_as_ops(model)
+        if tables is not None:
+            return tables
         frozen = model.frozen_function
     except Exception as exc:  # noqa: BLE001 - any failure to wrap the frozen graph: convert from the variables
         note = (
@@ -159,6 +166,29 @@ def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
         )
         return model.concrete_function, model.trackable, [note]
     return frozen.function, frozen.owner, []
+
+
+def _lookups_as_ops(model: LoadedModel) -> tuple[Any, Any, list[str]] | None:
+    from edgeport.model.lookup_tables import lower_lookups, table_contents, table_placeholders
+    from edgeport.model.savedmodel import FrozenGraph, wrap_frozen_graph
+
+    if model.mode == "v1-session" or not table_placeholders(model.frozen.graph_def):
+        return None
+    contents = table_contents(model.frozen.graph_def, model.concrete_function)
+    graph_def = type(model.frozen.graph_def)()
+    graph_def.CopyFrom(model.frozen.graph_def)
+    lowered = lower_lookups(graph_def, contents)
+    if not lowered or table_placeholders(graph_def):
+        return None
+    frozen = wrap_frozen_graph(
+        FrozenGraph(graph_def, model.frozen.input_tensors, model.frozen.output_tensors), model.signature
+    )
+    keys = sum(len(table.keys) for table in contents.values())
+    note = (
+        f"{len(contents)} lookup table(s) ({keys} keys) converted as tensor ops (compare, select), not TFLite hash "
+        "tables, which the converter cannot fill from every initializer (a vocabulary file)"
+    )
+    return frozen.function, frozen.owner, [note]
 
 
 def _target(variant: str) -> str:
