@@ -6,6 +6,7 @@ Every message is one line that says what is wrong, where, and what to do.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ExitCode(enum.IntEnum):
@@ -36,6 +37,17 @@ class EdgeportError(Exception):
 
 class UsageError(EdgeportError):
     exit_code = ExitCode.USAGE
+
+
+class UntrustedModel(UsageError):
+    """The pre-load scan found ops that touch files, writers, Python or unknown code, and no --trust-model."""
+
+    def __init__(self, message: str, scan: Any = None):
+        super().__init__(message)
+        self.scan = scan  # the edgeport.model.scan.ScanResult
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.scan))
 
 
 class ModelLoadError(EdgeportError):

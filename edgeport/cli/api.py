@@ -34,6 +34,7 @@ def convert(
     bench: bool = True,
     baseline: bool = True,
     strict: bool = False,
+    trust_model: bool = False,
     baseline_report: str | Path | None = None,
     history: str | Path | None = None,
     progress=None,
@@ -41,6 +42,8 @@ def convert(
     """Convert, check and benchmark; returns the Report (also written to `output`).
 
     `baseline`: time the SavedModel on TensorFlow as the baseline row (CLI: --no-baseline turns it off).
+    `trust_model`: run a model the pre-load scan flags (CLI: --trust-model); otherwise such a model raises
+    `edgeport.errors.UntrustedModel` (a UsageError) before any of it runs.
     `baseline_report`: an earlier report.json; regressions against it are written to OUTPUT/comparison.json and make
     the returned report's exit_code 1, as `edgeport convert --baseline` does. `history`: a SQLite file the
     run's summary is appended to (the CLI's default is .edgeport/history.db).
@@ -71,6 +74,7 @@ def convert(
         bench=bench,
         baseline=baseline,
         strict=strict,
+        trust_model=trust_model,
     )
     earlier = _load_baseline(baseline_report)
     report = pipeline.run(request, progress or pipeline.quiet)

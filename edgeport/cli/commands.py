@@ -43,6 +43,7 @@ def build_request(
     baseline,
     strict,
     legacy,
+    trust_model=False,
 ) -> RunRequest:
     from edgeport.cli.config import load_config
     from edgeport.model.samples import Preprocess, parse_input_ranges, parse_input_shapes
@@ -93,6 +94,7 @@ def build_request(
         baseline=baseline,
         strict=bool(strict if strict is not None else get("strict", False)),
         force_v1=legacy,
+        trust_model=bool(trust_model or get("trust_model", False)),
     )
 
 
@@ -207,7 +209,7 @@ def runtime_for(artifact: Path, name: str | None):
     raise UsageError(f"no runtime loads {artifact.name}; pass --runtime (see `edgeport targets`)")
 
 
-def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool = False):
+def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool = False, trust_model: bool = False):
     from edgeport.model.samples import load_samples
     from edgeport.model.savedmodel import check_saved_model_dir
     from edgeport.run.isolation import Worker
@@ -215,14 +217,32 @@ def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool 
 
     check_saved_model_dir(model)
     worker = Worker(
-        ModelService, str(model), signature, None, legacy, log_path=scratch_log("model"), what="model loader"
+        ModelService,
+        str(model),
+        signature,
+        None,
+        legacy,
+        1,
+        trust_model,
+        log_path=scratch_log("model"),
+        what="model loader",
     )
     info = worker.description
     return worker, info, load_samples(info.signature, samples, info.vocabulary)
 
 
 def check_artifact(
-    *, artifact: Path, model: Path, runtime_name, precision, backend, samples, signature, threads, as_json
+    *,
+    artifact: Path,
+    model: Path,
+    runtime_name,
+    precision,
+    backend,
+    samples,
+    signature,
+    threads,
+    as_json,
+    trust_model: bool = False,
 ) -> int:
     from edgeport.checks.accuracy import compare, default_tolerance
     from edgeport.errors import RuntimeFailure, WorkerDied
@@ -230,7 +250,7 @@ def check_artifact(
     from edgeport.run.stages import run_check
 
     runtime, artifact = runtime_for(artifact, runtime_name)
-    worker, info, sample_set = _model_samples(model, signature, samples)
+    worker, info, sample_set = _model_samples(model, signature, samples, trust_model=trust_model)
     with worker:
         reference = worker.call("reference", sample_set)
     settings = RuntimeSettings(threads=threads, backend=backend)
@@ -299,6 +319,7 @@ def bench_artifact(
     threads,
     as_json,
     protocol_overrides,
+    trust_model: bool = False,
 ) -> int:
     from edgeport.checks.latency import summarize
     from edgeport.data import SampleSet
@@ -308,7 +329,7 @@ def bench_artifact(
 
     runtime, artifact = runtime_for(artifact, runtime_name)
     if model:
-        worker, _, sample_set = _model_samples(model, signature, samples)
+        worker, _, sample_set = _model_samples(model, signature, samples, trust_model=trust_model)
         worker.close()
     elif samples.data and samples.data.suffix == ".npz":
         sample_set = SampleSet(arrays=read_npz(samples.data), source=str(samples.data), synthetic=False)

@@ -9,6 +9,7 @@
     jobs = 1
     signature = "serving_default"
     strict = false
+    trust_model = false              # true: run a model the pre-load scan flags (file system, writers, py_func...)
 
     [bench]                          # the timing protocol
     warmup_runs = 3
@@ -45,6 +46,7 @@ TOP_LEVEL = {
     "signature": str,
     "tags": list,
     "strict": bool,
+    "trust_model": bool,
     "samples": int,
     "seed": int,
     "input_range": list,

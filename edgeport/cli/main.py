@@ -75,6 +75,14 @@ def sample_options(command):
     return command
 
 
+trust_option = click.option(
+    "--trust-model",
+    is_flag=True,
+    default=None,
+    help="Run a model the pre-load scan flags (file system, writers, py_func, unknown ops); the report says so.",
+)
+
+
 def _sample_request(data, preprocess, sample_count, seed, input_range, input_shape):
     from edgeport.model.samples import Preprocess, SampleRequest, parse_input_ranges, parse_input_shapes
 
@@ -143,6 +151,7 @@ def threshold_options(command):
 @click.option("--no-baseline", is_flag=True, help="Do not time the SavedModel on TensorFlow.")
 @click.option("--strict", is_flag=True, default=None, help="A target that could not be checked fails the run.")
 @click.option("--legacy", is_flag=True, help="Load the SavedModel in a v1 session (TF1 graphs).")
+@trust_option
 @click.option(
     "--baseline",
     "baseline_report",
@@ -185,6 +194,7 @@ def convert(
     no_baseline,
     strict,
     legacy,
+    trust_model,
     baseline_report,
     history_path,
     no_history,
@@ -224,6 +234,7 @@ def convert(
         baseline=not no_baseline,
         strict=strict,
         legacy=legacy,
+        trust_model=trust_model,
     )
     baseline = load_baseline(baseline_report, thresholds)  # a bad baseline fails before the run, not after
     report = run_with_progress(request, quiet=as_json)
@@ -246,12 +257,16 @@ def convert(
 @click.option("-t", "--target", "targets", multiple=True, help="Pre-flight only these target families.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--legacy", is_flag=True, help="Load the SavedModel in a v1 session (TF1 graphs).")
+@trust_option
 @handles_errors
-def inspect(model, signature, targets, as_json, legacy):
-    """Show MODEL's signatures, tensors, size, ops and a per-target pre-flight (no conversion)."""
+def inspect(model, signature, targets, as_json, legacy, trust_model):
+    """Show MODEL's pre-load scan, signatures, tensors, size, ops and a per-target pre-flight (no conversion).
+
+    A model the scan flags is not loaded (loading runs its initializers) unless --trust-model is given.
+    """
     from edgeport.model.inspection import inspect_model, print_inspection
 
-    result = inspect_model(model, signature=signature, families=targets, force_v1=legacy)
+    result = inspect_model(model, signature=signature, families=targets, force_v1=legacy, trust_model=bool(trust_model))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -265,6 +280,7 @@ def inspect(model, signature, targets, as_json, legacy):
 @click.option("--precision", default="fp32", show_default=True, help="Tolerance defaults: fp32, fp16, dynamic, int8...")
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @sample_options
+@trust_option
 @handles_errors
 def check(
     artifact,
@@ -281,6 +297,7 @@ def check(
     signature,
     threads,
     as_json,
+    trust_model,
 ):
     """Check ARTIFACT's outputs against the SavedModel's on the same inputs."""
     from edgeport.cli.commands import check_artifact
@@ -295,6 +312,7 @@ def check(
         signature=signature,
         threads=threads or 1,
         as_json=as_json,
+        trust_model=bool(trust_model),
     )
     sys.exit(code)
 
@@ -309,6 +327,7 @@ def check(
 @click.option("--min-runs", type=click.IntRange(1), help="Minimum timed runs.")
 @click.option("--min-seconds", type=float, help="Minimum timed seconds.")
 @sample_options
+@trust_option
 @handles_errors
 def bench(
     artifact,
@@ -326,6 +345,7 @@ def bench(
     signature,
     threads,
     as_json,
+    trust_model,
 ):
     """Benchmark ARTIFACT on its runtime with the timing protocol (needs --data or --model for inputs)."""
     from edgeport.cli.commands import bench_artifact
@@ -340,6 +360,7 @@ def bench(
         threads=threads or 1,
         as_json=as_json,
         protocol_overrides={"min_runs": min_runs, "min_seconds": min_seconds},
+        trust_model=bool(trust_model),
     )
     sys.exit(code)
 

@@ -8,13 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from edgeport.model.scan import ScanResult
 from edgeport.report.files import human_bytes
 
 
-def inspect_model(model: Path, *, signature: str | None = None, families=(), force_v1: bool = False) -> dict[str, Any]:
-    from edgeport.errors import ModelLoadError
+def inspect_model(
+    model: Path, *, signature: str | None = None, families=(), force_v1: bool = False, trust_model: bool = False
+) -> dict[str, Any]:
+    """What `edgeport inspect` shows. A model the pre-load scan flags is not loaded without `trust_model`
+    (loading runs its initializers): the result then holds the scan, `loaded: false` and a note saying why."""
+    from edgeport.errors import ModelLoadError, UntrustedModel
     from edgeport.model.savedmodel import check_saved_model_dir
     from edgeport.run.isolation import PluginCrash, Worker
     from edgeport.run.registry import registry
@@ -28,8 +34,18 @@ def inspect_model(model: Path, *, signature: str | None = None, families=(), for
     with tempfile.NamedTemporaryFile(prefix="edgeport-inspect-", suffix=".log") as log:
         try:
             worker = Worker(
-                ModelService, str(model), signature, None, force_v1, log_path=Path(log.name), what="model loader"
+                ModelService,
+                str(model),
+                signature,
+                None,
+                force_v1,
+                1,
+                trust_model,
+                log_path=Path(log.name),
+                what="model loader",
             )
+        except UntrustedModel as exc:
+            return _not_loaded(model, exc.scan)
         except PluginCrash as exc:
             raise ModelLoadError(f"cannot load {model}: {exc.message}") from None
         with worker:
@@ -41,6 +57,8 @@ def inspect_model(model: Path, *, signature: str | None = None, families=(), for
         preflight.setdefault(finding.target, []).append({"severity": finding.severity, "message": finding.message})
     return {
         "path": str(model),
+        "loaded": True,
+        "scan": {**info.scan.to_dict(), "trusted": info.trusted},
         "tags": list(info.tags),
         "signature_keys": list(info.signature_keys),
         "signature": dataclasses.asdict(info.signature),
@@ -54,8 +72,25 @@ def inspect_model(model: Path, *, signature: str | None = None, families=(), for
     }
 
 
+def _not_loaded(model: Path, scan: ScanResult) -> dict[str, Any]:
+    return {
+        "path": str(model),
+        "loaded": False,
+        "scan": {**scan.to_dict(), "trusted": False},
+        "notes": [
+            "not loaded: loading runs the model's initializers, and the pre-load scan flagged it; pass --trust-model "
+            "to load it and see its signatures, ops and pre-flight (convert, check and bench refuse it without)"
+        ],
+    }
+
+
 def print_inspection(result: dict[str, Any]) -> None:
     console = Console() if Console().is_terminal else Console(width=150)  # logs: long lines, no wrapping
+    _print_scan(console, result["path"], result["scan"])
+    if not result["loaded"]:
+        for note in result["notes"]:
+            console.print(f"[yellow]note:[/] {escape(note)}")
+        return
     sig = result["signature"]
     console.print(
         f"[bold]{result['path']}[/]  tags {'/'.join(result['tags'])}  loaded as {result['mode']}  "
@@ -92,3 +127,16 @@ def print_inspection(result: dict[str, Any]) -> None:
         for finding in findings:
             color = {"error": "red", "warning": "yellow"}.get(finding["severity"], "white")
             console.print(f"  {family}: [{color}]{finding['severity']}[/] {finding['message']}")
+
+
+def _print_scan(console: Console, path: str, scan: dict[str, Any]) -> None:
+    read = f"{scan['nodes']:,} nodes in the graph and {scan['functions']:,} functions"
+    if scan["clean"]:
+        console.print(f"[bold]pre-load scan[/] of {escape(path)}: [green]clean[/] ({read})")
+        return
+    count = len(scan["findings"])
+    trusted = " [yellow](trusted with --trust-model)[/]" if scan["trusted"] else ""
+    console.print(f"[bold]pre-load scan[/] of {escape(path)}: [red]{count} op(s) flagged[/]{trusted} ({read})")
+    for f in scan["findings"]:
+        where = f"{f['op']} in {f['where']} (node {f['node']})"
+        console.print(f"  [red]{escape(f['family'])}[/]: {escape(where)}")

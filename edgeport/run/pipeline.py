@@ -1,10 +1,11 @@
 """The pipeline: per target convert -> check -> bench, each a recorded stage; the report is always written.
 
 Data flow: the orchestrator (this process, no TensorFlow) validates the request, starts the model service
-in a TensorFlow worker (SavedModel loaded once), loads the samples, asks for reference outputs, converts
-every target in that worker (`--jobs N`: N workers), moves each finished artifact folder into place
-atomically, checks each artifact in a fresh runtime process, benchmarks each in another fresh process, and
-writes the report. A failed stage skips its target's later stages, never other targets.
+in a TensorFlow worker (the pre-load scan first, then the SavedModel loaded once), loads the samples, asks
+for reference outputs, converts every target in that worker (`--jobs N`: N workers), moves each finished
+artifact folder into place atomically, checks each artifact in a fresh runtime process, benchmarks each in
+another fresh process, and writes the report. A failed stage skips its target's later stages, never other
+targets.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from edgeport.checks.accuracy import AccuracyResult, compare, default_tolerance
 from edgeport.checks.budgets import budget_failures, unmeasured
 from edgeport.contracts import Converter, Runtime
 from edgeport.data import Artifact, Event, Feeds, RuntimeSettings, SampleSet
-from edgeport.errors import EdgeportError, ModelLoadError, UsageError, WorkerDied
+from edgeport.errors import EdgeportError, ModelLoadError, UntrustedModel, UsageError, WorkerDied
 from edgeport.model.samples import chosen_dimensions, load_samples
+from edgeport.model.scan import trust_note
 from edgeport.report.files import Report, StageResult, TargetResult, current_umask, exit_code_for, write_report_files
 from edgeport.report.html import write_html
 from edgeport.run.isolation import PluginCrash, Worker, call_isolated
@@ -98,13 +100,19 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
     for flag, sample_request in (("--data", request.samples), ("--calibration", request.calibration)):
         if sample_request is not None and sample_request.data is not None and not Path(sample_request.data).exists():
             raise UsageError(f"{flag} {sample_request.data} does not exist; pass an .npz, .npy or a folder of images")
+    created = not request.out.exists()
     prepare_output(request.out)
     logs = request.out / "logs"
     logs.mkdir(exist_ok=True)
     started = time.perf_counter()
 
     progress(Event("model", "load", "started", str(request.model)))
-    service = _start_service(request, logs / "model.log")
+    try:
+        service = _start_service(request, logs / "model.log")
+    except UntrustedModel:
+        if created:  # a refused model leaves nothing behind (the folder held only the loader's empty log)
+            shutil.rmtree(request.out, ignore_errors=True)
+        raise
     info: ModelInfo = service.description
     progress(Event("model", "load", "passed", f"{info.mode}, signature {info.signature.key}"))
     try:
@@ -112,6 +120,8 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
         samples = load_samples(info.signature, request.samples, info.vocabulary)
         calibration = load_samples(info.signature, request.calibration) if request.calibration else samples
         warnings = _sample_warnings(request, samples, calibration, plans)
+        if info.trusted and not info.scan.clean:
+            warnings.insert(0, trust_note(info.scan))
         references: tuple[Reference, ...] = ()
         chosen = chosen_dimensions(info.signature, request.samples)
         if chosen:
@@ -154,6 +164,7 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
             "size_bytes": info.size_bytes,
             "parameters": info.parameters,
             "tensorflow_version": info.tensorflow_version,
+            "scan": {**info.scan.to_dict(), "trusted": info.trusted},
         },
         samples={"source": samples.source, "count": samples.count, "synthetic": samples.synthetic},
         calibration={
@@ -206,6 +217,7 @@ def _start_service(request: RunRequest, log: Path) -> Worker:
             request.tags,
             request.force_v1,
             request.threads,
+            request.trust_model,
             log_path=log,
             what="model loader",
         )

@@ -50,6 +50,7 @@ class RunRequest:
     baseline: bool = True  # time the SavedModel on TensorFlow as the baseline row
     strict: bool = False  # a target that could not be checked (runtime unavailable, Flex ops) fails the run
     force_v1: bool = False
+    trust_model: bool = False  # run a model the pre-load scan flags (edgeport.model.scan)
 
 
 def split_target_settings(name: str, settings: Mapping[str, Any], option_names: tuple[str, ...]) -> TargetConfig:
@@ -157,6 +158,7 @@ def build_request(
     baseline: bool = True,
     strict: bool = False,
     force_v1: bool = False,
+    trust_model: bool = False,
 ) -> RunRequest:
     """The RunRequest of a `convert`, from the CLI (flags merged with edgeport.toml) or from edgeport.convert()."""
     configs = target_configs(targets, target_settings, shared_options)
@@ -178,4 +180,5 @@ def build_request(
         baseline=baseline,
         strict=strict,
         force_v1=force_v1,
+        trust_model=trust_model,
     )

@@ -1,7 +1,8 @@
 """The model service: lives in one TensorFlow worker process, holds the SavedModel loaded once.
 
 Reference outputs, pre-flight and every conversion run here, on the same loaded model and the same frozen
-graph. The orchestrating process never imports TensorFlow.
+graph. The orchestrating process never imports TensorFlow. Before the SavedModel is loaded (loading runs its
+initializers), the pre-load scan reads it: a model it flags is refused unless the run trusts it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from edgeport.data import (
     TargetSpec,
     TimingProtocol,
 )
+from edgeport.errors import UntrustedModel
+from edgeport.model.scan import ScanResult, refusal, trust_note
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ModelInfo:
     parameters: int
     tensorflow_version: str
     vocabulary: tuple[str, ...] = ()  # words the model knows, for synthetic string inputs (string inputs only)
+    scan: ScanResult = ScanResult()  # the pre-load scan (edgeport.model.scan)
+    trusted: bool = False  # run with --trust-model
 
 
 class _Runner(Session):
@@ -50,13 +55,24 @@ class _Runner(Session):
 
 class ModelService:
     def __init__(
-        self, path: str, signature: str | None, tags: tuple[str, ...] | None, force_v1: bool, threads: int = 1
+        self,
+        path: str,
+        signature: str | None,
+        tags: tuple[str, ...] | None,
+        force_v1: bool,
+        threads: int = 1,
+        trust_model: bool = False,
     ):
         from edgeport.model.savedmodel import load_model
+        from edgeport.model.scan import scan_saved_model
         from edgeport.model.tf_quiet import import_tensorflow
 
         start = time.perf_counter()
         tf = import_tensorflow()
+        self.scan = scan_saved_model(Path(path))  # before anything of the model runs
+        if not self.scan.clean and not trust_model:
+            raise UntrustedModel(refusal(path, self.scan), self.scan)
+        self.trusted = trust_model
         tf.config.threading.set_intra_op_parallelism_threads(threads)  # the baseline runs with the run's threads
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.model = load_model(Path(path), signature, tags, force_v1=force_v1)
@@ -72,11 +88,13 @@ class ModelService:
             signature=model.signature,
             signature_keys=model.signature_keys,
             mode=model.mode,
-            notes=model.notes,
+            notes=model.notes + ((trust_note(self.scan),) if self.trusted and not self.scan.clean else ()),
             size_bytes=model.size_bytes(),
             parameters=model.parameter_count(),
             tensorflow_version=version("tensorflow"),
             vocabulary=self._vocabulary(),
+            scan=self.scan,
+            trusted=self.trusted,
         )
 
     def _vocabulary(self) -> tuple[str, ...]:

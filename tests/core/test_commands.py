@@ -24,6 +24,7 @@ def test_inspect_shows_signature_ops_and_preflight(models):
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["signature"]["key"] == "serving_default"
+    assert info["loaded"] and info["scan"]["clean"] and info["scan"]["findings"] == []  # the pre-load scan
     assert [i["name"] for i in info["signature"]["inputs"]] == ["features", "scale"]
     assert info["signature"]["inputs"][0]["shape"] == [None, 4]
     assert info["op_histogram"]["MatMul"] == 1 and info["parameters"] == 12 and info["size_bytes"] > 0
@@ -38,6 +39,7 @@ def test_inspect_flags_non_builtin_ops_and_string_tensors(models):
     assert strings["string_or_resource_tensors"] == ["text: string[?]"]
     text = run_cli("inspect", models["flex"], "-t", "tflite")
     assert text.returncode == 0 and "Cumprod" in text.stdout and "pre-flight" in text.stdout
+    assert "pre-load scan" in text.stdout and "clean" in text.stdout
 
 
 def test_check_an_artifact_against_its_model(models, converted):
