@@ -1,6 +1,9 @@
 """Coverage: a zoo of SavedModels through `tflite`, `tflite:int8`, `onnx`, `tfjs` with no flags, beside the peers.
 
-    .venv/bin/python benchmarks/coverage.py [--models NAME ...] [--out benchmarks/.cache/coverage]
+    .venv/bin/python benchmarks/coverage.py [--models NAME ...] [--out benchmarks/.cache/coverage] [--legacy]
+
+`--legacy` forces edgeport's v1-session loader on every model (no peers): the path a Keras 2-era SavedModel
+takes when `tf.saved_model.load` cannot restore it must convert every model the TF2 path does.
 
 Every model is built locally (random or one-step-trained weights, nothing downloaded) in its own process and
 cached. A cell passes when the artifact converted and its outputs agree with the SavedModel's on the same
@@ -282,8 +285,8 @@ def build(name: str) -> Path:
     return folder
 
 
-def edgeport_cells(model: Path, out: Path) -> dict[str, str]:
-    args = [a for target in TARGETS for a in ("-t", target)]
+def edgeport_cells(model: Path, out: Path, legacy: bool = False) -> dict[str, str]:
+    args = [a for target in TARGETS for a in ("-t", target)] + (["--legacy"] if legacy else [])
     done = subprocess.run(
         [str(EDGEPORT), "convert", str(model), *args, "-o", str(out), "--no-bench", "--no-history", "--json"],
         capture_output=True,
@@ -328,11 +331,14 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=[*ZOO, *FIXTURES])
     parser.add_argument("--out", type=Path, default=CACHE / "runs")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--legacy", action="store_true", help="force edgeport's v1-session loader (no peers)")
     args = parser.parse_args()
+    if args.legacy:
+        args.no_peers = True
     rows = []
     for name in args.models:
         model = build(name)
-        ours = edgeport_cells(model, args.out / name / "edgeport")
+        ours = edgeport_cells(model, args.out / name / ("edgeport-legacy" if args.legacy else "edgeport"), args.legacy)
         peers = (
             {}
             if args.no_peers

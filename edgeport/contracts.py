@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,6 +34,7 @@ from edgeport.data import (
 from edgeport.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from edgeport.checks.layers import LayerRun
     from edgeport.model.savedmodel import LoadedModel
     from edgeport.run.requirements import Requirement
 
@@ -107,6 +108,10 @@ class Converter(ABC):
     def availability(self) -> Availability:
         return availability_of(self.name, self.requirements())
 
+    def variant_availability(self, variant: str) -> Availability:
+        """Whether one variant converts here; default: the converter's. Override when a variant needs more."""
+        return self.availability()
+
     def validate(self, model: LoadedModel, variant: str, options: Any) -> None:
         """Checks of the options against the model and the installed tools, before any target converts.
 
@@ -122,10 +127,24 @@ class Converter(ABC):
 
 
 class Session(ABC):
-    """One loaded artifact on a runtime."""
+    """One loaded artifact on a runtime.
+
+    The timing protocol prepares every feed once, before the clock starts (`prepare`), and times
+    `run_prepared` only: a session whose `run` converts feeds (quantizes int8 inputs, dequantizes outputs)
+    overrides both, so that the conversion is not timed. `run` must equal `run_prepared(prepare(feeds))` in
+    real values.
+    """
 
     @abstractmethod
     def run(self, feeds: Feeds) -> Feeds: ...
+
+    def prepare(self, feeds: Feeds) -> Any:
+        """Feeds as the timed call takes them (default: as they are)."""
+        return feeds
+
+    def run_prepared(self, prepared: Any) -> Any:
+        """The timed call: one inference on prepared feeds; its outputs may stay in the model's own dtypes."""
+        return self.run(prepared)
 
     def close(self) -> None:
         pass
@@ -163,12 +182,31 @@ class Runtime(ABC):
     def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
         raise NotImplementedError(f"runtime {self.name} does not open sessions in Python")
 
+    def output_permutations(self, artifact: Path) -> dict[str, tuple[int, ...]]:
+        """Outputs the artifact file says it lays out differently from the signature (signature -> artifact
+        axes), for a check that has no converter's Artifact record (`edgeport check`). Default: none."""
+        return {}
+
     def infer(self, artifact: Path, samples: SampleSet, settings: RuntimeSettings) -> list[Feeds]:
         session = self.open(artifact, settings)
         try:
             return [session.run(feed) for feed in samples.feeds()]
         finally:
             session.close()
+
+    def intermediates(
+        self,
+        artifact: Path,
+        samples: SampleSet,
+        settings: RuntimeSettings,
+        names: Sequence[str],
+        aliases: Mapping[str, str],
+    ) -> LayerRun:
+        """Every layer output the artifact keeps, for the per-layer comparison (checks/layers): per sample of
+        `samples`, the TF layer name (of `names`, the frozen graph's layers in depth order; `aliases` maps the
+        signature's outputs to layers) -> its value, dequantized, in the artifact's layout. Match artifact
+        tensor names with `checks.layers.match_names`. Default: not supported (the report says so)."""
+        raise NotImplementedError(f"runtime {self.name} has no per-layer comparison")
 
     def measure(
         self, artifact: Path, settings: RuntimeSettings, samples: SampleSet, known: Mapping[str, Any] | None = None

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from edgeport.model.savedmodel import LoadedModel
 
+DEFAULT_SYNTHETIC_COUNT = 32  # samples; enough for a 90 % agreement gate to mean something (checks/accuracy.py)
 Feeds = dict[str, "np.ndarray"]  # one inference: input (or output) name -> array shaped as in the signature
 
 
@@ -85,6 +86,7 @@ class SampleSet:
     arrays: Mapping[str, Any]
     source: str  # "synthetic (seed 0)" or the data file path
     synthetic: bool
+    notes: tuple[str, ...] = ()  # what was done to the data (a dtype cast), for the report
 
     @property
     def count(self) -> int:
@@ -143,6 +145,11 @@ class Availability:
 
 @dataclass(frozen=True)
 class TimingProtocol:
+    """After the first (cold) inference: warm-up runs (at least `warmup_runs` and `warmup_seconds`, ended at
+    half of `max_seconds` at the latest), then timed runs until both `min_runs` and `min_seconds` are met.
+    One deadline, `max_seconds` after the first inference, ends warm-up and timed runs together; timed runs cut
+    below `min_runs` by it are flagged (`LatencyStats.truncated`)."""
+
     warmup_runs: int = 3
     warmup_seconds: float = 0.2
     min_runs: int = 20
@@ -160,6 +167,24 @@ class RawTimings:
     run_ms: tuple[float, ...]
     peak_rss_bytes: int
     runtime_version: str
+    notes: tuple[str, ...] = ()  # what the report should say about these times (e.g. a coarse timer)
+
+
+STAGES_WITH_LIMITS = ("load", "convert", "check", "bench")
+
+
+@dataclass(frozen=True)
+class StageTimeouts:
+    """Seconds a stage may take; past it the stage's worker (and every process it started) is stopped and the
+    stage fails, for its own target only. `--stage-timeout`, config `stage_timeout`."""
+
+    load: float = 600.0  # start a model service: import TensorFlow, scan and load the SavedModel
+    convert: float = 900.0  # one target's conversion
+    check: float = 600.0  # the SavedModel's reference outputs; one target's check (every input size)
+    bench: float = 600.0  # the SavedModel baseline; one target's benchmark (load, first run, the protocol)
+
+    def of(self, stage: str) -> float:
+        return float(getattr(self, stage))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ class ExitCode(enum.IntEnum):
     OK = 0  # every target converted, every gate passed
     GATE_FAILED = 1  # an accuracy or latency gate failed (or a regression against a baseline)
     USAGE = 2  # the command line, the config or the data do not fit
-    LOAD_OR_CONVERSION = 3  # the SavedModel could not be loaded, or a conversion failed
+    LOAD_OR_CONVERSION = 3  # the SavedModel could not be loaded, a conversion failed, or the report not written
+    INFRASTRUCTURE = 4  # fleet: a model's task was lost with its worker or node on every attempt
 
 
 def first_line(exc: BaseException, limit: int = 400) -> str:
@@ -70,7 +71,28 @@ class RuntimeUnavailable(EdgeportError):
     exit_code = ExitCode.GATE_FAILED
 
 
+class OutputError(EdgeportError):
+    """The report could not be written into the output folder (a full disk); no partial report is left."""
+
+    exit_code = ExitCode.LOAD_OR_CONVERSION
+
+
 class WorkerDied(EdgeportError):
     """An isolated worker process was killed (signal) or exited without answering."""
 
     exit_code = ExitCode.LOAD_OR_CONVERSION
+
+
+class StageTimedOut(EdgeportError):
+    """A stage's worker did not answer within the stage's time limit; it was stopped with every process it
+    started. The message reads `<stage> timed out after N s ...`."""
+
+    exit_code = ExitCode.LOAD_OR_CONVERSION
+
+    def __init__(self, message: str, stage: str = "", seconds: float = 0.0):
+        super().__init__(message)
+        self.stage = stage
+        self.seconds = seconds
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.stage, self.seconds))

@@ -171,6 +171,17 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     )
 
 
+def assert_one_line_error(result, code: int, *fragments: str) -> None:
+    """The run failed with `code` and one line `edgeport: error: ...` (last on stderr) holding every fragment."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("edgeport: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr  # progress lines may come before it
+    assert "Traceback" not in result.stderr and "Error:" not in "\n".join(lines[:-1])
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
 def quick_bench() -> list[str]:
     return ["--min-runs", "5", "--min-seconds", "0.05", "--warmup-runs", "1"]
 

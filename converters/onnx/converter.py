@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeport.model.savedmodel import FrozenGraph
 
 REQUIRED_DISTRIBUTIONS = ("tf2onnx", "onnx", "onnxruntime", "onnxconverter-common")
+FP16_ONLY = "onnxconverter-common"  # its float16 pass; no other variant imports it
 NHWC_TO_NCHW = (0, 3, 1, 2)
 STAGING_FOLDER = ".onnx-staging"
 DEFAULT_EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
@@ -129,6 +130,12 @@ class ONNXConverter(Converter):
             for name in REQUIRED_DISTRIBUTIONS
         )
 
+    def variant_availability(self, variant: str):
+        from edgeport.contracts import availability_of
+
+        needed = tuple(r for r in self.requirements() if variant == "fp16" or r.name != FP16_ONLY)
+        return availability_of("onnx", needed)
+
     def preflight(self, model, options: ONNXOptions) -> list[Finding]:
         from edgeport.converters.onnx.opsets import resolve_opset, tf2onnx_max_opset, unmapped_ops
 
@@ -169,7 +176,7 @@ class ONNXConverter(Converter):
         from edgeport.converters.onnx import files as onnx_files
         from edgeport.converters.onnx.export import export_onnx
         from edgeport.converters.onnx.opsets import onnxruntime_version, resolve_opset
-        from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY
+        from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY, OUTPUT_PERMUTATIONS_KEY
 
         options = job.options
         opset = resolve_opset(options.opset)
@@ -188,6 +195,8 @@ class ONNXConverter(Converter):
         output_permutations = dict.fromkeys(options.outputs_as_nchw, NHWC_TO_NCHW)
         if input_permutations:
             model.metadata_props.add(key=INPUT_PERMUTATIONS_KEY, value=json.dumps(input_permutations))
+        if output_permutations:
+            model.metadata_props.add(key=OUTPUT_PERMUTATIONS_KEY, value=json.dumps(output_permutations))
         external = onnx_files.weights_bytes(model) > options.external_data_threshold_bytes
         rewrites = 0
         if options.optimization_level != "none":
@@ -247,11 +256,11 @@ class ONNXConverter(Converter):
 
 def with_tables(frozen: FrozenGraph, model) -> tuple[FrozenGraph, tuple]:
     """The frozen graph with its lookup tables as HashTableV2 nodes, and their contents (for CategoryMapper)."""
-    from edgeport.model.lookup_tables import placeholders_to_tables, table_contents, table_placeholders
+    from edgeport.model.lookup_tables import placeholders_to_tables, table_placeholders
 
     if not table_placeholders(frozen.graph_def):
         return frozen, ()
-    tables = tuple(table_contents(frozen.graph_def, model.concrete_function).values())
+    tables = tuple(model.tables.values())
     graph_def = type(frozen.graph_def)()
     graph_def.CopyFrom(frozen.graph_def)
     placeholders_to_tables(graph_def, tables)

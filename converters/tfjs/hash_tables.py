@@ -1,4 +1,5 @@
-"""Hash tables: a frozen TF2 graph reads each table through a resource placeholder; TF.js needs the table.
+"""Hash tables: a frozen graph reads each table through a resource placeholder (TF2) or a HashTableV2 node
+whose initializer the freeze left behind (TF1); TF.js needs the table.
 
 Each table's contents are exported from the loaded model's captured table (edgeport.model.lookup_tables),
 the placeholder becomes a `HashTableV2` node, and an initializer graph (model.json `modelInitializer`) creates the table
@@ -14,7 +15,6 @@ from edgeport.model.lookup_tables import (
     TABLE_FINDERS,
     TableContents,
     placeholders_to_tables,
-    table_contents,
     table_placeholders,
 )
 
@@ -26,15 +26,9 @@ def materialize_tables(graph_def, model) -> tuple[TableContents, ...]:
     its keys' shape.
     """
     placeholders = table_placeholders(graph_def)
-    v1_tables = [n.name for n in graph_def.node if n.op in ("HashTableV2", "HashTable")]
-    if v1_tables:
-        raise ConversionError(
-            f"tfjs: hash table {v1_tables[0]} lost its initializer when the graph was frozen "
-            "(TF1 table); export the model with TF2 (tf.lookup.StaticHashTable) to convert it"
-        )
     if not placeholders:
         return ()
-    contents = table_contents(graph_def, model.concrete_function)
+    contents = model.tables
     tables = []
     for name, readers in sorted(placeholders.items()):
         table = contents.get(name)

@@ -21,13 +21,13 @@ from edgeport.converters.tfjs.fused_ops import (
     undo_unsupported_fusions,
 )
 from edgeport.converters.tfjs.graph_edit import drop_unused_constants, node_name
-from edgeport.converters.tfjs.grappler import REMAP, SIMPLIFY, run_grappler
 from edgeport.converters.tfjs.grouped_conv import split_grouped_convolutions
 from edgeport.converters.tfjs.hash_tables import TableContents, materialize_tables
 from edgeport.converters.tfjs.lower_einsum import lower_einsums
 from edgeport.converters.tfjs.rewrite_ops import rewrite_missing_ops, write_loop_outputs_to_lists
 from edgeport.converters.tfjs.strip import strip_bookkeeping_attrs, strip_debug_ops
 from edgeport.formats.tfjs.ops import RuntimeOps
+from edgeport.model.grappler import REMAP, SIMPLIFY, run_grappler
 
 
 @dataclass(frozen=True)

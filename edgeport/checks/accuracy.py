@@ -1,8 +1,14 @@
 """The accuracy check, shared by every target: same inputs, reference vs artifact, every sample.
 
 Per output: max/mean absolute error, RMSE, cosine similarity, SNR (dB) and, for classifier-like outputs
-(rank 2, more than one class), top-1 and top-5 agreement. Every problem (missing output, shape mismatch,
-NaN/Inf, a tolerance missed) is collected; one verdict per target at the end.
+([C] or [1, C] per sample, more than one class), top-1 and top-5 agreement. Every problem (missing output,
+shape mismatch, NaN/Inf, a tolerance missed, nothing compared) is collected; one verdict per target at the end.
+
+An agreement measured on n samples is a proportion with sampling error: each comes with its 95 % Wilson
+score interval, and its gate fails when the interval lies wholly below the gate (the samples show, at 95 %
+confidence, agreement under the gate). With the default 32 synthetic samples a 90 % gate fails at 25/32
+(78 %) agreement and passes at 26/32; with 8 samples it would pass 6/8, which is why the default is not 8.
+A gate that cannot apply to an output (top-1 on an output that is not [C] or [1, C]) is said in `notes`.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeport.checks.task import TaskAccuracy
 from edgeport.data import Feeds, Precision
 
 # Defaults per artifact precision. Quantized targets are judged by cosine and top-1 agreement.
@@ -26,8 +33,23 @@ DEFAULT_TOLERANCES: dict[str, Precision] = {
 }
 
 
+CONFIDENCE_Z = 1.96  # 95 % two-sided
+
+
 def default_tolerance(precision: str) -> Precision:
-    return DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["int8"])
+    """The defaults for a precision; a precision edgeport has no defaults for gets fp32's, the strictest."""
+    return DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
+
+
+def wilson_interval(agreeing: int, total: int, z: float = CONFIDENCE_Z) -> tuple[float, float]:
+    """The Wilson score interval of a proportion agreeing/total (0..1 each end)."""
+    if total <= 0:
+        return (0.0, 1.0)
+    p = agreeing / total
+    denominator = 1 + z * z / total
+    centre = p + z * z / (2 * total)
+    spread = z * float(np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)))
+    return (max(0.0, (centre - spread) / denominator), min(1.0, (centre + spread) / denominator))
 
 
 @dataclass(frozen=True)
@@ -42,6 +64,9 @@ class OutputMetrics:
     top1_agreement: float | None
     top5_agreement: float | None
     abs_error_histogram: tuple[tuple[float, ...], tuple[int, ...]]  # (bin edges, counts), for reports
+    rows: int = 0  # how many class-score vectors the agreements are proportions of
+    top1_interval: tuple[float, float] | None = None  # 95 % Wilson interval of top1_agreement
+    top5_interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,8 @@ class AccuracyResult:
     tolerance: Precision
     outputs: tuple[OutputMetrics, ...]
     failures: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # gates that could not apply, and why
+    task: TaskAccuracy | None = None  # against --labels (checks/task), on the first input size
 
     def worst(self) -> str:
         return self.failures[0] if self.failures else ""
@@ -94,6 +121,11 @@ def measure(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputMe
     classifier = is_classifier_like(tuple(int(d) for d in reference.shape[1:]))
     top1 = _topk_agreement(rows, cand_rows, 1) if classifier else None
     top5 = _topk_agreement(rows, cand_rows, 5) if classifier and rows.shape[-1] > 5 else None
+    count = rows.shape[0]
+
+    def interval(agreement: float | None) -> tuple[float, float] | None:
+        return None if agreement is None else wilson_interval(round(agreement * count), count)
+
     flat_error = error.ravel()
     upper = float(flat_error.max(initial=0.0)) or 1e-12
     counts, edges = np.histogram(flat_error, bins=30, range=(0.0, upper))
@@ -108,6 +140,9 @@ def measure(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputMe
         top1_agreement=top1,
         top5_agreement=top5,
         abs_error_histogram=(tuple(float(e) for e in edges), tuple(int(c) for c in counts)),
+        rows=count if classifier else 0,
+        top1_interval=interval(top1),
+        top5_interval=interval(top5),
     )
 
 
@@ -120,19 +155,31 @@ def _gate(metrics: OutputMetrics, tolerance: Precision) -> list[str]:
         problems.append(f"{name}: SNR {metrics.snr_db:.1f} dB < {tolerance.min_snr_db} dB")
     if tolerance.max_abs_error is not None and not metrics.max_abs_error <= tolerance.max_abs_error:
         problems.append(f"{name}: max abs error {metrics.max_abs_error:.3g} > {tolerance.max_abs_error}")
-    if (
-        tolerance.min_top1_agreement is not None
-        and metrics.top1_agreement is not None
-        and not metrics.top1_agreement >= tolerance.min_top1_agreement
+    for label, agreement, interval, gate in (
+        ("top-1", metrics.top1_agreement, metrics.top1_interval, tolerance.min_top1_agreement),
+        ("top-5", metrics.top5_agreement, metrics.top5_interval, tolerance.min_top5_agreement),
     ):
-        problems.append(f"{name}: top-1 agreement {metrics.top1_agreement:.1%} < {tolerance.min_top1_agreement:.1%}")
-    if (
-        tolerance.min_top5_agreement is not None
-        and metrics.top5_agreement is not None
-        and not metrics.top5_agreement >= tolerance.min_top5_agreement
-    ):
-        problems.append(f"{name}: top-5 agreement {metrics.top5_agreement:.1%} < {tolerance.min_top5_agreement:.1%}")
+        if gate is None or agreement is None or interval is None or interval[1] >= gate:
+            continue
+        problems.append(
+            f"{name}: {label} agreement {agreement:.1%} < {gate:.1%} (95% interval {interval[0]:.1%}-"
+            f"{interval[1]:.1%} over {metrics.rows} samples)"
+        )
     return problems
+
+
+def _not_applicable(metrics: OutputMetrics, tolerance: Precision) -> list[str]:
+    """The agreement gates set for an output they cannot measure."""
+    notes = []
+    shape = list(metrics.shape)
+    if tolerance.min_top1_agreement is not None and metrics.top1_agreement is None:
+        notes.append(f"{metrics.name}: the top-1 gate does not apply (per-sample shape {shape} is not [C] or [1, C])")
+    if tolerance.min_top5_agreement is not None and metrics.top5_agreement is None:
+        notes.append(
+            f"{metrics.name}: the top-5 gate does not apply (per-sample shape {shape} is not [C] or [1, C] with "
+            "more than 5 classes)"
+        )
+    return notes
 
 
 def compare(
@@ -143,6 +190,19 @@ def compare(
 ) -> AccuracyResult:
     """Compare every sample of every reference output with the candidate's; collect every failure."""
     failures: list[str] = []
+    notes: list[str] = []
+    if not reference:
+        return AccuracyResult(
+            passed=False, samples=0, tolerance=tolerance, outputs=(), failures=("no samples were compared",)
+        )
+    if not reference[0]:
+        return AccuracyResult(
+            passed=False,
+            samples=len(reference),
+            tolerance=tolerance,
+            outputs=(),
+            failures=("the reference has no outputs to compare",),
+        )
     if len(candidate) != len(reference):
         failures.append(f"runtime returned {len(candidate)} results for {len(reference)} samples")
         return AccuracyResult(
@@ -156,6 +216,13 @@ def compare(
             failures.append(f"{name}: missing from the artifact's outputs (it has: {present})")
             continue
         permutation = (output_permutations or {}).get(name)
+        rank = np.ndim(reference[0][name])
+        if permutation is not None and sorted(permutation) != list(range(rank)):
+            failures.append(
+                f"{name}: the artifact claims its layout is the reference's permuted by {list(permutation)}, "
+                f"which is no permutation of a rank-{rank} output; the converter's output_permutations are wrong"
+            )
+            continue
         refs = [
             np.transpose(np.asarray(r[name]), permutation) if permutation else np.asarray(r[name]) for r in reference
         ]
@@ -181,13 +248,28 @@ def compare(
                 f"{name}: {int(np.sum(non_finite & ~ref_non_finite))} NaN/Inf values where the reference is finite"
             )
             continue
-        result = measure(name, np.stack(refs), stacked)
+        stacked_refs = np.stack(refs)
+        if np.any(ref_non_finite):
+            same = np.isnan(stacked_refs) & np.isnan(stacked) | (stacked_refs == stacked)
+            moved = int(np.sum(ref_non_finite & ~same))
+            if moved:
+                failures.append(f"{name}: {moved} values differ where the reference is NaN/Inf")
+                continue
+            notes.append(
+                f"{name}: {int(np.sum(ref_non_finite))} of {ref_non_finite.size} reference values are NaN/Inf; the "
+                "artifact has the same ones, and the metrics are over the finite values"
+            )
+            stacked_refs = np.where(ref_non_finite, 0, stacked_refs)
+            stacked = np.where(ref_non_finite, 0, stacked)
+        result = measure(name, stacked_refs, stacked)
         metrics.append(result)
         failures.extend(_gate(result, tolerance))
+        notes.extend(_not_applicable(result, tolerance))
     return AccuracyResult(
         passed=not failures,
         samples=len(reference),
         tolerance=tolerance,
         outputs=tuple(metrics),
         failures=tuple(failures),
+        notes=tuple(notes),
     )

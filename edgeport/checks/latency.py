@@ -1,9 +1,14 @@
 """The one timing protocol for every runtime, and the statistics computed from its raw times.
 
 Load, first inference, warm-up (runs and seconds), then timed runs over the real samples until both a
-minimum count and a minimum time are met, capped by a maximum time. Runtimes outside Python (Node.js, a
-browser) implement the same protocol in their own language and hand back raw times; statistics are
-computed here only.
+minimum count and a minimum time are met. One deadline, `max_seconds` after the first inference, caps
+warm-up and timed runs together; warm-up ends at half of it at the latest, so the timed runs always get the
+other half. Timed runs the deadline cut below `min_runs` are flagged (`LatencyStats.truncated`: its p99 is
+not gated); no timed run at all is an error, never the cold first run reported as a latency. Feeds are
+prepared (`Session.prepare`: quantized for int8 I/O) before the clock starts, and the timed call is the
+runtime's run on prepared feeds (`Session.run_prepared`). Runtimes outside Python (Node.js, a browser)
+implement the same protocol in their own language (targets/tfjs/protocol.js) and hand back raw times;
+statistics are computed here only.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeport.data import RawTimings, SampleSet, TimingProtocol
+from edgeport.errors import RuntimeFailure
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgeport.contracts import Session
@@ -46,41 +52,52 @@ class LatencyStats:
     runtime_version: str
     cpu: str
     run_ms: tuple[float, ...]  # raw times (at most MAX_KEPT_RUNS, evenly kept), for distributions and noise
+    truncated: bool = False  # the max_seconds deadline ended the timed runs below min_runs: p99 is not gated
+    min_runs: int = 0  # what the protocol asked for (0: not known)
+    notes: tuple[str, ...] = ()  # what the runtime or the protocol says about these times
+
+    def describe_truncation(self) -> str:
+        return (
+            f"timed runs cut at max_seconds: {self.runs} of the {self.min_runs} min_runs asked for; "
+            "p99 not gated (raise --max-seconds or lower --min-runs)"
+        )
 
 
 def time_session(
     open_session: Callable[[], Session], samples: SampleSet, protocol: TimingProtocol, version: str
 ) -> RawTimings:
     """Run the protocol on a Python session. Call it in a fresh process (the pipeline does)."""
-    feeds = samples.feeds()
     clock = time.perf_counter
     start = clock()
     session = open_session()
     load_ms = (clock() - start) * 1e3
     try:
+        feeds = [session.prepare(feed) for feed in samples.feeds()]  # int8 I/O: quantized here, not timed
         start = clock()
-        session.run(feeds[0])
+        session.run_prepared(feeds[0])
         first_ms = (clock() - start) * 1e3
-        warm_start, warm = clock(), 0
-        while warm < protocol.warmup_runs or clock() - warm_start < protocol.warmup_seconds:
-            session.run(feeds[warm % len(feeds)])
-            warm += 1
-            if clock() - warm_start > protocol.max_seconds:
-                break
-        times: list[float] = []
         began = clock()
-        while True:
+        deadline, warm_until = began + protocol.max_seconds, began + protocol.max_seconds / 2
+        warm = 0
+        while (warm < protocol.warmup_runs or clock() - began < protocol.warmup_seconds) and clock() < warm_until:
+            session.run_prepared(feeds[warm % len(feeds)])
+            warm += 1
+        times: list[float] = []
+        timed_from = clock()
+        while clock() < deadline:
             feed = feeds[len(times) % len(feeds)]
             t0 = clock()
-            session.run(feed)
+            session.run_prepared(feed)
             times.append((clock() - t0) * 1e3)
-            elapsed = clock() - began
-            if len(times) >= protocol.min_runs and elapsed >= protocol.min_seconds:
-                break
-            if elapsed >= protocol.max_seconds:
+            if len(times) >= protocol.min_runs and clock() - timed_from >= protocol.min_seconds:
                 break
     finally:
         session.close()
+    if not times:
+        raise RuntimeFailure(
+            f"no timed run within max_seconds {protocol.max_seconds:g}: the first run took {first_ms:.0f} ms and "
+            f"{warm} warm-up run(s) {(timed_from - began) * 1e3:.0f} ms; raise --max-seconds"
+        )
     return RawTimings(
         load_ms=load_ms,
         first_inference_ms=first_ms,
@@ -124,11 +141,19 @@ def cpu_name() -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
-def summarize(raw: RawTimings) -> LatencyStats:
+def summarize(raw: RawTimings, protocol: TimingProtocol | None = None) -> LatencyStats:
+    """Statistics of the timed runs; `protocol` (what the runtime was asked to run) flags a truncated run.
+
+    No timed run is an error (RuntimeFailure): the cold first inference is not a latency."""
     times = np.asarray(raw.run_ms, dtype=np.float64)
     if times.size == 0:
-        times = np.asarray([raw.first_inference_ms])
+        raise RuntimeFailure(
+            f"{raw.runtime_version}: the benchmark returned no timed run (only the first, cold one: "
+            f"{raw.first_inference_ms:.1f} ms); raise --max-seconds"
+        )
     mean = float(times.mean())
+    min_runs = protocol.min_runs if protocol else 0
+    truncated = int(times.size) < min_runs
     return LatencyStats(
         runs=int(times.size),
         p50_ms=float(np.percentile(times, 50)),
@@ -146,6 +171,9 @@ def summarize(raw: RawTimings) -> LatencyStats:
         runtime_version=raw.runtime_version,
         cpu=cpu_name(),
         run_ms=tuple(round(float(t), 4) for t in _evenly(raw.run_ms, MAX_KEPT_RUNS)),
+        truncated=truncated,
+        min_runs=min_runs,
+        notes=tuple(raw.notes),
     )
 
 

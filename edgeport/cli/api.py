@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeport.data import TimingProtocol
+from edgeport.data import DEFAULT_SYNTHETIC_COUNT, TimingProtocol
 from edgeport.model.samples import Preprocess, SampleRequest
 from edgeport.report.files import Report
 from edgeport.run.request import build_request
@@ -19,12 +19,14 @@ def convert(
     output: str | Path = "edgeport-out",
     data: str | Path | None = None,
     calibration: str | Path | None = None,
+    labels: str | Path | None = None,
+    layers: bool = False,
     signature: str | None = None,
     options: Mapping[str, Any] | None = None,
     target_settings: Mapping[str, Mapping[str, Any]] | None = None,
     threads: int = 1,
     jobs: int = 1,
-    samples: int = 8,
+    samples: int = DEFAULT_SYNTHETIC_COUNT,
     seed: int = 0,
     input_ranges: Mapping[str, tuple[float, float]] | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
@@ -35,6 +37,7 @@ def convert(
     baseline: bool = True,
     strict: bool = False,
     trust_model: bool = False,
+    stage_timeout: float | Mapping[str, float] | None = None,
     baseline_report: str | Path | None = None,
     history: str | Path | None = None,
     progress=None,
@@ -44,11 +47,18 @@ def convert(
     `baseline`: time the SavedModel on TensorFlow as the baseline row (CLI: --no-baseline turns it off).
     `trust_model`: run a model the pre-load scan flags (CLI: --trust-model); otherwise such a model raises
     `edgeport.errors.UntrustedModel` (a UsageError) before any of it runs.
+    `stage_timeout`: seconds every stage may take, or {stage: seconds} for load, convert, check, bench (CLI:
+    --stage-timeout); a stage past its limit fails its own target.
+    `labels`: class labels of the `data` samples (CLI: --labels): FILE.npy, FILE.npz:KEY or a KEY of the data
+    .npz; each target's `accuracy.task`, gated by `max_accuracy_drop` in `target_settings`. `layers`: per-layer
+    comparison of every checked target (CLI: --layers).
     `baseline_report`: an earlier report.json; regressions against it are written to OUTPUT/comparison.json and make
     the returned report's exit_code 1, as `edgeport convert --baseline` does. `history`: a SQLite file the
     run's summary is appended to (the CLI's default is .edgeport/history.db).
     """
+    from edgeport.checks.task import parse_labels_spec
     from edgeport.run import pipeline
+    from edgeport.run.request import parse_stage_timeouts
 
     sample_request = SampleRequest(
         data=Path(data) if data else None,
@@ -75,6 +85,9 @@ def convert(
         baseline=baseline,
         strict=strict,
         trust_model=trust_model,
+        timeouts=parse_stage_timeouts(stage_timeout, "stage_timeout") if stage_timeout is not None else None,
+        labels=parse_labels_spec(str(labels), None, Path(data) if data else None) if labels is not None else None,
+        layers=layers,
     )
     earlier = _load_baseline(baseline_report)
     report = pipeline.run(request, progress or pipeline.quiet)

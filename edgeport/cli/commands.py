@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.table import Table
 
-from edgeport.data import RuntimeSettings, TimingProtocol
+from edgeport.data import RuntimeSettings, StageTimeouts, TimingProtocol
 from edgeport.errors import ExitCode, UsageError
 from edgeport.model.samples import SampleRequest
-from edgeport.report.files import Report, accuracy_cell, human_bytes, stage_cell
+from edgeport.report.files import Report, accuracy_cell, human_bytes, layer_lines, stage_cell, task_lines
 from edgeport.run.request import RunRequest
 
 DEFAULT_OUTPUT = Path("edgeport-out")
@@ -44,12 +45,20 @@ def build_request(
     strict,
     legacy,
     trust_model=False,
+    config=None,
+    stage_timeout=(),
+    labels=None,
+    layers=False,
 ) -> RunRequest:
+    """The RunRequest of a `convert`: flags merged with edgeport.toml (`config_path`, or an already validated
+    `Config`, as a fleet manifest's entry is)."""
     from edgeport.cli.config import load_config
     from edgeport.model.samples import Preprocess, parse_input_ranges, parse_input_shapes
     from edgeport.run.request import build_request as build_run_request
+    from edgeport.run.request import parse_stage_timeouts
 
-    config = load_config(config_path) if config_path else None
+    if config is None and config_path:
+        config = load_config(config_path)
     get = config.get if config else (lambda key, default=None: default)
     model = model or (config.path_value("model") if config else None)
     if model is None:
@@ -66,6 +75,12 @@ def build_request(
             input_shapes={**parse_input_shapes(get("input_shape", [])), **samples.input_shapes},
         )
     calibration = calibration or (config.path_value("calibration") if config else None)
+    labels_spec = None
+    if labels or get("labels"):
+        from edgeport.checks.task import parse_labels_spec
+
+        base = None if labels or config is None else config.path.parent  # config paths: relative to the file
+        labels_spec = parse_labels_spec(str(labels or get("labels")), base, Path(data) if data else None)
     names = list(targets) or list(get("targets", []))
     tables = config.target_tables if config else {}
     if targets and tables:  # -t narrows the config's targets; their tables still apply
@@ -75,6 +90,11 @@ def build_request(
     protocol = TimingProtocol(
         **{**(config.protocol if config else {}), **{k: v for k, v in protocol_overrides.items() if v is not None}}
     )
+    timeouts = StageTimeouts()
+    if get("stage_timeout") is not None:
+        timeouts = parse_stage_timeouts(get("stage_timeout"), "config stage_timeout")
+    if stage_timeout:
+        timeouts = parse_stage_timeouts(list(stage_timeout), base=timeouts)
     return build_run_request(
         model=Path(model),
         targets=names,
@@ -95,6 +115,9 @@ def build_request(
         strict=bool(strict if strict is not None else get("strict", False)),
         force_v1=legacy,
         trust_model=bool(trust_model or get("trust_model", False)),
+        timeouts=timeouts,
+        labels=labels_spec,
+        layers=bool(layers or get("layers", False)),
     )
 
 
@@ -162,12 +185,20 @@ def print_report(report: Report, out: Path, as_json: bool) -> None:
             t.runtime,
         )
     stdout.print(table)
+    for line in [*task_lines(report), *layer_lines(report)]:
+        stdout.print(escape_markup(line))
     for warning in report.warnings:
         stdout.print(f"[yellow]warning:[/] {warning}")
     verdict = {0: "[green]all gates passed[/]", 1: "[red]a gate failed[/]", 3: "[red]a conversion failed[/]"}
-    stdout.print(
-        f"{verdict.get(report.exit_code, report.exit_code)} (exit {report.exit_code}); report: {out / 'report.json'}"
-    )
+    unchecked = [t.name for t in report.targets if t.verdict == "unchecked"]
+    said = verdict.get(report.exit_code, str(report.exit_code))
+    if unchecked and report.exit_code == 0:
+        said = f"[yellow]all gates that ran passed; unchecked: {', '.join(unchecked)}[/]"
+    stdout.print(f"{said} (exit {report.exit_code}); report: {out / 'report.json'}")
+
+
+def _output_permutations(runtime, artifact: str) -> dict[str, tuple[int, ...]]:
+    return runtime.output_permutations(Path(artifact))
 
 
 def _colored(cell: str) -> str:
@@ -209,7 +240,14 @@ def runtime_for(artifact: Path, name: str | None):
     raise UsageError(f"no runtime loads {artifact.name}; pass --runtime (see `edgeport targets`)")
 
 
-def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool = False, trust_model: bool = False):
+def _model_samples(
+    model: Path,
+    signature,
+    samples: SampleRequest,
+    legacy: bool = False,
+    trust_model: bool = False,
+    timeouts: StageTimeouts | None = None,
+):
     from edgeport.model.samples import load_samples
     from edgeport.model.savedmodel import check_saved_model_dir
     from edgeport.run.isolation import Worker
@@ -226,9 +264,14 @@ def _model_samples(model: Path, signature, samples: SampleRequest, legacy: bool 
         trust_model,
         log_path=scratch_log("model"),
         what="model loader",
+        timeout=(timeouts or StageTimeouts()).load,
     )
     info = worker.description
-    return worker, info, load_samples(info.signature, samples, info.vocabulary)
+    try:
+        return worker, info, load_samples(info.signature, samples, info.vocabulary)
+    except BaseException:
+        worker.close()
+        raise
 
 
 def check_artifact(
@@ -243,16 +286,23 @@ def check_artifact(
     threads,
     as_json,
     trust_model: bool = False,
+    timeouts: StageTimeouts | None = None,
 ) -> int:
-    from edgeport.checks.accuracy import compare, default_tolerance
-    from edgeport.errors import RuntimeFailure, WorkerDied
+    from edgeport.checks.accuracy import DEFAULT_TOLERANCES, compare, default_tolerance
+    from edgeport.errors import RuntimeFailure, StageTimedOut, WorkerDied
     from edgeport.run.isolation import PluginCrash, call_isolated
     from edgeport.run.stages import run_check
 
+    if precision not in DEFAULT_TOLERANCES:
+        raise UsageError(
+            f"--precision {precision!r} is not one edgeport has tolerances for; "
+            f"use one of {', '.join(DEFAULT_TOLERANCES)}"
+        )
+    timeouts = timeouts or StageTimeouts()
     runtime, artifact = runtime_for(artifact, runtime_name)
-    worker, info, sample_set = _model_samples(model, signature, samples, trust_model=trust_model)
+    worker, info, sample_set = _model_samples(model, signature, samples, trust_model=trust_model, timeouts=timeouts)
     with worker:
-        reference = worker.call("reference", sample_set)
+        reference = worker.call_within(timeouts.check, "check", "reference", sample_set)
     settings = RuntimeSettings(threads=threads, backend=backend)
     try:
         result = call_isolated(
@@ -263,10 +313,15 @@ def check_artifact(
             settings,
             log_path=scratch_log("check"),
             what=f"{runtime.name} runtime",
+            timeout=timeouts.check,
+            stage="check",
         )
-    except (PluginCrash, WorkerDied) as exc:  # the runtime failed on this artifact: a failed check, not a load error
+    except (PluginCrash, WorkerDied, StageTimedOut) as exc:  # the runtime failed on this artifact: a failed check
         raise RuntimeFailure(exc.message) from None
-    accuracy = compare(reference, result.outputs, default_tolerance(precision))
+    permutations = call_isolated(
+        _output_permutations, runtime, str(artifact), log_path=scratch_log("check"), what=f"{runtime.name} runtime"
+    )
+    accuracy = compare(reference, result.outputs, default_tolerance(precision), permutations)
     code = ExitCode.OK if accuracy.passed else ExitCode.GATE_FAILED
     if as_json:
         sys.stdout.write(
@@ -320,33 +375,43 @@ def bench_artifact(
     as_json,
     protocol_overrides,
     trust_model: bool = False,
+    timeouts: StageTimeouts | None = None,
 ) -> int:
     from edgeport.checks.latency import summarize
     from edgeport.data import SampleSet
+    from edgeport.errors import RuntimeFailure, StageTimedOut
     from edgeport.model.samples import read_npz
     from edgeport.run.isolation import call_isolated
+    from edgeport.run.request import check_limits
     from edgeport.run.stages import run_bench
 
+    timeouts = timeouts or StageTimeouts()
+    protocol = TimingProtocol(**{k: v for k, v in protocol_overrides.items() if v is not None})
+    check_limits(protocol, timeouts)
     runtime, artifact = runtime_for(artifact, runtime_name)
     if model:
-        worker, _, sample_set = _model_samples(model, signature, samples, trust_model=trust_model)
+        worker, _, sample_set = _model_samples(model, signature, samples, trust_model=trust_model, timeouts=timeouts)
         worker.close()
     elif samples.data and samples.data.suffix == ".npz":
         sample_set = SampleSet(arrays=read_npz(samples.data), source=str(samples.data), synthetic=False)
     else:
         raise UsageError("bench needs inputs: pass --model (synthetic inputs from its signature) or --data FILE.npz")
-    protocol = TimingProtocol(**{k: v for k, v in protocol_overrides.items() if v is not None})
-    raw = call_isolated(
-        run_bench,
-        runtime,
-        str(artifact),
-        sample_set,
-        RuntimeSettings(threads=threads, backend=backend),
-        protocol,
-        log_path=scratch_log("bench"),
-        what=f"{runtime.name} benchmark",
-    )
-    stats = summarize(raw)
+    try:
+        raw = call_isolated(
+            run_bench,
+            runtime,
+            str(artifact),
+            sample_set,
+            RuntimeSettings(threads=threads, backend=backend),
+            protocol,
+            log_path=scratch_log("bench"),
+            what=f"{runtime.name} benchmark",
+            timeout=timeouts.bench,
+            stage="bench",
+        )
+    except StageTimedOut as exc:  # the runtime did not finish on this artifact: a failed benchmark
+        raise RuntimeFailure(exc.message) from None
+    stats = summarize(raw, protocol)
     if as_json:
         sys.stdout.write(json.dumps(_plain(dataclasses.asdict(stats)), indent=2) + "\n")
         return ExitCode.OK
@@ -356,6 +421,8 @@ def bench_artifact(
         f"min {stats.min_ms:.3f}, max {stats.max_ms:.3f}; load {stats.load_ms:.1f} ms, first "
         f"{stats.first_inference_ms:.1f} ms, peak RSS {stats.peak_rss_mb:.0f} MB"
     )
+    for note in ((stats.describe_truncation(),) if stats.truncated else ()) + stats.notes:
+        stdout.print(f"[yellow]note:[/] {note}")
     return ExitCode.OK
 
 
@@ -383,9 +450,11 @@ def list_targets(as_json: bool) -> None:
                     "target": f"{name}:{variant}" if variant else name,
                     "kind": "converter",
                     "runtime": converter.default_runtime,
-                    "available": bool(availability and availability.available and converter.availability().available),
+                    "available": bool(
+                        availability and availability.available and converter.variant_availability(variant).available
+                    ),
                     "note": (availability.reason if availability and not availability.available else "")
-                    or converter.availability().reason,
+                    or converter.variant_availability(variant).reason,
                     "origin": reg.origin("converter", name),
                 }
             )

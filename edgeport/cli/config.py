@@ -10,6 +10,8 @@
     signature = "serving_default"
     strict = false
     trust_model = false              # true: run a model the pre-load scan flags (file system, writers, py_func...)
+    stage_timeout = 600              # seconds any stage may take, or per stage a table [stage_timeout]
+                                     # with load, convert, check, bench (defaults 600, 900, 600, 600)
 
     [bench]                          # the timing protocol
     warmup_runs = 3
@@ -39,6 +41,7 @@ TOP_LEVEL = {
     "model": str,
     "data": str,
     "calibration": str,
+    "labels": str,  # FILE.npy, FILE.npz:KEY or a KEY of the data .npz (checks/task)
     "output": str,
     "targets": list,
     "threads": int,
@@ -56,7 +59,11 @@ TOP_LEVEL = {
     "target": dict,
     "baseline": str,
     "history": str,
+    "layers": bool,  # per-layer comparison of every checked target (checks/layers)
+    "stage_timeout": object,  # seconds (every stage) or a table {stage = seconds}; checked by parse_stage_timeouts
 }
+
+AT_LEAST_ONE = ("threads", "jobs", "samples")  # counts: 0 or less is no setting, never a default
 
 
 @dataclass(frozen=True)
@@ -80,25 +87,43 @@ class Config:
 def load_config(path: Path) -> Config:
     if not path.is_file():
         raise UsageError(f"config {path} does not exist")
+    return parse_config(read_toml(path, "config"), path)
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"config {path}: not valid TOML ({exc})") from None
+        raise UsageError(f"{what} {path}: not valid TOML ({exc})") from None
+
+
+def parse_config(
+    data: dict[str, Any], path: Path, *, where: str | None = None, allowed: dict[str, type] | None = None
+) -> Config:
+    """Validate one config table (edgeport.toml, or a fleet manifest's entry: `where` names it in errors,
+    `allowed` narrows the keys); relative paths in it stay relative to `path`."""
+    where = where or f"config {path}"
+    allowed = TOP_LEVEL if allowed is None else allowed
+    data = dict(data)
     for key, value in data.items():
-        if key not in TOP_LEVEL:
-            raise UsageError(f"config {path}: unknown key {key!r}; known keys: {', '.join(TOP_LEVEL)}")
-        expected = TOP_LEVEL[key]
+        if key not in allowed:
+            raise UsageError(f"{where}: unknown key {key!r}; known keys: {', '.join(allowed)}")
+        expected = allowed[key]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise UsageError(f"config {path}: {key} must be a {expected.__name__}, got {type(value).__name__}")
+            raise UsageError(f"{where}: {key} must be a {expected.__name__}, got {type(value).__name__}")
+        if key in AT_LEAST_ONE and isinstance(value, int) and value < 1:
+            raise UsageError(f"{where}: {key} must be 1 or more, got {value}")
+    if "stage_timeout" in data:
+        from edgeport.run.request import parse_stage_timeouts
+
+        parse_stage_timeouts(data["stage_timeout"], f"{where}: stage_timeout")
     protocol_keys = {f.name for f in fields(TimingProtocol)}
     bench = data.pop("bench", {})
     for key in bench:
         if key not in protocol_keys:
-            raise UsageError(
-                f"config {path}: unknown key {key!r} in [bench]; known: {', '.join(sorted(protocol_keys))}"
-            )
+            raise UsageError(f"{where}: unknown key {key!r} in [bench]; known: {', '.join(sorted(protocol_keys))}")
     tables = data.pop("target", {})
     for name, table in tables.items():
         if not isinstance(table, dict):
-            raise UsageError(f'config {path}: target.{name} must be a table ([target."{name}"])')
+            raise UsageError(f'{where}: target.{name} must be a table ([target."{name}"])')
     return Config(path=path, values=data, target_tables=tables, protocol=bench)

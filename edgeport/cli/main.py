@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.plugin_options import PluginOptionsCommand, plugin_values
+from edgeport.data import DEFAULT_SYNTHETIC_COUNT
 from edgeport.errors import EdgeportError, UsageError
 
 
@@ -36,7 +37,28 @@ def handles_errors(command):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class OneLineErrors(click.Group):
+    """click's own usage errors (a bad flag value, a missing argument) as one line too, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `edgeport` alone: its help
+            click.echo(exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+            _fail(f"{exc.format_message().rstrip('.')}{where}", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+        if standalone_mode:
+            sys.exit(result if isinstance(result, int) else 0)
+        return result
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="edgeport")
 def main() -> None:
     """Convert a TensorFlow SavedModel for the edge, check accuracy on the real runtime, benchmark latency.
@@ -59,7 +81,7 @@ def sample_options(command):
             "--samples",
             "sample_count",
             type=click.IntRange(1),
-            default=8,
+            default=DEFAULT_SYNTHETIC_COUNT,
             show_default=True,
             help="Synthetic samples when no --data.",
         ),
@@ -73,6 +95,22 @@ def sample_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+stage_timeout_option = click.option(
+    "--stage-timeout",
+    "stage_timeout",
+    multiple=True,
+    metavar="[STAGE=]SECONDS",
+    help="Time limit of every stage, or STAGE=SECONDS for one (load, convert, check, bench; repeatable); a stage "
+    "past it fails its own target. [default: load 600, convert 900, check 600, bench 600]",
+)
+
+
+def _stage_timeouts(values):
+    from edgeport.run.request import parse_stage_timeouts
+
+    return parse_stage_timeouts(list(values))
 
 
 trust_option = click.option(
@@ -132,6 +170,17 @@ def threshold_options(command):
 @click.option(
     "--calibration", type=click.Path(path_type=Path), help="Calibration samples (default: the --data samples)."
 )
+@click.option(
+    "--labels",
+    metavar="FILE[:KEY]",
+    help="Class labels of the --data samples (.npy of ints, FILE.npz:KEY, or a KEY of the --data .npz): top-1/top-5 "
+    "accuracy of the SavedModel and every artifact; gate max_accuracy_drop per target.",
+)
+@click.option(
+    "--layers",
+    is_flag=True,
+    help="Compare every layer's output on the runtime with the SavedModel's (also done when a check fails).",
+)
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Convert this many targets in parallel.")
 @click.option(
     "-O",
@@ -144,8 +193,9 @@ def threshold_options(command):
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @click.option("--min-runs", type=click.IntRange(1), help="Benchmark: minimum timed runs.")
 @click.option("--min-seconds", type=float, help="Benchmark: minimum timed seconds.")
-@click.option("--max-seconds", type=float, help="Benchmark: cap on timed seconds.")
+@click.option("--max-seconds", type=float, help="Benchmark: cap on warm-up and timed seconds together.")
 @click.option("--warmup-runs", type=click.IntRange(0), help="Benchmark: warm-up runs.")
+@stage_timeout_option
 @click.option("--no-check", is_flag=True, help="Skip the accuracy check.")
 @click.option("--no-bench", is_flag=True, help="Skip the latency benchmark.")
 @click.option("--no-baseline", is_flag=True, help="Do not time the SavedModel on TensorFlow.")
@@ -182,6 +232,8 @@ def convert(
     threads,
     as_json,
     calibration,
+    labels,
+    layers,
     jobs,
     extra_options,
     backend,
@@ -189,6 +241,7 @@ def convert(
     min_seconds,
     max_seconds,
     warmup_runs,
+    stage_timeout,
     no_check,
     no_bench,
     no_baseline,
@@ -235,6 +288,9 @@ def convert(
         strict=strict,
         legacy=legacy,
         trust_model=trust_model,
+        stage_timeout=stage_timeout,
+        labels=labels,
+        layers=layers,
     )
     baseline = load_baseline(baseline_report, thresholds)  # a bad baseline fails before the run, not after
     report = run_with_progress(request, quiet=as_json)
@@ -280,6 +336,7 @@ def inspect(model, signature, targets, as_json, legacy, trust_model):
 @click.option("--precision", default="fp32", show_default=True, help="Tolerance defaults: fp32, fp16, dynamic, int8...")
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @sample_options
+@stage_timeout_option
 @trust_option
 @handles_errors
 def check(
@@ -297,6 +354,7 @@ def check(
     signature,
     threads,
     as_json,
+    stage_timeout,
     trust_model,
 ):
     """Check ARTIFACT's outputs against the SavedModel's on the same inputs."""
@@ -313,6 +371,7 @@ def check(
         threads=threads or 1,
         as_json=as_json,
         trust_model=bool(trust_model),
+        timeouts=_stage_timeouts(stage_timeout),
     )
     sys.exit(code)
 
@@ -326,7 +385,9 @@ def check(
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @click.option("--min-runs", type=click.IntRange(1), help="Minimum timed runs.")
 @click.option("--min-seconds", type=float, help="Minimum timed seconds.")
+@click.option("--max-seconds", type=float, help="Cap on warm-up and timed seconds.")
 @sample_options
+@stage_timeout_option
 @trust_option
 @handles_errors
 def bench(
@@ -336,6 +397,7 @@ def bench(
     backend,
     min_runs,
     min_seconds,
+    max_seconds,
     data,
     preprocess,
     sample_count,
@@ -345,6 +407,7 @@ def bench(
     signature,
     threads,
     as_json,
+    stage_timeout,
     trust_model,
 ):
     """Benchmark ARTIFACT on its runtime with the timing protocol (needs --data or --model for inputs)."""
@@ -359,8 +422,9 @@ def bench(
         signature=signature,
         threads=threads or 1,
         as_json=as_json,
-        protocol_overrides={"min_runs": min_runs, "min_seconds": min_seconds},
+        protocol_overrides={"min_runs": min_runs, "min_seconds": min_seconds, "max_seconds": max_seconds},
         trust_model=bool(trust_model),
+        timeouts=_stage_timeouts(stage_timeout),
     )
     sys.exit(code)
 
@@ -439,6 +503,42 @@ def history(history_path, model, target, last, as_json):
     from edgeport.report.history import history_command
 
     history_command(history_path, model=model, target=target, last=last, as_json=as_json)
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output folder all nodes reach.")
+@click.option("--address", help="Ray cluster: HOST:PORT of the head, or auto [default: Ray started in-process].")
+@click.option("--resume", is_flag=True, help="Reuse models whose report is complete and whose inputs are unchanged.")
+@click.option("--max-parallel", type=click.IntRange(1), help="Models in flight [default: the cluster's CPUs].")
+@click.option("--retries", type=click.IntRange(0), default=2, show_default=True, help="Retries of a lost task.")
+@click.option("--no-check", is_flag=True, help="Skip the accuracy checks.")
+@click.option("--no-bench", is_flag=True, help="Skip the latency benchmarks.")
+@click.option("--history", "history_path", type=click.Path(path_type=Path), help="SQLite run history to append to.")
+@click.option("--no-history", is_flag=True, help="Do not record the runs in the history.")
+@click.option("--json", "as_json", is_flag=True, help="Print fleet.json for scripts.")
+@handles_errors
+def fleet(
+    manifest, output, address, resume, max_parallel, retries, no_check, no_bench, history_path, no_history, as_json
+):
+    """Convert, check and benchmark every model of MANIFEST (TOML) on Ray; exit 4 on an infrastructure failure."""
+    from edgeport.fleet.command import fleet_command
+
+    sys.exit(
+        fleet_command(
+            manifest=manifest,
+            output=output,
+            address=address,
+            resume=resume,
+            max_parallel=max_parallel,
+            retries=retries,
+            bench=not no_bench,
+            check=not no_check,
+            history_path=history_path,
+            record_history=not no_history,
+            as_json=as_json,
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -146,7 +146,7 @@ class ProgressPrinter:
 
     def _max_seconds(self, stage: str) -> float:
         protocol = self._shape.protocol or TimingProtocol()
-        return self._startup_s[stage] + 2 * protocol.max_seconds  # warm-up and timed runs: each capped by max
+        return self._startup_s[stage] + protocol.max_seconds  # one deadline caps warm-up and timed runs together
 
     def _learn_startup(self, stage: str, seconds: float) -> None:
         protocol = self._shape.protocol

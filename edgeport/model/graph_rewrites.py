@@ -83,3 +83,23 @@ def _become_sub(nodes, node, *, one_name: str, erf_name: str, one_ref: str, erf_
     node.input.extend([one_ref, erf_ref])
     node.ClearField("attr")
     node.attr["T"].type = dtype
+
+
+def rename_functions(graph_def, renamed: dict[str, str]) -> None:
+    """Rename library functions in place, and every reference to them (call `f`, While `cond`/`body`, If
+    branches, Case `branches`: any func-valued attribute) in the graph and in every function body.
+
+    An edited function must take a new name before the graph is imported again: TensorFlow keeps the first
+    definition registered under a name and refuses a different one.
+    """
+    if not renamed:
+        return
+    for function in graph_def.library.function:
+        function.signature.name = renamed.get(function.signature.name, function.signature.name)
+    for nodes in [graph_def.node, *(function.node_def for function in graph_def.library.function)]:
+        for node in nodes:
+            for value in node.attr.values():
+                if value.HasField("func") and value.func.name in renamed:
+                    value.func.name = renamed[value.func.name]
+                for func in value.list.func:
+                    func.name = renamed.get(func.name, func.name)

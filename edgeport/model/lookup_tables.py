@@ -1,9 +1,10 @@
 """Lookup tables in the shared frozen graph: what each table holds, and integer lookups as plain tensor ops.
 
 A frozen TF2 graph reads each table (a Keras StringLookup/IntegerLookup layer, a tf.lookup.StaticHashTable)
-through a resource placeholder; the table itself is a capture of the signature function. `table_contents`
-exports every table's keys and values from the loaded model (no reload, nothing re-run), for the formats
-that carry tables (TF.js hash tables, ONNX's CategoryMapper).
+through a resource placeholder; the table itself is a capture of the signature function. A TF1 graph frozen
+from its v1 session reads a HashTableV2 node whose initializer the freeze left behind. `table_contents` (TF2)
+and `session_table_contents` (v1) export every table's keys and values from the loaded model (no reload,
+nothing re-run), for the formats that carry tables (TF.js hash tables, ONNX's CategoryMapper).
 
 `lower_integer_lookups`: a table with integer keys and numeric values is a small constant map, and no
 format's table support takes it (TFLite's hash table kernels and tf2onnx's CategoryMapper map strings to
@@ -47,16 +48,42 @@ def node_name(tensor: str) -> str:
     return tensor.lstrip("^").split(":")[0]
 
 
+TABLE_OPS = ("HashTableV2", "HashTable")
+
+
 def table_placeholders(graph_def) -> dict[str, list]:
-    """Resource placeholders read by lookup-table ops in the top-level graph, with the readers."""
+    """The nodes lookup-table ops in the top-level graph read their table through, with the readers: a
+    resource placeholder (a TF2 signature's captured table) or a HashTableV2 node (a TF1 graph's table, whose
+    initializer the freeze left behind)."""
     readers: dict[str, list] = {}
     nodes = {n.name: n for n in graph_def.node}
     for node in graph_def.node:
         if node.op in TABLE_READERS and node.input:
             source = _table_source(nodes, node)
-            if source is not None and source.op == "Placeholder" and source.attr["dtype"].type == DT_RESOURCE:
+            if source is None:
+                continue
+            if source.op in TABLE_OPS or (source.op == "Placeholder" and source.attr["dtype"].type == DT_RESOURCE):
                 readers.setdefault(source.name, []).append(node)
     return readers
+
+
+def session_table_contents(graph_def, session) -> dict[str, TableContents]:
+    """Every TF1 table the frozen graph reads, exported from the v1 session that initialized it."""
+    import tensorflow as tf
+
+    contents = {}
+    for name, readers in sorted(table_placeholders(graph_def).items()):
+        dtypes = _table_dtypes(readers)
+        if dtypes is None:
+            continue
+        with session.graph.as_default():
+            handle = session.graph.get_tensor_by_name(f"{name}:0")
+            exported = tf.raw_ops.LookupTableExportV2(
+                table_handle=handle, Tkeys=tf.as_dtype(dtypes[0]), Tvalues=tf.as_dtype(dtypes[1])
+            )
+        keys, values = session.run(exported)
+        contents[name] = TableContents(name, dtypes[0], dtypes[1], keys, values)
+    return contents
 
 
 def table_contents(graph_def, concrete_function) -> dict[str, TableContents]:
@@ -82,7 +109,7 @@ def placeholders_to_tables(graph_def, tables) -> None:
     by_name = {table.node: table for table in tables}
     for node in graph_def.node:
         table = by_name.get(node.name)
-        if table is None or node.op != "Placeholder":
+        if table is None or node.op not in ("Placeholder", *TABLE_OPS):
             continue
         node.op = "HashTableV2"
         node.ClearField("attr")
@@ -115,7 +142,18 @@ def lower_lookups(graph_def, contents: dict[str, TableContents], key_dtypes=_INT
         else:
             _become_const(node, len(table.keys), 9)
         lowered += 1
+    _drop_unread_tables(graph_def, contents)
     return lowered
+
+
+def _drop_unread_tables(graph_def, contents: dict[str, TableContents]) -> None:
+    """Table nodes no op reads any more (every lookup lowered) go: a format would try to build the table."""
+    read = {node_name(name) for node in graph_def.node for name in node.input}
+    doomed = {name for name in contents if name not in read}
+    kept = [node for node in graph_def.node if node.name not in doomed]
+    if len(kept) != len(graph_def.node):
+        del graph_def.node[:]
+        graph_def.node.extend(kept)
 
 
 def _lower_find(graph_def, node, table: TableContents, taken: set[str]) -> None:

@@ -9,6 +9,8 @@ graph every converter takes. XLA compilation is a TensorFlow runtime choice that
 
 from __future__ import annotations
 
+from edgeport.model.graph_rewrites import rename_functions
+
 FUNCTION_CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 NOINLINE_ATTRS = ("_noinline", "_XlaMustCompile")
 
@@ -20,7 +22,7 @@ def has_function_calls(graph_def) -> bool:
 def clear_noinline(graph_def) -> int:
     """In place: drop the marks that keep functions from inlining; returns how many functions had them.
 
-    Each such function is renamed (`<name>_inlinable`, every call updated): the original definition is
+    Each such function is renamed (`<name>_inlinable`, every reference updated): the original definition is
     already registered with TensorFlow under its name, and a changed one may not take that name.
     """
     renamed = {}
@@ -29,19 +31,12 @@ def clear_noinline(graph_def) -> int:
         for key in marked:
             del function.attr[key]
         if marked:
-            new_name = f"{function.signature.name}_inlinable"
-            renamed[function.signature.name] = new_name
-            function.signature.name = new_name
-    if not renamed:
-        return 0
-    bodies = [graph_def.node] + [function.node_def for function in graph_def.library.function]
-    for nodes in bodies:
+            renamed[function.signature.name] = f"{function.signature.name}_inlinable"
+    for nodes in [graph_def.node, *(function.node_def for function in graph_def.library.function)]:
         for node in nodes:
-            if node.op not in FUNCTION_CALL_OPS:
-                continue
-            for key in NOINLINE_ATTRS:
-                if key in node.attr:
-                    del node.attr[key]
-            callee = node.attr["f"].func
-            callee.name = renamed.get(callee.name, callee.name)
+            if node.op in FUNCTION_CALL_OPS:
+                for key in NOINLINE_ATTRS:
+                    if key in node.attr:
+                        del node.attr[key]
+    rename_functions(graph_def, renamed)
     return len(renamed)

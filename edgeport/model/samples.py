@@ -13,13 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.data import SampleSet, Signature, TensorSpec
+from edgeport.data import DEFAULT_SYNTHETIC_COUNT, SampleSet, Signature, TensorSpec
 from edgeport.errors import UsageError
 
-DEFAULT_SYNTHETIC_COUNT = 8
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 FLOAT_RANGE = (0.0, 1.0)
 INT_RANGE = (0, 10)
+# Synthetic samples and their reference outputs must fit in memory: at most this share of MemAvailable
+# (/proc/meminfo; FALLBACK_SAMPLE_BUDGET where there is none). The run holds them in the orchestrator, the
+# model service and the runtime process, and pickles them between: a quarter leaves room for those copies.
+SAMPLE_MEMORY_SHARE = 0.25
+FALLBACK_SAMPLE_BUDGET = 2 << 30
+STRING_ELEMENT_BYTES = 64  # one string element: a Python bytes object (about 40 B) and the array's pointer
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class SampleRequest:
     input_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     second_sizes: bool = False  # dynamic dimensions edgeport chooses take their second size
+    exclude: tuple[str, ...] = ()  # keys of the --data .npz that are not inputs (the --labels key)
 
 
 # Sizes for dynamic dimensions other than the batch, when neither --input-shape nor --data gives them: a
@@ -83,10 +89,13 @@ def parse_input_ranges(items: tuple[str, ...] | list[str]) -> dict[str, tuple[fl
         low, colon, high = span.partition(":")
         if not eq or not colon:
             raise UsageError(f"--input-range {item!r}: expected NAME=LO:HI, e.g. image=0:1")
-        ranges[name.strip()] = (
-            _parse_number(low, f"--input-range {name}"),
-            _parse_number(high, f"--input-range {name}"),
-        )
+        low_value = _parse_number(low, f"--input-range {name}")
+        high_value = _parse_number(high, f"--input-range {name}")
+        if not (np.isfinite(low_value) and np.isfinite(high_value) and low_value < high_value):
+            raise UsageError(
+                f"--input-range {item!r}: LO and HI must be finite numbers with LO < HI, e.g. {name.strip()}=0:1"
+            )
+        ranges[name.strip()] = (low_value, high_value)
     return ranges
 
 
@@ -160,7 +169,80 @@ OUT_OF_VOCABULARY = ("edgeport-oov-0", "edgeport-oov-1", "zzqx")
 OOV_SHARE = 0.25
 
 
+def _element_bytes(dtype: str) -> int:
+    if dtype in ("string", "resource", "variant"):
+        return STRING_ELEMENT_BYTES
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 8
+
+
+def bytes_per_sample(signature: Signature, request: SampleRequest) -> int:
+    """The memory one synthetic sample takes: its feeds, and the SavedModel's outputs on it (dynamic output
+    dimensions counted as the largest input dimension; an output of unknown rank as large as the largest feed)."""
+    shapes = [
+        feed_shape(spec, request.input_shapes.get(spec.name), second_size=request.second_sizes)
+        for spec in signature.inputs
+    ]
+    inputs = sum(
+        int(np.prod(shape, dtype=np.int64)) * _element_bytes(spec.dtype)
+        for spec, shape in zip(signature.inputs, shapes, strict=True)
+    )
+    largest_dim = max((d for shape in shapes for d in shape), default=1)
+    largest_feed = max((int(np.prod(shape, dtype=np.int64)) for shape in shapes), default=1)
+    outputs = 0
+    for spec in signature.outputs:
+        if spec.shape is None:
+            elements = largest_feed
+        else:
+            dims = [1 if i == 0 and d is None else (largest_dim if d is None else d) for i, d in enumerate(spec.shape)]
+            elements = int(np.prod(dims, dtype=np.int64))
+        outputs += elements * _element_bytes(spec.dtype)
+    return max(1, inputs + outputs)
+
+
+def mem_available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def sample_memory_budget() -> tuple[int, str]:
+    """(bytes synthetic samples may take, how that was decided)."""
+    available = mem_available_bytes()
+    if available is None:
+        return FALLBACK_SAMPLE_BUDGET, f"{_human(FALLBACK_SAMPLE_BUDGET)}, as this system shows no MemAvailable"
+    return int(available * SAMPLE_MEMORY_SHARE), f"a quarter of the {_human(available)} of memory available"
+
+
+def _human(size: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{int(size)} B"
+
+
+def check_sample_memory(signature: Signature, request: SampleRequest) -> None:
+    """Refuse (UsageError, before anything is allocated) a --samples count whose arrays cannot fit in memory."""
+    per_sample = bytes_per_sample(signature, request)
+    budget, why = sample_memory_budget()
+    if request.count * per_sample <= budget:
+        return
+    raise UsageError(
+        f"--samples {request.count} needs about {_human(request.count * per_sample)} of memory for the samples "
+        f"and their reference outputs ({_human(per_sample)} each); at most {budget // per_sample} fit "
+        f"({why}); pass a smaller --samples"
+    )
+
+
 def synthetic_samples(signature: Signature, request: SampleRequest, vocabulary: tuple[str, ...] = ()) -> SampleSet:
+    check_sample_memory(signature, request)
     rng = np.random.default_rng(request.seed)
     arrays = {}
     for spec in signature.inputs:
@@ -203,7 +285,19 @@ def _random_array(rng, spec: TensorSpec, shape, value_range) -> np.ndarray:
     return rng.uniform(low, high, size=shape).astype(dtype)
 
 
+def _check_named_inputs(signature: Signature, request: SampleRequest) -> None:
+    """--input-range and --input-shape must name inputs of the signature (a typo would be silently ignored)."""
+    names = [spec.name for spec in signature.inputs]
+    for flag, given in (("--input-range", request.input_ranges), ("--input-shape", request.input_shapes)):
+        for name in given:
+            if name not in names:
+                raise UsageError(
+                    f"{flag} {name}: signature {signature.key!r} has no input {name!r} (inputs: {', '.join(names)})"
+                )
+
+
 def load_samples(signature: Signature, request: SampleRequest, vocabulary: tuple[str, ...] = ()) -> SampleSet:
+    _check_named_inputs(signature, request)
     if request.data is None:
         return synthetic_samples(signature, request, vocabulary)
     path = Path(request.data)
@@ -212,7 +306,7 @@ def load_samples(signature: Signature, request: SampleRequest, vocabulary: tuple
     if path.is_dir():
         arrays = _image_folder(path, signature, request)
     elif path.suffix == ".npz":
-        arrays = read_npz(path)
+        arrays = {key: value for key, value in read_npz(path).items() if key not in request.exclude}
     elif path.suffix == ".npy":
         if len(signature.inputs) != 1:
             names = ", ".join(s.name for s in signature.inputs)
@@ -223,24 +317,45 @@ def load_samples(signature: Signature, request: SampleRequest, vocabulary: tuple
         arrays = {signature.inputs[0].name: _load_array(path)}
     else:
         raise UsageError(f"data {path}: unknown format {path.suffix or '(none)'}; use .npz, .npy or an image folder")
-    return SampleSet(
-        arrays=conform(signature, arrays, str(path), request.input_shapes), source=str(path), synthetic=False
-    )
+    conformed = conform(signature, arrays, str(path), request.input_shapes)
+    casts = [
+        f"{name} {np.asarray(arrays[name]).dtype} -> {conformed[name].dtype}"
+        for name in conformed
+        if name in arrays
+        and np.asarray(arrays[name]).dtype != conformed[name].dtype
+        and conformed[name].dtype != object
+    ]
+    notes = (f"data {path}: cast to the signature's dtypes ({'; '.join(casts)})",) if casts else ()
+    return SampleSet(arrays=conformed, source=str(path), synthetic=False, notes=notes)
 
 
 def _load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"data {path} cannot be read as numpy ({exc}); write it with np.save") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise UsageError(
+            f"data {path} cannot be read as numpy ({_why_unreadable(exc)}); write it with np.save"
+        ) from None
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, KeyError) as exc:
-        raise UsageError(f"data {path} cannot be read as .npz ({exc}); write it with np.savez") from None
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(
+            f"data {path} cannot be read as .npz ({_why_unreadable(exc)}); write it with np.savez"
+        ) from None
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    """numpy's reason, minus its advice to load pickled data unsafely (edgeport never loads pickles)."""
+    text = str(exc).strip() or type(exc).__name__
+    if "pickle" in text:
+        return "not a numpy archive, or one holding pickled objects, which edgeport does not load"
+    return text.splitlines()[0]
 
 
 def conform(
@@ -293,6 +408,12 @@ def _conform_one(spec: TensorSpec, array: np.ndarray, where: str, override) -> n
                 f"convert it with .astype('{spec.dtype}')"
             )
         array = array.astype(want)
+    if array.dtype.kind in "fc" and array.size and not np.all(np.isfinite(array)):
+        first = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0]) if array.ndim else 0
+        raise UsageError(
+            f"data {where}: input {spec.name!r} has {int(np.sum(~np.isfinite(array)))} NaN/Inf values (first in "
+            f"sample {first}); accuracy is compared on finite inputs only: clean the data"
+        )
     dims = override or spec.shape
     if dims is None:
         return array

@@ -9,6 +9,7 @@ named like the inputs and returning a dict named like the outputs) and a frozen 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,17 @@ class FrozenGraph:
 
 def check_saved_model_dir(path: Path) -> None:
     """Cheap checks before TensorFlow is imported: each failure is one line naming the path."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 raises RuntimeError on a loop
+            raise ModelLoadError(f"model {path} is a symlink loop; pass the real SavedModel folder") from None
+        except OSError as exc:
+            if "loop" in str(exc).lower() or getattr(exc, "errno", None) == 40:  # ELOOP
+                raise ModelLoadError(f"model {path} is a symlink loop; pass the real SavedModel folder") from None
+            raise ModelLoadError(
+                f"model {path} is a symlink to {os.readlink(path)}, which does not exist; fix the link"
+            ) from None
     if not path.exists():
         raise ModelLoadError(f"model not found: {path} does not exist; pass the folder that holds saved_model.pb")
     if not path.is_dir():
@@ -127,6 +139,11 @@ class LoadedModel:
         return self._backend.freeze()
 
     @functools.cached_property
+    def tables(self):
+        """The lookup tables the frozen graph reads, by the node it reads each through (lookup_tables)."""
+        return self._backend.table_contents(self.frozen)
+
+    @functools.cached_property
     def frozen_function(self) -> FrozenFunction:
         """The frozen graph wrapped as a signature function: converters start from constants, not variables."""
         if self.mode == "v1-session":
@@ -178,10 +195,12 @@ def load_model(
     key = _pick_signature(keys, signature_key, path)
     notes: list[str] = []
     backend: _TF2Backend | _V1SessionBackend | None = None
+    failures: list[BaseException] = []
     if not force_v1:
         try:
             backend = _TF2Backend(path, tags, key)
         except Exception as exc:  # noqa: BLE001 - any loader failure means: try the v1 session
+            failures.append(exc)
             notes.append(
                 f"tf.saved_model.load failed ({type(exc).__name__}: {first_line(exc)}); "
                 "loaded the MetaGraph in a v1 session instead"
@@ -192,7 +211,7 @@ def load_model(
         try:
             backend = _V1SessionBackend(path, tags, key, meta.signature_def[key])
         except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"cannot load SavedModel {path}: {type(exc).__name__}: {first_line(exc)}") from None
+            raise ModelLoadError(_load_failure(path, [*failures, exc])) from None
     return LoadedModel(
         path=path,
         tags=tags,
@@ -202,6 +221,21 @@ def load_model(
         notes=tuple(notes),
         backend=backend,
     )
+
+
+_CORRUPT_DATA_ERRORS = ("DataLossError", "OutOfRangeError")  # what a truncated or corrupt checkpoint raises
+
+
+def _load_failure(path: Path, failures: list[BaseException]) -> str:
+    """One line for a SavedModel neither loader could load; a corrupt variables/ folder is named as such."""
+    exc = failures[-1]
+    if any(type(failure).__name__ in _CORRUPT_DATA_ERRORS for failure in failures):
+        files = sorted(p.name for p in (path / "variables").glob("variables.*")) or ["(none)"]
+        return (
+            f"cannot load SavedModel {path}: its variables ({path / 'variables'}: {', '.join(files)}) are corrupt "
+            "or truncated; copy or export the SavedModel again"
+        )
+    return f"cannot load SavedModel {path}: {type(exc).__name__}: {first_line(exc)}"
 
 
 def _pick_meta_graph(proto, path: Path, tags):
@@ -281,6 +315,11 @@ class _TF2Backend:
             lower_integer_lookups(frozen.graph_def, contents)
         return frozen
 
+    def table_contents(self, frozen: FrozenGraph):
+        from edgeport.model.lookup_tables import table_contents
+
+        return table_contents(frozen.graph_def, self._fn)
+
     def _inline_noinline_calls(self, frozen: FrozenGraph) -> FrozenGraph:
         """Calls the freeze left (`_noinline` functions, edgeport.model.noinline_calls) inlined; the graph as
         frozen when there are none or inlining fails (converters then name the call)."""
@@ -352,17 +391,48 @@ class _V1SessionBackend:
         )
         if not any(node.op in FUNCTION_CALL_OPS for node in graph_def.node):
             graph_def = tf.compat.v1.graph_util.remove_training_nodes(graph_def, protected_nodes=output_nodes)
-            return FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
-        # remove_training_nodes would drop the function library; inlining prunes the graph instead
-        session_frozen = FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
+            return self._with_integer_lookups_lowered(graph_def)
+        # remove_training_nodes would drop the function library: Grappler inlines the calls instead, on the
+        # GraphDef alone (importing it would re-register functions the freeze edited under their old names)
+        from tensorflow.python.framework.convert_to_constants import disable_lower_using_switch_merge
+
+        from edgeport.model.grappler import INLINE, run_grappler
+        from edgeport.model.noinline_calls import clear_noinline
+
+        clear_noinline(graph_def)
+        for function in graph_def.library.function:
+            if "api_implements" in function.attr:  # a GPU twin of an RNN layer keeps the call from inlining
+                del function.attr["api_implements"]
+        fetches = [*self._in.values(), *self._out.values()]
         try:
-            _, pruned = prune_frozen_graph(session_frozen, self.signature, {})
-            return freeze_function(pruned, self.input_names, self.output_names)
+            inlined = run_grappler(
+                disable_lower_using_switch_merge(graph_def), fetches=fetches, optimizers=INLINE, aggressive=True
+            )
         except Exception as exc:  # noqa: BLE001 - any failure to inline is a conversion error naming it
             raise ConversionError(
                 f"the v1-session graph calls functions that cannot be inlined ({type(exc).__name__}: "
                 f"{first_line(exc)}); load it without --legacy if tf.saved_model.load works"
             ) from None
+        left = sorted({node.op for node in inlined.node if node.op in FUNCTION_CALL_OPS})
+        if left:
+            raise ConversionError(
+                f"the v1-session graph still calls functions after inlining ({', '.join(left)}); "
+                "load it without --legacy if tf.saved_model.load works"
+            )
+        return self._with_integer_lookups_lowered(inlined)
+
+    def _with_integer_lookups_lowered(self, graph_def) -> FrozenGraph:
+        from edgeport.model.lookup_tables import lower_integer_lookups, session_table_contents
+
+        contents = session_table_contents(graph_def, self._session)
+        if contents:
+            lower_integer_lookups(graph_def, contents)
+        return FrozenGraph(graph_def=graph_def, input_tensors=dict(self._in), output_tensors=dict(self._out))
+
+    def table_contents(self, frozen: FrozenGraph):
+        from edgeport.model.lookup_tables import session_table_contents
+
+        return session_table_contents(frozen.graph_def, self._session)
 
     def concrete_function(self):
         return self._wrap().function

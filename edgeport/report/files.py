@@ -55,6 +55,7 @@ class TargetResult:
     runtime_version: str | None = None
     threads: int = 1
     backend: str | None = None
+    layers: Mapping[str, Any] | None = None  # per-layer comparison (checks/layers.LayerReport.to_dict), or None
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -66,6 +67,9 @@ class TargetResult:
             return "error"
         if "failed" in statuses or "error" in statuses:
             return "failed"
+        check = self.stage("check")
+        if check is None or check.status != "passed":
+            return "unchecked"  # converted, but nothing compared it with the SavedModel: never "passed"
         return "passed"
 
 
@@ -93,6 +97,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         data = jsonable(dataclasses.asdict(self))
         data["verdicts"] = {t.name: t.verdict for t in self.targets}
+        data["status"] = "finished"  # a run without a report leaves running/interrupted/failed (run/output_folder)
         return data
 
 
@@ -137,16 +142,47 @@ def current_umask() -> int:
     return mask
 
 
-def write_report_files(report: Report, out: Path) -> dict[str, Path]:
-    written = {
-        "json": out / "report.json",
-        "junit": out / "junit.xml",
-        "summary": out / "summary.md",
+def write_files(out: Path, texts: Mapping[str, str]) -> dict[str, Path]:
+    """Write files into `out` as one batch: each to a temp file first, then each renamed into place.
+
+    On any failure (a full disk) nothing of the batch is left: the temp files are removed, and so is every file
+    the batch had already renamed into place; then the error is raised.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    temps: dict[str, str] = {}
+    placed: list[Path] = []
+    try:
+        for name, text in texts.items():
+            fd, temps[name] = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temps[name], 0o666 & ~current_umask())
+        for name, tmp in temps.items():
+            os.replace(tmp, out / name)
+            placed.append(out / name)
+    except BaseException:
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
+    return {name: out / name for name in texts}
+
+
+def report_texts(report: Report) -> dict[str, str]:
+    """report.json, junit.xml and summary.md of a report, by file name."""
+    return {
+        "report.json": json.dumps(report.to_dict(), indent=2) + "\n",
+        "junit.xml": junit_xml(report),
+        "summary.md": summary_markdown(report),
     }
-    atomic_write(written["json"], json.dumps(report.to_dict(), indent=2) + "\n")
-    atomic_write(written["junit"], junit_xml(report))
-    atomic_write(written["summary"], summary_markdown(report))
-    return written
+
+
+def write_report_files(report: Report, out: Path) -> dict[str, Path]:
+    written = write_files(out, report_texts(report))
+    return {"json": written["report.json"], "junit": written["junit.xml"], "summary": written["summary.md"]}
 
 
 def junit_xml(report: Report) -> str:
@@ -217,10 +253,53 @@ def accuracy_cell(target: TargetResult) -> str:
     return text
 
 
+def task_lines(report: Report) -> list[str]:
+    """Task accuracy against --labels: the SavedModel's, then each artifact's with its drop."""
+    labels = report.samples.get("labels") if report.samples else None
+    if not labels:
+        return []
+    top5 = labels.get("top5")
+    lines = [
+        f"task accuracy on {labels['count']} labels ({labels['source']}): SavedModel top-1 {labels['top1']:.2%}"
+        + (f", top-5 {top5:.2%}" if top5 is not None else "")
+    ]
+    for t in report.targets:
+        task = t.accuracy.task if t.accuracy else None
+        if task is None:
+            continue
+        gate = ""
+        if task.max_drop is not None:
+            gate = f" (max_accuracy_drop {task.max_drop:g}: {'passed' if task.passed else 'FAILED'})"
+        lines.append(f"{t.name}: top-1 {task.artifact:.2%}, drop {task.drop:+.4f}{gate}")
+    return lines
+
+
+def layer_lines(report: Report) -> list[str]:
+    """Per-layer comparison: where each target's error starts (the first divergent layer and its op)."""
+    lines = []
+    for t in report.targets:
+        layers = t.layers
+        if not layers:
+            continue
+        if layers.get("error"):
+            lines.append(f"{t.name}: per-layer comparison: {layers['error']}")
+        elif layers.get("first_divergent"):
+            lines.append(
+                f"{t.name}: first divergent layer {layers['first_divergent']} ({layers.get('first_divergent_op')}), "
+                f"of {len(layers.get('tensors', []))} layers compared"
+            )
+        else:
+            lines.append(f"{t.name}: no divergent layer in {len(layers.get('tensors', []))} layers compared")
+    return lines
+
+
 def summary_markdown(report: Report) -> str:
     verdict = {0: "passed", 1: "FAILED (a gate)", 2: "usage error", 3: "FAILED (load/conversion)"}.get(
         report.exit_code, str(report.exit_code)
     )
+    unchecked = [t.name for t in report.targets if t.verdict == "unchecked"]
+    if unchecked and report.exit_code == 0:
+        verdict = f"passed where checked; unchecked: {', '.join(unchecked)}"
     lines = [
         f"# edgeport: {verdict}",
         "",
@@ -245,6 +324,9 @@ def summary_markdown(report: Report) -> str:
             f"{stage_cell(t.stage('bench'))} | {human_bytes(t.size_bytes)} | {accuracy_cell(t)} | "
             f"{_fmt(lat.p50_ms if lat else None)} | {_fmt(lat.p90_ms if lat else None)} |"
         )
+    said = [*task_lines(report), *layer_lines(report)]
+    if said:
+        lines += ["", *(f"- {line}" for line in said)]
     if report.warnings:
         lines += ["", "**Warnings**", ""] + [f"- {w}" for w in report.warnings]
     notes = [(t.name, n) for t in report.targets for n in t.notes]

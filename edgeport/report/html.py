@@ -21,7 +21,7 @@ from edgeport.checks.latency import LatencyStats
 from edgeport.report.files import Report, TargetResult, accuracy_cell, atomic_write, human_bytes
 
 QUANTIZED = ("dynamic", "int8", "uint8", "int16x8", "uint16")
-STATUS_CLASS = {"passed": "pass", "failed": "fail", "error": "fail", "skipped": "skip"}
+STATUS_CLASS = {"passed": "pass", "failed": "fail", "error": "fail", "skipped": "skip", "unchecked": "skip"}
 NO_PLOTS = "matplotlib is not installed, so this page has no plots; install it with: pip install 'edgeport[report]'"
 
 STYLE = """
@@ -54,6 +54,7 @@ def render(report: Report) -> str:
         body.append(f'<p class="note" id="no-plots">{_e(plots.missing)}</p>')
     body.append(_warnings(report))
     body.append(_latency_overview(report, plots))
+    body.append(_layers_overview(report, plots))
     body += [_target_section(report, target, plots) for target in report.targets]
     body.append(_footer(report))
     title = f"edgeport: {Path(str(report.model.get('path', ''))).name} - {_run_verdict(report)}"
@@ -145,6 +146,61 @@ def _latency_overview(report: Report, plots: _Plotter) -> str:
         "log scale; the box spans p25 to p75, the white line is p50.</p>"
         + plots.figure(lambda plt: _latency_figure(plt, series))
     )
+
+
+def _layers_overview(report: Report, plots: _Plotter) -> str:
+    """Per-layer comparison (--layers, or a failed check): error along depth for every target on one chart,
+    then per target its first divergent layer and its worst layers by added error."""
+    compared = [t for t in report.targets if t.layers and t.layers.get("tensors")]
+    said = [t for t in report.targets if t.layers]
+    if not said:
+        return ""
+    rows = []
+    for target in said:
+        layers = target.layers or {}
+        if layers.get("error"):
+            rows.append(f"<tr><td>{_e(target.name)}</td><td colspan=3>{_e(layers['error'])}</td></tr>")
+            continue
+        first = layers.get("first_divergent")
+        by_name = {t["name"]: t for t in layers.get("tensors", [])}
+        worst = ", ".join(
+            f"{_e(name)} ({_e(by_name[name]['op'])}, +{_num(by_name[name]['added_error'], 3)})"
+            for name in layers.get("worst", [])
+            if name in by_name
+        )
+        first_text = f"{_e(first)} ({_e(layers.get('first_divergent_op'))})" if first else "none"
+        rows.append(
+            f"<tr><td>{_e(target.name)}</td><td>{first_text}</td><td>{worst or '–'}</td>"
+            f"<td>{len(by_name)} compared, {len(layers.get('fused_away', []))} fused away</td></tr>"
+        )
+    figure = plots.figure(lambda plt: _layers_figure(plt, compared)) if compared else ""
+    return (
+        '<h2 id="layers">Per-layer error</h2><p class="muted">Relative RMS error of each layer\'s output against '
+        "the SavedModel's (log scale) along depth; the first divergent layer is the first whose cosine is under "
+        "the target's min_cosine and that added most of its own error.</p>"
+        + figure
+        + '<table id="layers-table"><tr><th>target</th><th>first divergent layer</th><th>worst layers (added error)'
+        "</th><th>layers</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _layers_figure(plt, targets: Sequence[TargetResult]):
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for target in targets:
+        tensors = (target.layers or {}).get("tensors", [])
+        depth = [t["depth"] for t in tensors]
+        error = [max(float(t["relative_error"]), 1e-7) if math.isfinite(t["relative_error"]) else 1e3 for t in tensors]
+        (line,) = ax.plot(depth, error, marker=".", linewidth=1, label=target.name)
+        first = (target.layers or {}).get("first_divergent")
+        for t, d, e in zip(tensors, depth, error, strict=True):
+            if t["name"] == first:
+                ax.plot([d], [e], marker="o", markersize=9, fillstyle="none", color=line.get_color())
+    ax.set_yscale("log")
+    ax.set_xlabel("layer depth (topological order in the frozen graph)")
+    ax.set_ylabel("relative error")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    return fig
 
 
 def _target_section(report: Report, target: TargetResult, plots: _Plotter) -> str:

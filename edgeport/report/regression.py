@@ -121,9 +121,69 @@ def load_report(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list) or "schema_version" not in data:
         raise UsageError(f"{file} is not an edgeport report.json (no schema_version/targets)")
+    if data.get("status", "finished") != "finished":  # a run killed, interrupted or stopped before its report
+        raise UsageError(f"{file} is the record of a run that did not finish ({data['status']}): {data.get('message')}")
     if data["schema_version"] != 1:
         raise UsageError(f"{file} has report schema {data['schema_version']}; this edgeport reads schema 1")
+    _check_field_types(data, file)
     return data
+
+
+_NUMERIC_FIELDS = frozenset(
+    {
+        "size_bytes",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "mean_ms",
+        "std_ms",
+        "min_ms",
+        "max_ms",
+        "load_ms",
+        "first_inference_ms",
+        "peak_rss_mb",
+        "throughput_per_s",
+        "cosine",
+        "snr_db",
+        "max_abs_error",
+        "mean_abs_error",
+        "rmse",
+        "top1_agreement",
+        "top5_agreement",
+        "worst_cosine",
+        "exit_code",
+    }
+)
+_NON_FINITE = ("inf", "-inf", "nan")
+
+
+def _check_field_types(data: Mapping[str, Any], file: Path) -> None:
+    """Every field a comparison reads has the type a report writes: a usage error naming it, not a traceback."""
+    for index, target in enumerate(data["targets"]):
+        if not isinstance(target, dict) or not isinstance(target.get("name"), str):
+            raise UsageError(f"{file}: targets[{index}] is not a target record with a name; pass an edgeport report")
+        for where, key, value in _fields(target, f"targets[{index}] ({target['name']})"):
+            if key in _NUMERIC_FIELDS and not (
+                value is None
+                or (isinstance(value, int | float) and not isinstance(value, bool))
+                or value in _NON_FINITE
+            ):
+                raise UsageError(f"{file}: {where}.{key} is {value!r}, not a number; pass an unedited report.json")
+        for key in ("stages", "files"):
+            if key in target and not isinstance(target[key], list):
+                raise UsageError(f"{file}: targets[{index}].{key} is not a list; pass an unedited report.json")
+
+
+def _fields(value: Any, where: str):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                yield from _fields(item, f"{where}.{key}")
+            else:
+                yield where, key, item
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _fields(item, f"{where}[{index}]")
 
 
 def compare_reports(

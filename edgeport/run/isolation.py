@@ -3,7 +3,9 @@
 `Worker` is a long-lived spawned process holding one object (e.g. the loaded SavedModel) and answering
 method calls over a pipe; `call_isolated` is a one-shot worker for one function call. A worker's stdout and
 stderr go to a log file, never to the user's terminal. When the process dies, the caller gets `WorkerDied`
-naming the signal.
+naming the signal. Every wait for an answer has a deadline: a worker that does not answer in time is stopped
+with every process it started (Node.js, Chromium, a subprocess; found through /proc, so a detached process
+group too) and the caller gets `StageTimedOut` ("<stage> timed out after N s").
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeport.errors import EdgeportError, WorkerDied
+from edgeport.errors import EdgeportError, StageTimedOut, WorkerDied
 
 _CONTEXT = multiprocessing.get_context("spawn")
+DEFAULT_TIMEOUT_S = 900.0  # for a caller that names no limit: nothing waits forever
+_POLL_S = 1.0  # how often a wait looks at whether the worker is still alive
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -32,6 +37,45 @@ def describe_exit(exitcode: int | None) -> str:
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"killed by {name}{hint}"
     return f"exited with status {exitcode}"
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (children, their children, ...), from /proc; [] where there is no /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except OSError:  # gone already, or not ours
+        pass
+
+
+def stop_process_tree(root: int) -> None:
+    """SIGKILL `root` and every process below it. The tree is frozen first (SIGSTOP, repeated until no new
+    process appears) so that nothing forks or is re-parented away between finding and killing."""
+    frozen: set[int] = set()
+    for _ in range(10):
+        found = {root, *descendants(root)} - frozen
+        if not found:
+            break
+        for pid in found:
+            _signal(pid, signal.SIGSTOP)
+        frozen |= found
+    for pid in frozen:
+        _signal(pid, signal.SIGKILL)
 
 
 def _redirect_output(log_path: str | None) -> None:
@@ -94,9 +138,21 @@ class PluginCrash(EdgeportError):
 
 
 class Worker:
-    """A spawned process holding `factory(*args)`; call its methods with `call(name, ...)`."""
+    """A spawned process holding `factory(*args)`; call its methods with `call(name, ...)`.
 
-    def __init__(self, factory: Callable, *args, log_path: Path | None = None, what: str = "worker"):
+    `timeout` bounds building the object (stage `stage`, "load" by default); `call` waits `DEFAULT_TIMEOUT_S`
+    at most, `call_within(seconds, stage, name, ...)` as long as its stage may take.
+    """
+
+    def __init__(
+        self,
+        factory: Callable,
+        *args,
+        log_path: Path | None = None,
+        what: str = "worker",
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        stage: str = "load",
+    ):
         self.what = what
         self._conn, child = _CONTEXT.Pipe()
         self._process = _CONTEXT.Process(
@@ -104,25 +160,67 @@ class Worker:
         )
         self._process.start()
         child.close()
-        self.description = self._receive()
-
-    def _receive(self):
         try:
+            self.description = self._receive(timeout, stage)
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self, timeout: float | None, stage: str, limit: float | None = None):
+        """The answer, waiting `timeout` s at most; the message of a timeout names `limit` (the stage's whole
+        limit, of which `timeout` may be what is left)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self._conn.poll(
+                _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            ):
+                if not self._process.is_alive() and not self._conn.poll(0):
+                    raise EOFError
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.kill()
+                    raise self._timed_out(stage, limit if limit is not None else timeout or 0.0)
             status, *payload = self._conn.recv()
         except (EOFError, ConnectionResetError):
             self._process.join(timeout=10)
             raise WorkerDied(f"{self.what} {describe_exit(self._process.exitcode)}") from None
+        except BaseException:  # interrupted while the worker works (Ctrl-C): it is in an unknown state
+            if self._process.is_alive():
+                self.kill()
+            raise
         if status == "ok":
             return payload[0]
         if status == "error":
             raise payload[0]
         raise PluginCrash(f"{self.what}: {payload[0]}", payload[1])
 
+    def _timed_out(self, stage: str, seconds: float) -> StageTimedOut:
+        return StageTimedOut(
+            f"{stage} timed out after {seconds:g} s: {self.what} did not answer and was stopped with every "
+            f"process it started (--stage-timeout {stage}=SECONDS raises the limit)",
+            stage,
+            float(seconds),
+        )
+
     def call(self, method: str, *args, **kwargs):
+        return self.call_within(DEFAULT_TIMEOUT_S, "stage", method, *args, **kwargs)
+
+    def call_within(self, timeout: float | None, stage: str, method: str, *args, **kwargs):
+        """`call`, failing with StageTimedOut (and the worker stopped) when no answer comes within `timeout` s."""
+        return self.ask(timeout, stage, None, method, args, kwargs)
+
+    def ask(self, timeout: float | None, stage: str, limit: float | None, method: str, args: tuple, kwargs: dict):
+        """`call_within` with the arguments as they are, and `limit`: the stage's whole limit, named when it times
+        out (`timeout` may be what is left of it)."""
         if not self._process.is_alive():
             raise WorkerDied(f"{self.what} {describe_exit(self._process.exitcode)}")
         self._conn.send((method, args, kwargs))
-        return self._receive()
+        return self._receive(timeout, stage, limit)
+
+    def kill(self) -> None:
+        """Stop the worker now, with every process below it."""
+        if self._process.pid is not None:
+            stop_process_tree(self._process.pid)
+        self._process.join(timeout=10)
 
     @property
     def alive(self) -> bool:
@@ -136,8 +234,7 @@ class Worker:
                 pass
             self._process.join(timeout=10)
         if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
+            self.kill()
         self._conn.close()
 
     def __enter__(self) -> Worker:
@@ -155,7 +252,19 @@ class _Call:
         return self.function(*args, **kwargs)
 
 
-def call_isolated(function: Callable, *args, log_path: Path | None = None, what: str = "worker", **kwargs):
-    """Call a picklable module-level function in a fresh process; return its result or raise."""
-    with Worker(_Call, function, log_path=log_path, what=what) as worker:
-        return worker.call("run", *args, **kwargs)
+def call_isolated(
+    function: Callable,
+    *args,
+    log_path: Path | None = None,
+    what: str = "worker",
+    timeout: float | None = DEFAULT_TIMEOUT_S,
+    stage: str = "stage",
+    **kwargs,
+):
+    """Call a picklable module-level function in a fresh process; return its result or raise.
+
+    `timeout` covers the whole call, the process's start included: past it StageTimedOut names `stage`."""
+    started = time.monotonic()
+    with Worker(_Call, function, log_path=log_path, what=what, timeout=timeout, stage=stage) as worker:
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return worker.ask(left, stage, timeout, "run", args, kwargs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
+import json
 import platform
 import shutil
 import tempfile
@@ -26,15 +26,17 @@ from typing import Any
 
 from edgeport.checks.accuracy import AccuracyResult, compare, default_tolerance
 from edgeport.checks.budgets import budget_failures, unmeasured
+from edgeport.checks.task import LabelSet, load_labels, scored_output, task_accuracy
 from edgeport.contracts import Converter, Runtime
 from edgeport.data import Artifact, Event, Feeds, RuntimeSettings, SampleSet
-from edgeport.errors import EdgeportError, ModelLoadError, UntrustedModel, UsageError, WorkerDied
+from edgeport.errors import EdgeportError, ModelLoadError, StageTimedOut, UsageError, WorkerDied
 from edgeport.model.samples import chosen_dimensions, load_samples
 from edgeport.model.scan import trust_note
-from edgeport.report.files import Report, StageResult, TargetResult, current_umask, exit_code_for, write_report_files
-from edgeport.report.html import write_html
+from edgeport.report.files import Report, StageResult, TargetResult, exit_code_for, report_texts
+from edgeport.report.html import render
 from edgeport.run.isolation import PluginCrash, Worker, call_isolated
 from edgeport.run.options import build_options
+from edgeport.run.output_folder import OutputFolder, artifact_files, refuse_model_overlap
 from edgeport.run.registry import registry
 from edgeport.run.request import LATENCY_BUDGETS, SIZE_BUDGET, RunRequest, TargetConfig
 from edgeport.run.service import ModelInfo, ModelService
@@ -49,6 +51,7 @@ class Reference:
 
     samples: SampleSet
     outputs: list[Feeds]
+    labels: LabelSet | None = None  # --labels: task accuracy is scored on these samples (checks/task)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ def prepare_output(out: Path) -> None:
         ) from None
 
 
-def run(request: RunRequest, progress: Progress = quiet) -> Report:
+def run(request: RunRequest, progress: Progress = quiet, *, bench_call: Callable[..., Any] = call_isolated) -> Report:
+    """`bench_call`: how each artifact's benchmark is run, `call_isolated`'s signature (a fleet runs it as a
+    Ray task holding the node's exclusive benchmark slot)."""
     from edgeport.model.savedmodel import check_saved_model_dir  # light: no TensorFlow
 
     check_saved_model_dir(request.model)
@@ -100,29 +105,51 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
     for flag, sample_request in (("--data", request.samples), ("--calibration", request.calibration)):
         if sample_request is not None and sample_request.data is not None and not Path(sample_request.data).exists():
             raise UsageError(f"{flag} {sample_request.data} does not exist; pass an .npz, .npy or a folder of images")
+    refuse_model_overlap(request.out, request.model, [p.config.spec.slug for p in plans])
     created = not request.out.exists()
     prepare_output(request.out)
+    folder = OutputFolder.take(request.out, protect=request.model)  # the lock; what killed runs left goes
+    refused = False
+    try:
+        report = _run(request, plans, folder, progress, bench_call)
+    except BaseException as exc:
+        folder.abandon(exc)  # stopped after the first conversion: no artifact stays without its report
+        refused = created and not folder.begun  # a usage or load error before any work: OUT was never there
+        raise
+    finally:
+        folder.close()
+        if refused:
+            shutil.rmtree(request.out, ignore_errors=True)
+    return report
+
+
+def _run(
+    request: RunRequest,
+    plans: list[_Plan],
+    folder: OutputFolder,
+    progress: Progress,
+    bench_call: Callable[..., Any],
+) -> Report:
     logs = request.out / "logs"
     logs.mkdir(exist_ok=True)
     started = time.perf_counter()
 
     progress(Event("model", "load", "started", str(request.model)))
-    try:
-        service = _start_service(request, logs / "model.log")
-    except UntrustedModel:
-        if created:  # a refused model leaves nothing behind (the folder held only the loader's empty log)
-            shutil.rmtree(request.out, ignore_errors=True)
-        raise
+    service = _start_service(request, logs / "model.log")  # a refusal here leaves no OUT behind (see run)
     info: ModelInfo = service.description
     progress(Event("model", "load", "passed", f"{info.mode}, signature {info.signature.key}"))
     try:
-        service.call("validate", [(p.converter, p.config.spec.variant, p.options) for p in plans])
+        limits = request.timeouts
+        service.call_within(
+            limits.load, "load", "validate", [(p.converter, p.config.spec.variant, p.options) for p in plans]
+        )
         samples = load_samples(info.signature, request.samples, info.vocabulary)
         calibration = load_samples(info.signature, request.calibration) if request.calibration else samples
         warnings = _sample_warnings(request, samples, calibration, plans)
         if info.trusted and not info.scan.clean:
             warnings.insert(0, trust_note(info.scan))
         references: tuple[Reference, ...] = ()
+        labels = load_labels(request.labels, samples.count) if request.labels and request.check else None
         chosen = chosen_dimensions(info.signature, request.samples)
         if chosen:
             warnings.append(
@@ -132,26 +159,36 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
             )
         if request.check:
             progress(Event("model", "reference", "started", f"{samples.count} samples"))
-            references = (Reference(samples, service.call("reference", samples)),)
+            references = (Reference(samples, _reference(service, samples, limits.check), labels),)
+            if labels is not None:  # labels that fit no output: exit 2, before anything converts
+                scored_output(references[0].outputs, labels)
             if chosen:
                 second = load_samples(
                     info.signature, dataclasses.replace(request.samples, second_sizes=True), info.vocabulary
                 )
-                references += (Reference(second, service.call("reference", second)),)
+                references += (Reference(second, _reference(service, second, limits.check)),)
             progress(Event("model", "reference", "passed"))
         baseline = (
-            _bench_baseline(service, samples, request.protocol, progress, warnings)
+            _bench_baseline(service, samples, request.protocol, progress, warnings, limits.bench)
             if request.bench and request.baseline
             else None
         )
-        converted = _convert_all(request, plans, service, calibration, progress)
+        layer_source = _LayerSource(request, samples, logs)
+        if request.layers and request.check:  # while the model service is up; else only when a check fails
+            layer_source.compute(service, progress)
+        folder.begin(request.model, [p.config.name for p in plans])  # from here on OUT shows this run only
+        converted = _convert_all(request, plans, service, calibration, progress, folder)
     finally:
         service.close()
 
     results = []
     for plan in plans:
         artifact, convert_stage = converted[plan.config.name]
-        results.append(_check_and_bench(request, plan, artifact, convert_stage, samples, references, logs, progress))
+        results.append(
+            _check_and_bench(
+                request, plan, artifact, convert_stage, samples, references, logs, progress, bench_call, layer_source
+            )
+        )
     targets = tuple(results)
     report = Report(
         model={
@@ -166,7 +203,12 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
             "tensorflow_version": info.tensorflow_version,
             "scan": {**info.scan.to_dict(), "trusted": info.trusted},
         },
-        samples={"source": samples.source, "count": samples.count, "synthetic": samples.synthetic},
+        samples={
+            "source": samples.source,
+            "count": samples.count,
+            "synthetic": samples.synthetic,
+            **({"labels": _labels_summary(references[0])} if references and references[0].labels else {}),
+        },
         calibration={
             "source": calibration.source,
             "count": calibration.count,
@@ -181,9 +223,22 @@ def run(request: RunRequest, progress: Progress = quiet) -> Report:
         warnings=tuple(warnings),
         baseline=baseline,
     )
-    write_report_files(report, request.out)
-    write_html(report, request.out)
+    folder.write_reports({**report_texts(report), "report.html": render(report), **layer_source.files})
+    folder.finish(t.folder for t in targets if t.folder)
     return report
+
+
+def _labels_summary(reference: Reference) -> dict[str, Any]:
+    """report.json `samples.labels`: where the labels came from and the SavedModel's own task accuracy."""
+    assert reference.labels is not None
+    own = task_accuracy(reference.outputs, reference.outputs, reference.labels)
+    return {
+        "source": reference.labels.source,
+        "count": reference.labels.count,
+        "output": own.output,
+        "top1": own.reference,
+        "top5": own.reference_top5,
+    }
 
 
 def _version() -> str:
@@ -220,14 +275,24 @@ def _start_service(request: RunRequest, log: Path) -> Worker:
             request.trust_model,
             log_path=log,
             what="model loader",
+            timeout=request.timeouts.load,
+            stage="load",
         )
-    except PluginCrash as exc:
+    except (PluginCrash, StageTimedOut) as exc:
         raise ModelLoadError(f"cannot load {request.model}: {exc.message}") from None
+
+
+def _reference(service: Worker, samples: SampleSet, timeout: float) -> list[Feeds]:
+    """The SavedModel's outputs on `samples`: without them nothing can be checked, so a timeout ends the run."""
+    try:
+        return service.call_within(timeout, "check", "reference", samples)
+    except StageTimedOut as exc:
+        raise ModelLoadError(f"the SavedModel's reference outputs on {samples.count} samples: {exc.message}") from None
 
 
 def _sample_warnings(request: RunRequest, samples: SampleSet, calibration: SampleSet, plans: list[_Plan]) -> list[str]:
     quantized = [p.config.name for p in plans if p.converter.needs_calibration(p.config.spec.variant)]
-    warnings = []
+    warnings = [*samples.notes, *(note for note in calibration.notes if calibration is not samples)]
     if quantized and calibration.synthetic:
         warnings.append(
             f"{', '.join(quantized)} calibrated on synthetic data: pass --data or --calibration with "
@@ -244,13 +309,18 @@ def _sample_warnings(request: RunRequest, samples: SampleSet, calibration: Sampl
 
 
 def _convert_all(
-    request: RunRequest, plans: list[_Plan], service: Worker, calibration: SampleSet, progress: Progress
+    request: RunRequest,
+    plans: list[_Plan],
+    service: Worker,
+    calibration: SampleSet,
+    progress: Progress,
+    folder: OutputFolder,
 ) -> dict[str, tuple[Artifact | None, StageResult]]:
     pool = _ServicePool(request, service)
     results: dict[str, tuple[Artifact | None, StageResult]] = {}
 
     def work(plan: _Plan) -> None:
-        results[plan.config.name] = _convert_one(request, plan, pool, calibration, progress)
+        results[plan.config.name] = _convert_one(request, plan, pool, calibration, progress, folder)
 
     if request.jobs <= 1:
         for plan in plans:
@@ -293,34 +363,53 @@ class _ServicePool:
 
 
 def _convert_one(
-    request: RunRequest, plan: _Plan, pool: _ServicePool, calibration: SampleSet, progress: Progress
+    request: RunRequest,
+    plan: _Plan,
+    pool: _ServicePool,
+    calibration: SampleSet,
+    progress: Progress,
+    folder: OutputFolder,
 ) -> tuple[Artifact | None, StageResult]:
     name = plan.config.name
     progress(Event(name, "convert", "started"))
-    final = request.out / plan.config.spec.slug
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{plan.config.spec.slug}-", dir=request.out))
     start = time.perf_counter()
-    worker = pool.acquire()
+    worker: Worker | None = None
     try:
-        artifact = worker.call("convert", plan.converter, plan.config.spec, plan.options, calibration, str(staging))
+        worker = pool.acquire()  # a fresh service that cannot start fails this target, not the run
+        artifact = worker.call_within(
+            request.timeouts.convert,
+            "convert",
+            "convert",
+            plan.converter,
+            plan.config.spec,
+            plan.options,
+            calibration,
+            str(staging),
+        )
         _check_files(artifact, staging)
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it private; the artifact folder is not
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        folder.install(staging, plan.config.spec.slug, name)  # the old artifact renamed aside, then deleted
     except EdgeportError as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        folder.discard(plan.config.spec.slug)  # no earlier artifact beside a report saying this one failed
         message = exc.message
         if isinstance(exc, WorkerDied):  # native converter code took the process down: say whose bug it is
             message = (
                 f"{name}: the {plan.converter.name} converter crashed the TensorFlow process ({message}); "
                 "only this target failed: try another variant, or report it to the converter's project"
             )
+        if isinstance(exc, StageTimedOut):  # its model service was stopped: the next conversion gets a fresh one
+            message = (
+                f"{name}: convert timed out after {exc.seconds:g} s: the {plan.converter.name} converter did not "
+                "finish and its model service was stopped; only this target failed "
+                "(--stage-timeout convert=SECONDS raises the limit)"
+            )
         stage = StageResult("convert", "error", time.perf_counter() - start, message)
         progress(Event(name, "convert", "error", message))
         return None, stage
     finally:
-        pool.release(worker)
+        if worker is not None:
+            pool.release(worker)
     progress(Event(name, "convert", "passed"))
     return artifact, StageResult("convert", "passed", time.perf_counter() - start)
 
@@ -332,19 +421,24 @@ def _check_files(artifact: Artifact, folder: Path) -> None:
         raise ConversionError(f"converter wrote no {artifact.main_file}; the plug-in is broken")
 
 
-def _bench_baseline(service: Worker, samples: SampleSet, protocol, progress: Progress, warnings: list[str]):
-    """Time the SavedModel in the model service (its own process, before any conversion)."""
+def _bench_baseline(
+    service: Worker, samples: SampleSet, protocol, progress: Progress, warnings: list[str], timeout: float
+):
+    """Time the SavedModel in the model service (its own process, before any conversion). A timeout stops the
+    service; the conversions then start a fresh one."""
     from edgeport.checks.latency import summarize
 
     progress(Event("savedmodel", "baseline", "started"))
     try:
-        raw = service.call("benchmark", samples, protocol)
+        stats = summarize(service.call_within(timeout, "bench", "benchmark", samples, protocol), protocol)
     except EdgeportError as exc:
         progress(Event("savedmodel", "baseline", "error", exc.message))
         warnings.append(f"the SavedModel baseline was not timed: {exc.message}")
         return None
     progress(Event("savedmodel", "baseline", "passed"))
-    return summarize(raw)
+    if stats.truncated:
+        warnings.append(f"the SavedModel baseline: {stats.describe_truncation()}")
+    return stats
 
 
 def _check_and_bench(
@@ -356,6 +450,8 @@ def _check_and_bench(
     references: tuple[Reference, ...],
     logs: Path,
     progress: Progress,
+    bench_call: Callable[..., Any] = call_isolated,
+    layer_source: _LayerSource | None = None,
 ) -> TargetResult:
     name = plan.config.name
     if artifact is None:
@@ -371,13 +467,18 @@ def _check_and_bench(
         )
     folder = request.out / plan.config.spec.slug
     main = folder / artifact.main_file
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    files = artifact_files(folder)
+    size = sum(p.stat().st_size for p in files)
     measurements = dict(artifact.measurements)
     measurements.setdefault("size_bytes", size)
     check, checked, runtime_version, extra = _check(request, plan, artifact, main, references, logs, progress)
     accuracy = checked[0][1] if checked else None  # the first size's: the one the benchmark runs at
     measurements.update(extra)
-    bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress)
+    layers = None
+    failed = check.status == "failed" and accuracy is not None and not accuracy.passed
+    if layer_source is not None and request.check and (request.layers or failed) and checked:
+        layers = layer_source.compare(plan, artifact, main, progress)
+    bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress, bench_call)
     check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
     return TargetResult(
         name=name,
@@ -389,9 +490,14 @@ def _check_and_bench(
         folder=folder.name,
         artifact=str(main.relative_to(request.out)),
         size_bytes=size,
-        files=tuple(sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())),
+        files=tuple(str(p.relative_to(folder)) for p in files),
         warnings=artifact.warnings,
-        notes=artifact.notes,
+        notes=(
+            *artifact.notes,
+            *(accuracy.notes if accuracy else ()),
+            *(latency_notes(latency) if latency else ()),
+            *_unjudged_latency_budgets(plan, bench),
+        ),
         details=dict(artifact.details),
         accuracy=accuracy,
         latency=latency,
@@ -400,6 +506,7 @@ def _check_and_bench(
         runtime_version=runtime_version or (latency.runtime_version if latency else None),
         threads=plan.settings.threads,
         backend=plan.settings.backend,
+        layers=layers,
     )
 
 
@@ -419,7 +526,8 @@ def _check(request, plan, artifact, main, references: tuple[Reference, ...], log
     runtime version, measurements)."""
     name = plan.config.name
     if not request.check:
-        return StageResult("check", "skipped", 0, "--no-check"), [], None, {}
+        why = "--no-check (--strict: a target that is not checked fails)" if request.strict else "--no-check"
+        return StageResult("check", "failed" if request.strict else "skipped", 0, why), [], None, {}
     reason = _unavailable(request, plan, artifact)
     if reason:
         progress(Event(name, "check", "skipped", reason))
@@ -438,6 +546,8 @@ def _check(request, plan, artifact, main, references: tuple[Reference, ...], log
             tuple(reference.samples for reference in references[1:]),
             log_path=logs / f"{plan.config.spec.slug}.log",
             what=f"{plan.runtime.name} runtime",
+            timeout=request.timeouts.check,
+            stage="check",
         )
     except EdgeportError as exc:
         progress(Event(name, "check", "failed", exc.message))
@@ -452,6 +562,8 @@ def _check(request, plan, artifact, main, references: tuple[Reference, ...], log
             failures.append(where + run.failure)
             continue
         accuracy = compare(reference.outputs, run.outputs, tolerance, artifact.output_permutations)
+        if reference.labels is not None:
+            accuracy = _with_task(accuracy, reference, run.outputs, plan.config.max_accuracy_drop)
         checked.append((reference, accuracy, ""))
         failures += [where + failure for failure in accuracy.failures]
     status = "failed" if failures else "passed"
@@ -463,6 +575,102 @@ def _check(request, plan, artifact, main, references: tuple[Reference, ...], log
         result.runtime_version,
         result.measurements,
     )
+
+
+def _with_task(accuracy: AccuracyResult, reference: Reference, outputs: list[Feeds], max_drop) -> AccuracyResult:
+    """The accuracy result with the task accuracy against the labels, and its gate max_accuracy_drop."""
+    assert reference.labels is not None
+    try:
+        task = task_accuracy(reference.outputs, outputs, reference.labels, max_drop)
+    except (EdgeportError, ValueError, KeyError) as exc:  # the scored output is missing or misshapen: said
+        text = exc.message if isinstance(exc, EdgeportError) else str(exc)
+        return dataclasses.replace(accuracy, notes=(*accuracy.notes, f"task accuracy not measured: {text}"))
+    if task.passed:
+        return dataclasses.replace(accuracy, task=task)
+    return dataclasses.replace(accuracy, task=task, passed=False, failures=(*accuracy.failures, task.failure))
+
+
+class _LayerSource:
+    """The per-layer comparison (checks/layers) of a run: the reference intermediates, computed once (in the
+    run's model service with --layers, else in a fresh one when the first check fails), then per target the
+    artifact's in its own runtime process, within the check stage's time limit."""
+
+    def __init__(self, request: RunRequest, samples: SampleSet, logs: Path):
+        from edgeport.checks.layers import LAYER_SAMPLES
+
+        self._request = request
+        count = min(LAYER_SAMPLES, samples.count)
+        self.samples = dataclasses.replace(samples, arrays={k: v[:count] for k, v in samples.arrays.items()})
+        self._logs = logs
+        self._reference: Any = None
+        self._failure = ""
+        self.files: dict[str, str] = {}  # Model Explorer node data files, by name in OUT
+
+    def compute(self, service: Worker, progress: Progress) -> None:
+        progress(Event("model", "layers", "started", f"{self.samples.count} samples"))
+        try:
+            self._reference = service.call_within(
+                self._request.timeouts.check, "check", "intermediates", self.samples, self.samples.count
+            )
+        except EdgeportError as exc:
+            self._failure = f"the SavedModel's intermediates: {exc.message}"
+            progress(Event("model", "layers", "failed", self._failure))
+            return
+        progress(Event("model", "layers", "passed", f"{len(self._reference.layers)} layers"))
+
+    def reference(self, progress: Progress):
+        if self._reference is None and not self._failure:
+            try:
+                service = _start_service(self._request, self._logs / "model-layers.log")
+            except EdgeportError as exc:
+                self._failure = f"the SavedModel's intermediates: {exc.message}"
+                return None
+            try:
+                self.compute(service, progress)
+            finally:
+                service.close()
+        return self._reference
+
+    def compare(self, plan: _Plan, artifact: Artifact, main: Path, progress: Progress) -> dict[str, Any]:
+        from edgeport.checks.layers import compare_layers
+        from edgeport.run.stages import run_layers
+
+        name = plan.config.name
+        reference = self.reference(progress)
+        if reference is None:
+            return {"error": self._failure, "first_divergent": None, "worst": [], "tensors": []}
+        progress(Event(name, "layers", "started"))
+        start = time.perf_counter()
+        try:
+            run = call_isolated(
+                run_layers,
+                plan.runtime,
+                str(main),
+                self.samples,
+                plan.settings,
+                tuple(layer.name for layer in reference.layers),
+                reference.aliases,
+                log_path=self._logs / f"{plan.config.spec.slug}-layers.log",
+                what=f"{plan.runtime.name} runtime (per-layer)",
+                timeout=self._request.timeouts.check,
+                stage="check",
+            )
+        except EdgeportError as exc:
+            text = exc.message
+            if "NotImplementedError" in text or "has no per-layer comparison" in text:
+                text = f"per-layer comparison not supported by runtime {plan.runtime.name}"
+            progress(Event(name, "layers", "skipped", text))
+            return {"error": text, "first_divergent": None, "worst": [], "tensors": []}
+        tolerance = default_tolerance(artifact.precision).replace(**plan.config.tolerance)
+        report = compare_layers(reference, run, tolerance.min_cosine)
+        data = report.to_dict()
+        data["seconds"] = round(time.perf_counter() - start, 3)
+        file = f"{plan.config.spec.slug}.model-explorer.json"
+        self.files[file] = json.dumps(report.node_data, indent=1) + "\n"
+        data["model_explorer_file"] = file
+        said = report.first_divergent or "none"
+        progress(Event(name, "layers", "passed", f"first divergent layer: {said}"))
+        return data
 
 
 def _shapes_text(samples: SampleSet) -> str:
@@ -480,7 +688,7 @@ def _shape_check(reference: Reference, accuracy, failure: str) -> dict[str, Any]
     }
 
 
-def _bench(request, plan, artifact, main, samples, check: StageResult, logs, progress):
+def _bench(request, plan, artifact, main, samples, check: StageResult, logs, progress, bench_call=call_isolated):
     from edgeport.checks.latency import summarize
 
     name = plan.config.name
@@ -494,7 +702,7 @@ def _bench(request, plan, artifact, main, samples, check: StageResult, logs, pro
     progress(Event(name, "bench", "started"))
     start = time.perf_counter()
     try:
-        raw = call_isolated(
+        raw = bench_call(
             run_bench,
             plan.runtime,
             str(main),
@@ -503,19 +711,45 @@ def _bench(request, plan, artifact, main, samples, check: StageResult, logs, pro
             request.protocol,
             log_path=logs / f"{plan.config.spec.slug}.log",
             what=f"{plan.runtime.name} benchmark",
+            timeout=request.timeouts.bench,
+            stage="bench",
         )
+        latency = summarize(raw, request.protocol)  # no timed run at all is an error
     except EdgeportError as exc:
         progress(Event(name, "bench", "failed", exc.message))
         return StageResult("bench", "failed", time.perf_counter() - start, exc.message), None
-    latency = summarize(raw)
+    ungated = UNGATED_WHEN_TRUNCATED if latency.truncated else ()
     problems = [
         f"{key[4:]} {getattr(latency, key[4:]):.3f} > {limit:g}"
         for key, limit in plan.config.budgets.items()
-        if key in LATENCY_BUDGETS and getattr(latency, key[4:]) > limit
+        if key in LATENCY_BUDGETS and key not in ungated and getattr(latency, key[4:]) > limit
     ]
     status = "failed" if problems else "passed"
-    progress(Event(name, "bench", status, "; ".join(problems)))
-    return StageResult("bench", status, time.perf_counter() - start, "; ".join(problems)), latency
+    reason = "; ".join([*problems, *latency_notes(latency, plan.config.budgets)])
+    progress(Event(name, "bench", status, reason))
+    return StageResult("bench", status, time.perf_counter() - start, reason), latency
+
+
+def _unjudged_latency_budgets(plan: _Plan, bench: StageResult) -> tuple[str, ...]:
+    """Latency budgets a target was given but that no benchmark judged: said, never silently passed."""
+    budgets = sorted(key for key in plan.config.budgets if key in LATENCY_BUDGETS)
+    if not budgets or bench.status != "skipped":
+        return ()
+    return (f"latency budgets {', '.join(budgets)} not judged: the bench stage was skipped ({bench.reason})",)
+
+
+UNGATED_WHEN_TRUNCATED = ("max_p99_ms",)  # a tail quantile of fewer runs than asked for is not a measurement
+
+
+def latency_notes(latency, budgets=None) -> tuple[str, ...]:
+    """What the report says of a benchmark besides its numbers: a truncated run (and the budgets it leaves
+    ungated), and the runtime's own notes (a coarse timer)."""
+    notes = list(latency.notes)
+    if latency.truncated:
+        ungated = [key for key in UNGATED_WHEN_TRUNCATED if key in (budgets or {})]
+        said = f"; {', '.join(ungated)} not applicable" if ungated else ""
+        notes.insert(0, latency.describe_truncation() + said)
+    return tuple(notes)
 
 
 def _gate_measurements(check: StageResult, budgets, measurements) -> StageResult:

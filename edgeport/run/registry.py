@@ -86,15 +86,26 @@ class Registry:
             names.extend(f"{name}:{v}" if v else name for v in converter.variants)
         return names
 
+    def _refuse_broken(self, kind: str, name: str) -> None:
+        """A name that is a plug-in which failed to load is that failure, not an unknown name."""
+        error = self.broken().get((kind, name))
+        if error:
+            raise UsageError(
+                f"the {kind} plug-in {name!r} is installed but failed to load ({error.splitlines()[0][:200]}); "
+                "fix or reinstall the package that provides it"
+            )
+
     def converter(self, name: str) -> Converter:
         converters = self.converters()
         if name not in converters:
+            self._refuse_broken("converter", name)
             raise UsageError(f"unknown converter {name!r}; known targets: {', '.join(self.known_targets())}")
         return converters[name]
 
     def runtime(self, name: str) -> Runtime:
         runtimes = self.runtimes()
         if name not in runtimes:
+            self._refuse_broken("runtime", name)
             raise UsageError(f"unknown runtime {name!r}; known runtimes: {', '.join(runtimes)}")
         return runtimes[name]
 
@@ -102,6 +113,7 @@ class Registry:
         """Validate a target spec: its converter, its variant, its runtime."""
         converters = self.converters()
         if spec.converter not in converters:
+            self._refuse_broken("converter", spec.converter)
             raise UsageError(f"unknown target {spec.name!r}; known targets: {', '.join(self.known_targets())}")
         converter = converters[spec.converter]
         if spec.variant not in converter.variants:

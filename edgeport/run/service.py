@@ -115,6 +115,12 @@ class ModelService:
     def reference(self, samples: SampleSet) -> list[Feeds]:
         return self.model.reference(samples.feeds())
 
+    def intermediates(self, samples: SampleSet, count: int):
+        """Every layer's output of the frozen graph on the first `count` samples (model/intermediates)."""
+        from edgeport.model.intermediates import reference_intermediates
+
+        return reference_intermediates(self.model.frozen, samples.feeds()[:count])
+
     def benchmark(self, samples: SampleSet, protocol: TimingProtocol) -> RawTimings:
         """The baseline row: the SavedModel on TensorFlow, timed with the same protocol as every artifact.
 

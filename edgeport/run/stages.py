@@ -55,3 +55,15 @@ def run_bench(
     runtime: Runtime, artifact: str, samples: SampleSet, settings: RuntimeSettings, protocol: TimingProtocol
 ) -> RawTimings:
     return runtime.benchmark(Path(artifact), samples, settings, protocol)
+
+
+def run_layers(
+    runtime: Runtime,
+    artifact: str,
+    samples: SampleSet,
+    settings: RuntimeSettings,
+    names: tuple[str, ...],
+    aliases: Mapping[str, str],
+) -> Any:
+    """The per-layer stage's work: the artifact's intermediates (a checks.layers.LayerRun) on `samples`."""
+    return runtime.intermediates(Path(artifact), samples, settings, names, dict(aliases))

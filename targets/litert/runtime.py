@@ -1,8 +1,9 @@
 """LiteRT runtime: the `ai_edge_litert` Interpreter (XNNPACK on CPU) through the model's signature runner.
 
 Inputs and outputs are keyed by the signature's names. Quantized inputs are quantized and quantized outputs
-dequantized with each tensor's own scale and zero point, so callers always see real values. Dynamic
-dimensions are resized by the signature runner.
+dequantized with each tensor's own scale and zero point, so callers always see real values; the benchmark
+quantizes its feeds before the clock starts and times the signature runner alone (set the inputs, invoke, copy
+the outputs). Dynamic dimensions are resized by the signature runner.
 """
 
 from __future__ import annotations
@@ -31,14 +32,21 @@ class LiteRTSession(Session):
         self._inputs = self._runner.get_input_details()
         self._outputs = self._runner.get_output_details()
 
-    def run(self, feeds: Feeds) -> Feeds:
+    def prepare(self, feeds: Feeds) -> Feeds:
+        """Feeds in the inputs' own dtypes (int8 I/O: quantized with each input's scale and zero point)."""
         if set(feeds) != set(self._inputs):
             raise RuntimeFailure(
                 f"the .tflite signature takes inputs {', '.join(sorted(self._inputs))}; got "
                 f"{', '.join(sorted(feeds))}: was it converted from this model and signature?"
             )
-        args = {name: quantize(np.asarray(feeds[name]), detail) for name, detail in self._inputs.items()}
-        outputs = self._runner(**args)
+        return {name: quantize(np.asarray(feeds[name]), detail) for name, detail in self._inputs.items()}
+
+    def run_prepared(self, prepared: Feeds) -> Feeds:
+        """The timed call: set the inputs, invoke, copy the outputs out (in the model's own dtypes)."""
+        return self._runner(**prepared)
+
+    def run(self, feeds: Feeds) -> Feeds:
+        outputs = self.run_prepared(self.prepare(feeds))
         return {name: dequantize(value, self._outputs[name]) for name, value in outputs.items()}
 
 
@@ -54,3 +62,56 @@ class LiteRTRuntime(Runtime):
 
     def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
         return LiteRTSession(artifact, settings.threads)
+
+    def intermediates(self, artifact, samples, settings, names, aliases):
+        """Every operator output, with all tensors preserved (`experimental_preserve_all_tensors`) on the
+        builtin kernels (no XNNPACK delegate: a delegated partition keeps no intermediates), dequantized with
+        each tensor's scale and zero point; TF names matched from TFLite's tensor names (fused: `a;b`)."""
+        return litert_intermediates(artifact, samples, settings.threads, names, aliases)
+
+
+def litert_intermediates(artifact: Path, samples, threads: int, names, aliases):
+    """Shared with any runtime running a .tflite through LiteRT's reference path (TFLM's int8 flatbuffer)."""
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgeport.checks.layers import LayerRun, match_names
+    from edgeport.formats.tflite.flatbuffer import operator_outputs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": it is what this is for
+        try:
+            interpreter = Interpreter(
+                model_path=str(artifact),
+                num_threads=threads,
+                experimental_preserve_all_tensors=True,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise RuntimeFailure(f"LiteRT cannot load {artifact}: {str(exc).splitlines()[0]}") from None
+    signatures = interpreter.get_signature_list()
+    if not signatures:
+        raise RuntimeFailure(f"{artifact} has no signature")
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    inputs, outputs = runner.get_input_details(), runner.get_output_details()
+    details = {int(d["index"]): d for d in interpreter.get_tensor_details()}
+    produced = [index for index in operator_outputs(artifact) if index in details]
+    by_name = {details[index]["name"]: index for index in produced}
+    matched = match_names(by_name, names)
+    indices = {layer: by_name[tensor] for tensor, layer in matched.items()}
+    artifact_names = {layer: tensor for tensor, layer in matched.items()}
+    for output, layer in aliases.items():  # an output tensor takes the signature's name, not the layer's
+        if layer not in indices and output in outputs:
+            indices[layer] = int(outputs[output]["index"])
+            artifact_names[layer] = details[indices[layer]]["name"]
+    values = []
+    for feed in samples.feeds():
+        runner(**{name: quantize(np.asarray(feed[name]), detail) for name, detail in inputs.items()})
+        values.append(
+            {
+                layer: np.asarray(dequantize(interpreter.get_tensor(index), details[index]), dtype=np.float32)
+                for layer, index in indices.items()
+            }
+        )
+    return LayerRun(values=values, artifact_names=artifact_names, graph_id="main")

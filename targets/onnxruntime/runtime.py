@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeport.contracts import Feeds, Runtime, RuntimeSettings, Session
 from edgeport.errors import RuntimeFailure, first_line
-from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY, register_custom_ops
+from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY, OUTPUT_PERMUTATIONS_KEY, register_custom_ops
 
 PROVIDER = "CPUExecutionProvider"
 EXTENSIONS_INSTALL_COMMAND = "pip install onnxruntime-extensions"
@@ -136,6 +136,169 @@ class ONNXRuntime(Runtime):
 
     def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
         return ONNXRuntimeSession(artifact, settings.threads)
+
+    def intermediates(self, artifact, samples, settings, names, aliases):
+        """The layers' tensors added as graph outputs (tf2onnx keeps TF names, `name:0`; the quantizer adds
+        `_QuantizeLinear_Output`), int8/uint8 values dequantized with the scale and zero point of the node
+        that made them. Naming a tensor as an output keeps onnxruntime from fusing it away at load."""
+        return onnx_intermediates(Path(artifact), samples, settings.threads, names, aliases)
+
+    def output_permutations(self, artifact: Path) -> dict[str, tuple[int, ...]]:
+        """From the model metadata the ONNX converter writes (OUTPUT_PERMUTATIONS_KEY)."""
+        import onnxruntime as ort
+
+        try:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            session = ort.InferenceSession(str(artifact), options, providers=[PROVIDER])
+            metadata = session.get_modelmeta().custom_metadata_map
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail, InvalidGraph, NoSuchFile...
+            raise RuntimeFailure(_load_failure(artifact, exc)) from None
+        try:
+            declared = json.loads(metadata.get(OUTPUT_PERMUTATIONS_KEY, "{}"))
+        except ValueError:
+            raise RuntimeFailure(f"{artifact}: metadata {OUTPUT_PERMUTATIONS_KEY} is not JSON; convert again") from None
+        return {name: tuple(int(axis) for axis in perm) for name, perm in declared.items()}
+
+
+# Where a quantized op's output scale and zero point are among its inputs (others: 3, 4, as QLinearSigmoid).
+_OUTPUT_QPARAMS = {
+    "QuantizeLinear": (1, 2),
+    "QLinearConv": (6, 7),
+    "QLinearMatMul": (6, 7),
+    "QLinearAdd": (6, 7),
+    "QLinearMul": (6, 7),
+    "QLinearConcat": (0, 1),
+}
+
+
+_CHANNELS_FIRST = frozenset(
+    {
+        "Conv",
+        "QLinearConv",
+        "FusedConv",
+        "ConvTranspose",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "QLinearAveragePool",
+        "QLinearGlobalAveragePool",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "LRN",
+    }
+)
+_KEEPS_LAYOUT = frozenset(
+    {
+        "Relu",
+        "Clip",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "HardSigmoid",
+        "HardSwish",
+        "Elu",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Max",
+        "Min",
+        "QLinearAdd",
+        "QLinearMul",
+        "QLinearLeakyRelu",
+        "QLinearSigmoid",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "Identity",
+        "Cast",
+        "Pad",
+        "Resize",
+    }
+)
+
+
+def channels_first(graph) -> set[str]:
+    """Tensors in NCHW: made by a channels-first op (tf2onnx's Conv, pools), or by an op keeping its input's
+    layout; a Transpose [0, 2, 3, 1] takes one back to NHWC, [0, 3, 1, 2] makes one."""
+    nchw: set[str] = set()
+    for node in graph.node:
+        first = node.input[0] if node.input else ""
+        if node.op_type in _CHANNELS_FIRST:
+            made = True
+        elif node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+            made = perm == [0, 3, 1, 2] and first not in nchw
+        else:
+            made = node.op_type in _KEEPS_LAYOUT and any(name in nchw for name in node.input)
+        if made:
+            nchw.update(output for output in node.output if output)
+    return nchw
+
+
+def onnx_intermediates(artifact: Path, samples, threads: int, names, aliases):
+    import tempfile
+
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeport.checks.layers import LayerRun, match_names
+
+    model = onnx.load(str(artifact))
+    graph = model.graph
+    producers = {output: node for node in graph.node for output in node.output if output}
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    matched = match_names([output for node in graph.node for output in node.output if output], names)
+    outputs = {o.name for o in graph.output}
+    for output, layer in aliases.items():
+        if output in outputs and layer not in matched.values():
+            matched[output] = layer
+    for tensor in matched:
+        if tensor not in outputs:
+            graph.output.append(onnx.ValueInfoProto(name=tensor))
+
+    def qparams(tensor: str, hops: int = 0):
+        node = producers.get(tensor)
+        if node is None or hops > 8:
+            return None
+        where = _OUTPUT_QPARAMS.get(node.op_type, (3, 4) if node.op_type.startswith("QLinear") else None)
+        if where is None:  # Transpose, MaxPool, Reshape... on quantized values: the input's parameters
+            return qparams(node.input[0], hops + 1) if node.input else None
+        scale, zero = (node.input[i] if i < len(node.input) else "" for i in where)
+        if scale not in constants:
+            return None
+        return float(np.asarray(constants[scale]).reshape(-1)[0]), float(
+            np.asarray(constants.get(zero, 0)).reshape(-1)[0]
+        )
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-layers-") as folder:
+        path = Path(folder) / "layers.onnx"
+        onnx.save(model, str(path))
+        session = ONNXRuntimeSession(path, threads)
+        try:
+            runs = [session.run(feed) for feed in samples.feeds()]
+        finally:
+            session.close()
+    values = []
+    scales = {tensor: qparams(tensor) for tensor in matched}
+    nchw = channels_first(graph)
+    for run in runs:
+        sample = {}
+        for tensor, layer in matched.items():
+            value = np.asarray(run[tensor])
+            if np.issubdtype(value.dtype, np.integer):
+                found = scales[tensor]
+                if found is None:
+                    continue
+                value = (value.astype(np.float32) - found[1]) * found[0]
+            if tensor in nchw and value.ndim == 4:
+                value = np.transpose(value, (0, 2, 3, 1))  # back to TensorFlow's NHWC
+            sample[layer] = value.astype(np.float32)
+        values.append(sample)
+    return LayerRun(
+        values=values, artifact_names={layer: tensor for tensor, layer in matched.items()}, graph_id=graph.name
+    )
 
 
 def _load_failure(path: Path, exc: BaseException) -> str:

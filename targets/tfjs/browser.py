@@ -7,8 +7,12 @@ the samples or edgeport's timing protocol itself (performance.now(); every run d
 WebGL timings are honest) and hands back raw times. Console errors and page errors fail the run.
 
 Settings: `backend` wasm (default), webgl (SwiftShader in headless Chromium here) or cpu; `threads` sets the
-wasm thread count: above 1 the page is served cross-origin isolated so the threaded wasm build can load
-(TF.js caps it at half the logical cores); at 1 it gets the plain SIMD build, as most sites do.
+wasm thread count: above 1 the threaded wasm build loads (TF.js caps it at half the logical cores); at 1 the
+plain SIMD build, as most sites get. A benchmark's page (and a threaded one's) is served cross-origin isolated
+(COOP/COEP), so performance.now() is not coarsened to 100 µs; a page that is not isolated all the same gets a
+note in the report that its timing resolution is coarse. `page.evaluate` is bounded: a page that does not
+answer within EVALUATE_TIMEOUT_S (plus twice the protocol's max_seconds) has its renderers killed and the run
+fails saying so.
 `extra["screenshot"]`: a PNG path to save the page to after the run. The browser is `chromium` on PATH, or
 EDGEPORT_CHROMIUM. Peak RSS is the page's renderer process plus the GPU process (Linux /proc, VmHWM).
 """
@@ -19,7 +23,9 @@ import dataclasses
 import importlib.util
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +34,7 @@ from typing import Any
 from edgeport.contracts import Availability, Feeds, RawTimings, Runtime, RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable
 from edgeport.formats.tfjs import packages as tfjs_project
+from edgeport.run.isolation import descendants
 from edgeport.run.requirements import find_program
 from edgeport.targets.tfjs import server as tfjs_server
 from edgeport.targets.tfjs import shared
@@ -49,7 +56,9 @@ CHROMIUM_ARGS = (
     "--no-default-browser-check",
 )
 PAGE_LOAD_TIMEOUT_MS = 60_000
+EVALUATE_TIMEOUT_S = 600.0  # the page's answer to one infer/benchmark request (plus 2 x max_seconds to benchmark)
 PAGE_CRASHED = "the page's renderer process crashed or was killed (out of memory?); run it again"
+COARSE_TIMER_STEP_MS = 0.02  # Chromium's performance.now(): 5 µs steps when cross-origin isolated, else 100 µs
 
 
 def chromium_executable() -> str | None:
@@ -111,7 +120,7 @@ class TFJSBrowserRuntime(Runtime):
         version = describe_engine(result, settings.threads, self._chromium_version())
         if result.get("renderer"):
             version += f", WebGL {result.get('webgl_version', '?')} on {result['renderer']}"
-        return raw_timings(result, peak_rss_bytes=peak, version=version)
+        return raw_timings(result, peak_rss_bytes=peak, version=version, notes=timer_notes(result))
 
     def _chromium_version(self) -> str:
         chromium = chromium_executable()
@@ -127,8 +136,10 @@ class TFJSBrowserRuntime(Runtime):
             raise RuntimeUnavailable(f"runtime {self.name} unavailable: {availability.reason}")
         where = f"tfjs-browser ({backend}) on {artifact}"
         screenshot = settings.extra.get("screenshot")
-        isolated = backend == "wasm" and settings.threads > 1
+        isolated = request["mode"] == "benchmark" or (backend == "wasm" and settings.threads > 1)
+        limit = evaluate_timeout_s(request)
         with tfjs_server.serve(artifact, isolated=isolated) as site, browser_page(where) as (page, problems):
+            watchdog = _Watchdog(limit)
             try:
                 page.goto(f"{site.base_url}/", wait_until="load")
                 request = request | {
@@ -137,18 +148,70 @@ class TFJSBrowserRuntime(Runtime):
                     "threads": int(settings.threads),
                     "samples": tfjs_wire.encode_base64(feeds),
                 }
-                result = page.evaluate("request => edgeportRun(request)", request)
+                with watchdog:
+                    result = page.evaluate("request => edgeportRun(request)", request)
             except Exception as exc:  # noqa: BLE001 - Playwright raises its own Error and TimeoutError
                 problems.insert(0, _playwright_message(exc))
                 result = None
             finally:
-                if screenshot:
+                if screenshot and not watchdog.fired:
                     _save_screenshot(page, Path(screenshot))
             peak = renderer_peak_rss_bytes()
+            if watchdog.fired:
+                raise RuntimeFailure(
+                    f"{where}: the page did not answer within {limit:g} s; its renderer was killed (the model is "
+                    "too slow here or the page hangs)"
+                )
             problems.sort(key=lambda problem: problem != PAGE_CRASHED)  # a crash explains everything after it
             if problems:
                 raise RuntimeFailure(f"{where}: {problems[0]}")
             return result, peak
+
+
+def evaluate_timeout_s(request: dict[str, Any]) -> float:
+    """How long the page may take to answer one request: EVALUATE_TIMEOUT_S, plus twice max_seconds to time."""
+    protocol = request.get("protocol") or {}
+    return EVALUATE_TIMEOUT_S + 2 * float(protocol.get("max_seconds", 0))
+
+
+def timer_notes(result: dict[str, Any]) -> tuple[str, ...]:
+    """A note when the page's clock was coarse: not cross-origin isolated, or steps above COARSE_TIMER_STEP_MS."""
+    step = result.get("timer_step_ms")
+    if result.get("isolated") and (step is None or step <= COARSE_TIMER_STEP_MS):
+        return ()
+    why = "the page was not cross-origin isolated" if not result.get("isolated") else "the browser coarsens it"
+    said = f"{step:.3f} ms" if isinstance(step, (int, float)) else "an unknown step"
+    return (f"timing resolution is coarse: performance.now() ticks by {said} ({why}); sub-ms times are not precise",)
+
+
+class _Watchdog:
+    """Kills this process's Chromium renderers if the block runs longer than `seconds`: Playwright's sync
+    `page.evaluate` takes no timeout, and a renderer that is killed makes it return (with an error)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.fired = False
+        self._timer: threading.Timer | None = None
+
+    def _fire(self) -> None:
+        self.fired = True
+        for pid in descendants(os.getpid()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"--type=renderer" in cmdline:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+
+    def __enter__(self) -> _Watchdog:
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 @contextmanager
@@ -228,19 +291,3 @@ def renderer_peak_rss_bytes() -> int:
         else:
             renderers.append(peak)
     return max(renderers) + gpu
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found

@@ -1,6 +1,6 @@
 /*
  * What Node (runner.js) and the browser page (page.js) share: run one feed through a TF.js graph model by
- * its signature, and edgeport's timing protocol (edgeport/latency.py) written once in JavaScript.
+ * its signature, and edgeport's timing protocol (edgeport/checks/latency.py) written once in JavaScript.
  *
  * A feed or a result is {signatureName: {dtype, shape, data: TypedArray}}. Inputs are fed and outputs
  * fetched by the graph tensor names the model.json `signature` section gives, then keyed back by the
@@ -118,36 +118,38 @@
   }
 
   /**
-   * edgeport's timing protocol: first inference, warm-up (runs and seconds), then timed runs over the samples
-   * until both a minimum count and a minimum time are met, capped by a maximum time. Returns raw times (ms).
+   * edgeport's timing protocol (edgeport/checks/latency.py): first inference, warm-up (runs and seconds), then
+   * timed runs over the samples until both a minimum count and a minimum time are met. One deadline,
+   * max_seconds after the first inference, caps warm-up and timed runs together; warm-up ends at half of it at
+   * the latest. No timed run within it is an error. Returns raw times (ms).
    */
   async function timeRuns(run, feeds, protocol, now) {
     let start = now();
     await run(feeds[0]);
     const firstInferenceMs = now() - start;
-    const warmStart = now();
+    const began = now();
+    const deadline = began + protocol.max_seconds * 1e3;
+    const warmUntil = began + protocol.max_seconds * 1e3 / 2;
     let warm = 0;
-    while (warm < protocol.warmup_runs || now() - warmStart < protocol.warmup_seconds * 1e3) {
+    while ((warm < protocol.warmup_runs || now() - began < protocol.warmup_seconds * 1e3) && now() < warmUntil) {
       await run(feeds[warm % feeds.length]);
       warm += 1;
-      if (now() - warmStart > protocol.max_seconds * 1e3) {
-        break;
-      }
     }
     const runMs = [];
-    const began = now();
-    for (;;) {
+    const timedFrom = now();
+    while (now() < deadline) {
       const feed = feeds[runMs.length % feeds.length];
       start = now();
       await run(feed);
       runMs.push(now() - start);
-      const elapsed = now() - began;
-      if (runMs.length >= protocol.min_runs && elapsed >= protocol.min_seconds * 1e3) {
+      if (runMs.length >= protocol.min_runs && now() - timedFrom >= protocol.min_seconds * 1e3) {
         break;
       }
-      if (elapsed >= protocol.max_seconds * 1e3) {
-        break;
-      }
+    }
+    if (!runMs.length) {
+      throw new Error(`no timed run within max_seconds ${protocol.max_seconds}: the first run took ` +
+          `${firstInferenceMs.toFixed(0)} ms and ${warm} warm-up run(s) ${(timedFrom - began).toFixed(0)} ms; ` +
+          'raise --max-seconds');
     }
     return {first_inference_ms: firstInferenceMs, warmup_runs: warm, run_ms: runMs};
   }

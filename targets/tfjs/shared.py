@@ -54,14 +54,16 @@ def describe_engine(report: Mapping[str, Any], requested_threads: int, host: str
     used = int(report.get("threads", 1))
     if report.get("backend") == "wasm":
         threads = f"{used} thread{'s' if used != 1 else ''}"
-        simd = ("SIMD" if report.get("simd") else "no SIMD") + (", threaded build" if report.get("isolated") else "")
+        simd = ("SIMD" if report.get("simd") else "no SIMD") + (", threaded build" if report.get("threaded") else "")
         details = f" ({simd}, {threads}{'' if used == requested_threads else f'; {requested_threads} requested'})"
     else:
         details = "" if requested_threads == 1 else f" (one JS thread; {requested_threads} requested)"
     return f"tfjs {report.get('tfjs', '?')} {report.get('backend', '?')}{details} on {host}"
 
 
-def raw_timings(report: Mapping[str, Any], *, peak_rss_bytes: int, version: str) -> RawTimings:
+def raw_timings(
+    report: Mapping[str, Any], *, peak_rss_bytes: int, version: str, notes: tuple[str, ...] = ()
+) -> RawTimings:
     timings = report["timings"]
     return RawTimings(
         load_ms=float(report["load_ms"]),
@@ -70,4 +72,5 @@ def raw_timings(report: Mapping[str, Any], *, peak_rss_bytes: int, version: str)
         run_ms=tuple(float(t) for t in timings["run_ms"]),
         peak_rss_bytes=int(peak_rss_bytes),
         runtime_version=version,
+        notes=notes,
     )

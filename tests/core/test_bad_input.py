@@ -8,17 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgeport_testing import run_cli
-
-
-def assert_one_line_error(result, code: int, *fragments: str) -> None:
-    assert result.returncode == code, (result.returncode, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("edgeport: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr  # progress lines may come before it
-    assert "Traceback" not in result.stderr and "Error:" not in "\n".join(lines[:-1])
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+from edgeport_testing import assert_one_line_error, run_cli
 
 
 def test_missing_model_folder(tmp_path):

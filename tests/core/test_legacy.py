@@ -58,3 +58,42 @@ def test_the_shared_frozen_graph_has_no_function_calls_left(models, source):
     assert not [node.name for node in graph.node if node.op in FUNCTION_CALL_OPS]
     assert not [node.name for node in graph.node if node.op in ("VarHandleOp", "ReadVariableOp", "VariableV2")]
     assert len(graph.library.function) == 0
+
+
+def _convert_forced(model: Path, out: Path, *targets: str) -> dict:
+    args = [arg for target in targets for arg in ("-t", target)]
+    result = run_cli("convert", model, *args, "-o", out, "--no-bench", "--no-history", "--legacy")
+    report = json.loads((out / "report.json").read_text())
+    assert result.returncode == 0, (result.stderr, {t["name"]: t["stages"] for t in report["targets"]})
+    assert report["model"]["mode"] == "v1-session"
+    return report
+
+
+def test_forced_v1_session_on_a_recurrent_model_inlines_and_converts(tmp_path):
+    """A TF2 LSTM's While body is a library function the session freeze edits: the calls are inlined by
+    Grappler on the GraphDef, never re-imported under the edited functions' old names."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    ids = keras.Input((12,), dtype="int32", name="ids")
+    outputs = keras.layers.Dense(3)(keras.layers.LSTM(8)(keras.layers.Embedding(50, 8)(ids)))
+    keras.Model(ids, outputs).export(str(tmp_path / "lstm"), verbose=False)
+    report = _convert_forced(tmp_path / "lstm", tmp_path / "out", "tflite", "onnx", "tfjs")
+    for target in report["targets"]:
+        assert target["accuracy"]["outputs"][0]["cosine"] > 0.9999, target["name"]
+
+
+def test_forced_v1_session_carries_lookup_tables_to_every_format(tmp_path):
+    """The v1 session's tables (the freeze drops their initializers) are exported from the session."""
+    import keras
+
+    strings = keras.layers.StringLookup(vocabulary=["red", "green", "blue"])
+    codes = keras.layers.IntegerLookup(vocabulary=[3, 7, 11])
+    words, numbers = keras.Input((4,), dtype="string", name="words"), keras.Input((4,), dtype="int64", name="codes")
+    mixed = keras.ops.cast(strings(words), "float32") + keras.ops.cast(codes(numbers), "float32")
+    keras.Model({"words": words, "codes": numbers}, keras.layers.Dense(2)(mixed)).export(
+        str(tmp_path / "tables"), verbose=False
+    )
+    report = _convert_forced(tmp_path / "tables", tmp_path / "out", "tflite", "onnx", "tfjs")
+    for target in report["targets"]:
+        assert target["accuracy"]["outputs"][0]["max_abs_error"] < 1e-5, target["name"]

@@ -138,6 +138,7 @@ def test_failed_target_does_not_stop_the_others(models, tmp_path):
         assert target["stages"][0]["status"] == "error" and "BesselI0e" in target["stages"][0]["reason"]
         assert [s["status"] for s in target["stages"][1:]] == ["skipped", "skipped"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".edgeport.lock",
         "junit.xml",
         "logs",
         "report.html",

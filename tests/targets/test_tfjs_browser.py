@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,41 @@ def test_benchmark_returns_raw_timings_from_the_page(runtime, handmade, handmade
         assert "threaded build" in raw.runtime_version  # threads > 1: the page is served cross-origin isolated
         assert "2 requested" in raw.runtime_version or "2 threads" in raw.runtime_version
     assert_screenshot(shot)
+
+
+def test_a_benchmark_page_is_cross_origin_isolated_so_its_timer_is_fine(runtime, handmade, handmade_samples):
+    raw = runtime.benchmark(handmade.model_json, handmade_samples, settings("wasm"), QUICK)
+    assert raw.notes == ()  # crossOriginIsolated, performance.now() in 5 µs steps, not 100 µs
+    assert "threaded build" not in raw.runtime_version  # one thread: the plain SIMD build, isolated or not
+    assert min(raw.run_ms) > 0
+
+
+def test_a_page_that_is_not_isolated_says_its_timer_is_coarse(runtime, handmade, handmade_samples, monkeypatch):
+    monkeypatch.setattr(tfjs_server, "ISOLATION_HEADERS", {})  # as if COOP/COEP were lost on the way
+    raw = runtime.benchmark(handmade.model_json, handmade_samples, settings("cpu"), QUICK)
+    assert len(raw.notes) == 1 and raw.notes[0].startswith("timing resolution is coarse: performance.now() ticks by")
+    assert "the page was not cross-origin isolated" in raw.notes[0]
+
+
+def test_the_server_sends_cross_origin_isolation_headers_when_asked(handmade):
+    from urllib.request import urlopen
+
+    for isolated in (True, False):
+        with tfjs_server.serve(handmade.model_json, isolated=isolated) as site, urlopen(f"{site.base_url}/") as page:
+            headers = page.headers
+            assert (headers.get("Cross-Origin-Opener-Policy") == "same-origin") is isolated
+            assert (headers.get("Cross-Origin-Embedder-Policy") == "require-corp") is isolated
+
+
+def test_a_page_that_does_not_answer_in_time_is_stopped(runtime, handmade, handmade_samples, monkeypatch):
+    from edgeport.targets.tfjs import browser as browser_module
+
+    monkeypatch.setattr(browser_module, "evaluate_timeout_s", lambda request: 3.0)
+    endless = TimingProtocol(warmup_runs=1, warmup_seconds=0.0, min_runs=10, min_seconds=300, max_seconds=300)
+    started = time.monotonic()
+    with pytest.raises(RuntimeFailure, match=r"the page did not answer within 3 s; its renderer was killed"):
+        runtime.benchmark(handmade.model_json, handmade_samples, settings("wasm"), endless)
+    assert time.monotonic() - started < 60
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -253,3 +253,38 @@ def test_a_damaged_tflite_is_a_runtime_failure(digits, tmp_path):
     damaged.write_bytes(path.read_bytes()[:64])
     with pytest.raises(RuntimeFailure, match="TFLite Micro cannot load"):
         TFLMRuntime().open(damaged, SETTINGS)
+
+
+def _count_conversions(monkeypatch, module) -> dict[str, int]:
+    calls = {"quantize": 0, "dequantize": 0}
+    for name in calls:
+        original = getattr(module, name)
+
+        def counted(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("runtime_name", ["tflm", "litert"])
+def test_int8_io_is_quantized_outside_the_timed_call(digits, monkeypatch, runtime_name):
+    """The timing protocol quantizes each sample once, before the clock starts, and never dequantizes: the timed
+    call is set the int8 inputs, invoke, copy the int8 outputs out."""
+    from edgeport.targets.litert import runtime as litert_runtime
+    from edgeport.targets.tflm import runtime as tflm_runtime
+
+    _, path, held_out = digits
+    module, runtime = {
+        "tflm": (tflm_runtime, TFLMRuntime()),
+        "litert": (litert_runtime, litert_runtime.LiteRTRuntime()),
+    }[runtime_name]
+    session = runtime.open(path, SETTINGS)
+    assert session.prepare(held_out.feed(0))["image"].dtype == np.int8  # int8 I/O
+    session.close()
+    calls = _count_conversions(monkeypatch, module)
+    protocol = TimingProtocol(warmup_runs=3, warmup_seconds=0.0, min_runs=3 * held_out.count, min_seconds=0.0)
+    timings = runtime.benchmark(path, held_out, SETTINGS, protocol)
+    assert len(timings.run_ms) >= 3 * held_out.count
+    assert calls == {"quantize": held_out.count, "dequantize": 0}  # once per sample, not once per run

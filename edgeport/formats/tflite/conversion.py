@@ -169,12 +169,12 @@ def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
 
 
 def _lookups_as_ops(model: LoadedModel) -> tuple[Any, Any, list[str]] | None:
-    from edgeport.model.lookup_tables import lower_lookups, table_contents, table_placeholders
+    from edgeport.model.lookup_tables import lower_lookups, table_placeholders
     from edgeport.model.savedmodel import FrozenGraph, wrap_frozen_graph
 
-    if model.mode == "v1-session" or not table_placeholders(model.frozen.graph_def):
+    if not table_placeholders(model.frozen.graph_def):
         return None
-    contents = table_contents(model.frozen.graph_def, model.concrete_function)
+    contents = model.tables
     graph_def = type(model.frozen.graph_def)()
     graph_def.CopyFrom(model.frozen.graph_def)
     lowered = lower_lookups(graph_def, contents)
@@ -198,8 +198,8 @@ def _target(variant: str) -> str:
 def validate_io_type(variant: str, io_type: str) -> None:
     if io_type not in IO_TYPES:
         raise UsageError(f"--io-type {io_type!r}: use one of {', '.join(IO_TYPES)}")
-    allowed = {"int8": ("float", "int8"), "int16x8": ("float", "int16")}.get(variant)
-    if allowed and io_type not in allowed:  # float variants keep float I/O whatever --io-type says
+    allowed = {"int8": ("float", "int8"), "int16x8": ("float", "int16")}.get(variant, ("float",))
+    if io_type not in allowed:  # float variants have float I/O only
         raise UsageError(
             f"--io-type {io_type} does not apply to tflite{':' + variant if variant else ''}; "
             f"it takes {' or '.join(allowed)}"

@@ -59,3 +59,18 @@ def flex_ops(source: Path | bytes) -> list[str]:
 
 def custom_ops(source: Path | bytes) -> list[str]:
     return sorted(u.name for u in operator_uses(source) if u.custom and not u.name.startswith("Flex"))
+
+
+def operator_outputs(source: Path | bytes, subgraph: int = 0) -> list[int]:
+    """Indices of the tensors the operators of a subgraph produce, in execution order (the per-layer
+    comparison reads these; weights and constants are not among them)."""
+    model = read_model(source)
+    graphs = model.subgraphs or []
+    if subgraph >= len(graphs):
+        return []
+    return [
+        int(index)
+        for op in graphs[subgraph].operators or []
+        for index in (op.outputs if op.outputs is not None else [])
+        if index >= 0
+    ]

@@ -1,7 +1,8 @@
 """A third-party plug-in, as another package would ship it: a frozen-graph converter and its runtime.
 
 `frozengraph` writes the run's frozen GraphDef (the one every converter shares) and `graphdef` runs it in a
-TensorFlow v1 session. `crashing` kills its own process, to prove a crash fails only its target.
+TensorFlow v1 session. `crashing` kills its own process, to prove a crash fails only its target. The `hold_*`
+options hold a stage open for that many seconds (`-O hold_check=60`), so fault tests can kill a run inside it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,9 @@ class FrozenGraphOptions:
     as_text: bool = option(False, flag="--as-text", help="Also write the GraphDef as text (model.pbtxt).")
     note: str = ""  # a plain field: settable with -O note=..., listed in --help under frozengraph
     static_shapes: bool = False  # bake the calibration samples' shapes into the inputs, as some converters do
+    hold_convert: float = 0.0  # seconds the conversion waits after writing its files
+    hold_check: float = 0.0  # seconds the runtime waits before the check runs the artifact (kept in hold.json)
+    hold_bench: float = 0.0  # seconds the runtime waits before the benchmark
 
 
 class FrozenGraphConverter(Converter):
@@ -47,6 +52,12 @@ class FrozenGraphConverter(Converter):
         if job.options.as_text:
             (job.workdir / "model.pbtxt").write_text(str(frozen.graph_def))
             files += ("model.pbtxt",)
+        if job.options.hold_check or job.options.hold_bench:
+            (job.workdir / "hold.json").write_text(
+                json.dumps({"check": job.options.hold_check, "bench": job.options.hold_bench})
+            )
+            files += ("hold.json",)
+        time.sleep(job.options.hold_convert)
         return Artifact(
             main_file="model.pb",
             precision="fp32",
@@ -83,6 +94,22 @@ class GraphDefRuntime(Runtime):
     def open(self, artifact, settings):
         return _GraphSession(Path(artifact))
 
+    def infer(self, artifact, samples, settings):
+        _hold(Path(artifact), "check")
+        return super().infer(artifact, samples, settings)
+
+    def benchmark(self, artifact, samples, settings, protocol):
+        _hold(Path(artifact), "bench")
+        return super().benchmark(artifact, samples, settings, protocol)
+
+
+def _hold(artifact: Path, stage: str) -> None:
+    hold = artifact.with_name("hold.json")
+    if hold.is_file():
+        seconds = json.loads(hold.read_text())[stage]
+        print(f"holding {stage} for {seconds}s", flush=True)  # into the stage's log: the test knows it is here
+        time.sleep(seconds)
+
 
 class CrashingConverter(Converter):
     name = "crashing"
@@ -90,3 +117,79 @@ class CrashingConverter(Converter):
 
     def convert(self, job):
         os.kill(os.getpid(), signal.SIGSEGV)
+
+
+HANG_PIDS_ENV = "EDGEPORT_FAKE_HANG_PIDS"
+HANG_MARKER = "hang.txt"  # beside model.pb: the stage the `sleepy` runtime hangs in (check or bench)
+
+
+def hang() -> None:
+    """Never return: start a child that sleeps too, append "PID CHILD_PID" to $EDGEPORT_FAKE_HANG_PIDS, sleep."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "3600"])
+    record = os.environ.get(HANG_PIDS_ENV)
+    if record:
+        with open(record, "a", encoding="ascii") as pids:
+            pids.write(f"{os.getpid()} {child.pid}\n")
+    time.sleep(3600)
+
+
+class SleepyConverter(Converter):
+    """Hangs, to prove a hang fails only its target: `sleepy:convert` never finishes converting; `sleepy:check`
+    and `sleepy:bench` write the SavedModel's outputs on the calibration samples (the check samples, unless
+    --calibration is given), and their runtime `sleepy` then never finishes checking (infer) or benchmarking
+    them; otherwise it replays those outputs, without TensorFlow. Each hang leaves a child process behind it,
+    unless its stage is stopped whole."""
+
+    name = "sleepy"
+    variants = ("convert", "check", "bench")
+    default_runtime = "sleepy"
+
+    def convert(self, job):
+        import pickle
+
+        if job.target.variant == "convert":
+            hang()
+        outputs = job.model.reference(job.calibration.feeds())
+        (job.workdir / "outputs.pkl").write_bytes(pickle.dumps(outputs))
+        (job.workdir / HANG_MARKER).write_text(job.target.variant)
+        return Artifact(main_file="outputs.pkl", precision="fp32", runtime="sleepy", files=("outputs.pkl", HANG_MARKER))
+
+
+class SleepyRuntime(Runtime):
+    name = "sleepy"
+
+    def version(self):
+        return "sleepy 0.1"
+
+    def infer(self, artifact, samples, settings):
+        _hang_in(Path(artifact), "check")
+        return pickle_outputs(Path(artifact))[: samples.count]
+
+    def open(self, artifact, settings):
+        return _Replay(pickle_outputs(Path(artifact)))
+
+    def benchmark(self, artifact, samples, settings, protocol):
+        _hang_in(Path(artifact), "bench")
+        return super().benchmark(artifact, samples, settings, protocol)
+
+
+def pickle_outputs(path: Path):
+    import pickle
+
+    return pickle.loads(path.read_bytes())
+
+
+class _Replay(Session):
+    def __init__(self, outputs):
+        self._outputs = outputs
+
+    def run(self, feeds):
+        return self._outputs[0]
+
+
+def _hang_in(artifact: Path, stage: str) -> None:
+    marker = artifact.with_name(HANG_MARKER)
+    if marker.is_file() and marker.read_text().strip() == stage:
+        hang()

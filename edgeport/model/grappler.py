@@ -1,4 +1,9 @@
-"""TensorFlow's own graph optimizer (Grappler's meta-optimizer) run over a frozen GraphDef."""
+"""TensorFlow's own graph optimizer (Grappler's meta-optimizer) run over a frozen GraphDef.
+
+Shared: the TF.js emitter simplifies and fuses with it; the v1-session freeze inlines function calls with it
+(`INLINE`, aggressive function inlining, as convert_variables_to_constants_v2 does, without re-registering the
+graph's functions with TensorFlow).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,12 @@ SIMPLIFY = (
     "pruning",
 )
 REMAP = ("remap",)  # alone: constant folding would drop zero biases the fusions need
+INLINE = ("function",)
 
 
-def run_grappler(graph_def, *, fetches: list[str], optimizers: tuple[str, ...], on_cpu: bool = False):
+def run_grappler(
+    graph_def, *, fetches: list[str], optimizers: tuple[str, ...], on_cpu: bool = False, aggressive: bool = False
+):
     """One meta-optimizer run with exactly `optimizers`; fetch nodes and their names are preserved.
 
     `on_cpu` places every main-graph node on the CPU first: the remapper only fuses ops placed on a device
@@ -38,6 +46,8 @@ def run_grappler(graph_def, *, fetches: list[str], optimizers: tuple[str, ...], 
     rewrite.optimizers[:] = list(optimizers)
     rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rewrite.min_graph_nodes = -1  # optimize small graphs too
+    if aggressive:  # inline calls of stateful functions too (a frozen graph's calls are all of them)
+        rewrite.function_optimization = rewriter_config_pb2.RewriterConfig.AGGRESSIVE
     optimized = tf_optimizer.OptimizeGraph(config, meta)
     for node in optimized.node:
         node.device = ""
