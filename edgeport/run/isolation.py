@@ -10,9 +10,11 @@ group too) and the caller gets `StageTimedOut` ("<stage> timed out after N s").
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -76,6 +78,25 @@ def stop_process_tree(root: int) -> None:
         frozen |= found
     for pid in frozen:
         _signal(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_children():
+    """Start a worker with SIGINT ignored, which the spawned Python keeps (it installs no handler for an ignored
+    SIGINT): Ctrl-C reaches only the orchestrator, which stops its workers, and no worker prints a traceback.
+    SIGINT is blocked meanwhile, so a Ctrl-C in that moment stays pending (Linux keeps a blocked signal even
+    while it is ignored) and reaches the orchestrator once its handler is back. Main thread only (signal
+    handlers can change only there); a worker started from another thread starts as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _redirect_output(log_path: str | None) -> None:
@@ -158,7 +179,8 @@ class Worker:
         self._process = _CONTEXT.Process(
             target=_serve, args=(child, factory, args, str(log_path) if log_path else None), daemon=True
         )
-        self._process.start()
+        with _sigint_ignored_by_children():
+            self._process.start()
         child.close()
         try:
             self.description = self._receive(timeout, stage)

@@ -315,6 +315,19 @@ def test_ctrl_c_exits_130_and_leaves_no_unreported_artifact(tiny, out):
     assert "artifacts were removed" in record["message"]
 
 
+def test_ctrl_c_while_the_model_loader_starts_prints_one_line_and_no_worker_traceback(tiny, previous, out):
+    """Workers start with SIGINT ignored: Ctrl-C reaches the orchestrator only, which stops them."""
+    run = Started(tiny["a"], "-t", "tflite", "-o", out, *COMMON)
+    try:
+        run.wait_for("model: load")  # printed just before the model loader's process starts
+        run.signal(signal.SIGINT)
+        result = run.wait(90)
+    finally:
+        run.kill()
+    assert_one_line_error(result, 130, "interrupted")  # one line, and no traceback from any process
+    assert report_of(out) == report_of(previous)  # stopped before any work: OUT still shows the previous run
+
+
 # ---- a full disk --------------------------------------------------------------------------------------------------
 
 
