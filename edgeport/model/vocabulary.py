@@ -2,7 +2,7 @@
 
 A string input (StringLookup, TextVectorization, a hash-table lookup) does nothing useful with random bytes:
 every one is out of vocabulary. The vocabulary is read from the model itself: the string keys of the lookup
-tables its signature function captures (exported from the loaded tables), string constants of the shared
+tables it reads (exported once, by edgeport.model.lookup_tables, for the converters too), string constants of the shared
 frozen graph (vocabularies baked in as constants) and the text files in the SavedModel's assets/ folder
 (vocabulary assets, one entry per line).
 """
@@ -12,15 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+DT_STRING = 7
 MAX_WORDS = 512
 MAX_WORD_CHARS = 64
 
 
-def model_vocabulary(
-    graph_def: Any, saved_model: Path, function: Any = None, limit: int = MAX_WORDS
-) -> tuple[str, ...]:
+def model_vocabulary(graph_def: Any, saved_model: Path, tables: Any = (), limit: int = MAX_WORDS) -> tuple[str, ...]:
+    """`tables`: the model's lookup tables (edgeport.model.lookup_tables.TableContents); their string keys."""
     words: dict[str, None] = {}
-    sources = (*_table_keys(function), *_graph_strings(graph_def), *_asset_lines(saved_model / "assets"))
+    sources = (*_table_keys(tables), *_graph_strings(graph_def), *_asset_lines(saved_model / "assets"))
     for word in sources:
         if 0 < len(word) <= MAX_WORD_CHARS and word.isprintable():
             words.setdefault(word)
@@ -29,24 +29,12 @@ def model_vocabulary(
     return tuple(words)
 
 
-def _table_keys(function: Any) -> list[str]:
-    """String keys of every lookup table the signature function captures (StringLookup, StaticHashTable)."""
-    if function is None:
-        return []
-    from edgeport.model.tf_quiet import import_tensorflow
-
-    tf = import_tensorflow()
+def _table_keys(tables: Any) -> list[str]:
+    """String keys of every lookup table the model reads (StringLookup, StaticHashTable)."""
     keys: list[str] = []
-    for capture in getattr(function.graph, "external_captures", ()):
-        if getattr(capture, "dtype", None) != tf.resource:
-            continue
-        for value_dtype in (tf.int64, tf.int32, tf.float32, tf.string):
-            try:
-                exported, _ = tf.raw_ops.LookupTableExportV2(table_handle=capture, Tkeys=tf.string, Tvalues=value_dtype)
-            except Exception:  # noqa: BLE001 - not a table, or other key/value types: try the next
-                continue
-            keys.extend(key.decode("utf-8", "replace") for key in exported.numpy().tolist())
-            break
+    for table in tables:
+        if table.key_dtype == DT_STRING:
+            keys.extend(bytes(key).decode("utf-8", "replace") for key in table.keys.reshape(-1).tolist())
     return keys
 
 

@@ -103,14 +103,10 @@ class ModelService:
         from edgeport.model.vocabulary import model_vocabulary
 
         try:
-            graph_def = self.model.frozen.graph_def
+            graph_def, tables = self.model.frozen.graph_def, tuple(self.model.tables.values())
         except Exception:  # noqa: BLE001 - a graph that cannot be frozen still has its assets
-            graph_def = None
-        try:
-            function = self.model.concrete_function
-        except Exception:  # noqa: BLE001 - no signature function to read tables from
-            function = None
-        return model_vocabulary(graph_def, self.model.path, function)
+            graph_def, tables = None, ()
+        return model_vocabulary(graph_def, self.model.path, tables)
 
     def reference(self, samples: SampleSet) -> list[Feeds]:
         return self.model.reference(samples.feeds())

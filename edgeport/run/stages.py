@@ -26,6 +26,7 @@ class CheckRun:
     measurements: dict[str, Any]
     runtime_version: str
     extra: tuple[ExtraRun, ...] = ()
+    output_permutations: dict[str, tuple[int, ...]] | None = None  # the artifact's own layout claim, if asked
 
 
 def run_check(
@@ -35,8 +36,10 @@ def run_check(
     settings: RuntimeSettings,
     known: Mapping[str, Any] | None = None,
     extra: tuple[SampleSet, ...] = (),
+    read_layout: bool = False,
 ) -> CheckRun:
-    """Outputs and measurements on `samples`; outputs on each `extra` set too, in the same process."""
+    """Outputs and measurements on `samples`; outputs on each `extra` set too, in the same process. With
+    `read_layout` (a check without the converter's Artifact record), also the output layout the file declares."""
     path = Path(artifact)
     outputs = runtime.infer(path, samples, settings)
     measurements = dict(runtime.measure(path, settings, samples, dict(known or {})))
@@ -48,7 +51,13 @@ def run_check(
             runs.append(ExtraRun(None, exc.message))
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot take this size fails this size only
             runs.append(ExtraRun(None, f"{runtime.name}: {type(exc).__name__}: {first_line(exc)}"))
-    return CheckRun(outputs=outputs, measurements=measurements, runtime_version=runtime.version(), extra=tuple(runs))
+    return CheckRun(
+        outputs=outputs,
+        measurements=measurements,
+        runtime_version=runtime.version(),
+        extra=tuple(runs),
+        output_permutations=runtime.output_permutations(path) if read_layout else None,
+    )
 
 
 def run_bench(
