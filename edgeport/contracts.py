@@ -78,6 +78,20 @@ def option(
     return dataclasses.field(default=default, metadata={"edgeport": meta})
 
 
+QUANT_FALLBACK_CHOICES = ("off", "auto")
+
+
+def quant_fallback_option() -> Any:
+    """The `quant_fallback` option every converter with quantized variants declares (the same key, so one
+    `-O quant_fallback=auto` reaches all of them; run/quant_fallback reads it)."""
+    return option(
+        "off",
+        choices=QUANT_FALLBACK_CHOICES,
+        help="auto: when a quantized variant fails its gates, keep the layers adding the most error in float "
+        "until the gates pass (reported with the size and latency cost against the all-quantized artifact).",
+    )
+
+
 def availability_of(name: str, requirements: tuple[Requirement, ...]) -> Availability:
     """Available when every requirement is installed; else what is missing and the command that installs it."""
     missing = [r.name for r in requirements if not r.present]
@@ -100,6 +114,12 @@ class Converter(ABC):
 
     def needs_calibration(self, variant: str) -> bool:
         return False
+
+    def float_fallback(self, variant: str) -> str | None:
+        """None when `convert` keeps `job.float_layers` in float for this variant, so `-O quant_fallback=auto`
+        (run/quant_fallback) can keep the layers adding the most error in float until the gates pass; else why
+        it cannot, which the report says."""
+        return f"the {self.name} converter cannot keep chosen layers in float"
 
     def requirements(self) -> tuple[Requirement, ...]:
         """What must be installed beyond edgeport's own dependencies (`edgeport setup` installs it)."""

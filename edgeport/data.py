@@ -108,6 +108,8 @@ class ConversionJob:
     options: Any  # the converter's own frozen Options dataclass
     calibration: SampleSet
     workdir: Path
+    float_layers: tuple[str, ...] = ()  # TF layer names to keep in float (-O quant_fallback=auto; see
+    # Converter.float_fallback): the converter maps them to its own nodes and says which it kept
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,44 @@ def save_tiny_digits_model(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     return folder, images[train[:200]][:, None], images[held_out][:, None]
 
 
+def save_planted(path: Path, scale: float) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The per-layer comparison's planted model (tests/targets/test_layers.py, test_quant_fallback.py,
+    tests/core/test_layers_report.py): conv 3x3 -> relu -> a 1x1 conv scaling 2 of 8 channels by `scale`
+    (`planted_up`) -> a 1x1 conv scaling them back (`planted_down`) -> conv -> relu -> mean -> matmul. At scale
+    1000 int8's one scale per tensor rounds the 6 unscaled channels after `planted_up` to zero, and
+    `planted_down` adds the error.
+
+    Returns (SavedModel folder, 16 images as feeds, the labels the SavedModel gets all right).
+    """
+    t = tf()
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.4, (3, 3, 3, 8)).astype(np.float32)
+    up = np.diag([scale] * 2 + [1.0] * 6).astype(np.float32).reshape(1, 1, 8, 8)
+    down = np.diag([1 / scale] * 2 + [1.0] * 6).astype(np.float32).reshape(1, 1, 8, 8)
+    w2 = rng.normal(0, 0.4, (3, 3, 8, 8)).astype(np.float32)
+    wd = rng.normal(0, 0.4, (8, 10)).astype(np.float32)
+
+    class Planted(t.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1, self.up, self.down, self.w2, self.wd = (t.Variable(v) for v in (w1, up, down, w2, wd))
+
+        @t.function(input_signature=[t.TensorSpec([None, 8, 8, 3], t.float32, name="image")])
+        def serve(self, image):
+            x = t.nn.relu(t.nn.conv2d(image, self.w1, 1, "SAME", name="conv1"), name="relu1")
+            x = t.nn.conv2d(x, self.up, 1, "SAME", name="planted_up")
+            x = t.nn.conv2d(x, self.down, 1, "SAME", name="planted_down")
+            x = t.nn.relu(t.nn.conv2d(x, self.w2, 1, "SAME", name="conv2"), name="relu2")
+            x = t.reduce_mean(x, axis=[1, 2], name="pool")
+            return {"scores": t.matmul(x, self.wd, name="logits")}
+
+    module = Planted()
+    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    images = np.random.default_rng(1).uniform(0, 1, (16, 1, 8, 8, 3)).astype(np.float32)
+    scores = np.stack([module.serve(image)["scores"].numpy() for image in images])
+    return path, images, scores.reshape(16, -1).argmax(-1)
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "edgeport", *map(str, args)],

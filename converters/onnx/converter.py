@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, Signature, option
+from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, Signature, option, quant_fallback_option
 from edgeport.converters.onnx.files import OPTIMIZATION_LEVELS
 from edgeport.errors import ConversionError, UsageError
 
@@ -68,6 +68,7 @@ class ONNXOptions:
         help="onnx:int8: weight-only dynamic quantization instead of static QDQ (other variants ignore it).",
     )
     per_channel: bool = option(True, help="onnx:int8: per-channel weight scales.")
+    quant_fallback: str = quant_fallback_option()
 
 
 def target_name(variant: str) -> str:
@@ -118,6 +119,11 @@ class ONNXConverter(Converter):
 
     def precision(self, variant: str) -> str:
         return variant or "fp32"
+
+    def float_fallback(self, variant: str) -> str | None:
+        if variant == "int8":
+            return None  # static QDQ: onnxruntime.quantization's nodes_to_exclude (with --dynamic too)
+        return f"{target_name(variant)} is not quantized: there is nothing to keep in float"
 
     def needs_calibration(self, variant: str) -> bool:
         return variant == "int8"
@@ -204,7 +210,9 @@ class ONNXConverter(Converter):
                 model, staging=staging, external_data=external, target=target
             )
             warnings = (*warnings, *simplified)
-        model, precision, more = _reduce_precision(model, job, input_permutations, staging, external, target)
+        model, precision, more, float_nodes = _reduce_precision(
+            model, job, input_permutations, staging, external, target
+        )
         written = onnx_files.write_for_runtime(
             model,
             workdir=job.workdir,
@@ -250,6 +258,7 @@ class ONNXConverter(Converter):
                 "global_pool_rewrites": rewrites,
                 "erfc_rewrites": erfc_rewrites,
                 "onnxruntime": onnxruntime_version(),
+                **({"float_nodes": float_nodes} if job.float_layers else {}),
             },
         )
 
@@ -279,35 +288,36 @@ def without_erfc(frozen: FrozenGraph) -> tuple[FrozenGraph, int]:
 
 
 def _reduce_precision(model, job: ConversionJob, input_permutations, staging, external: bool, target: str):
-    """fp16 / static int8 / dynamic int8 per the variant; returns (model, precision, warnings)."""
+    """fp16 / static int8 / dynamic int8 per the variant; returns (model, precision, warnings, float nodes:
+    {TF layer: the ONNX nodes kept in float for it}, for job.float_layers)."""
     from edgeport.converters.onnx import precision as onnx_precision
 
     variant, options = job.target.variant, job.options
     if variant == "fp16":
-        return _with_precision(onnx_precision.to_float16(model, target=target), "fp16")
+        halved, warnings = onnx_precision.to_float16(model, target=target)
+        return halved, "fp16", warnings, {}
+    shared = {
+        "per_channel": options.per_channel,
+        "staging": staging,
+        "external_data": external,
+        "target": target,
+        "float_layers": job.float_layers,
+        "known": graph_node_names(job),
+    }
     if variant == "int8" and options.dynamic:
-        return _with_precision(
-            onnx_precision.quantize_dynamic_int8(
-                model, per_channel=options.per_channel, staging=staging, external_data=external, target=target
-            ),
-            "dynamic",
-        )
+        return _with_precision(onnx_precision.quantize_dynamic_int8(model, **shared), "dynamic")
     if variant == "int8":
-        return _with_precision(
-            onnx_precision.quantize_static_int8(
-                model,
-                calibration=job.calibration,
-                input_permutations=input_permutations,
-                per_channel=options.per_channel,
-                staging=staging,
-                external_data=external,
-                target=target,
-            ),
-            "int8",
+        quantized = onnx_precision.quantize_static_int8(
+            model, calibration=job.calibration, input_permutations=input_permutations, **shared
         )
-    return model, "fp32", ()
+        return _with_precision(quantized, "int8")
+    return model, "fp32", (), {}
+
+
+def graph_node_names(job: ConversionJob) -> frozenset[str]:
+    return frozenset(node.name for node in job.model.frozen.graph_def.node) if job.float_layers else frozenset()
 
 
 def _with_precision(converted, precision: str):
-    model, warnings = converted
-    return model, precision, warnings
+    model, warnings, float_nodes = converted
+    return model, precision, warnings, float_nodes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +64,13 @@ def quantize_static_int8(
     staging: Path,
     external_data: bool,
     target: str,
+    float_layers: tuple[str, ...] = (),
+    known: Container[str] = frozenset(),
 ):
-    """Static QDQ: uint8 activations, int8 weights (onnxruntime's advice for x86 and most ARM CPUs)."""
+    """Static QDQ: uint8 activations, int8 weights (onnxruntime's advice for x86 and most ARM CPUs).
+    `float_layers`: TF layers whose nodes onnxruntime leaves unquantized (`nodes_to_exclude`); `known`: every
+    node name of the TF graph (see nodes_of_layers).
+    Returns (model, warnings, {layer: its nodes kept in float})."""
     from onnxruntime import quantization
 
     if calibration is None or calibration.count == 0:
@@ -75,6 +80,7 @@ def quantize_static_int8(
     with _temporary_files_in(staging), _onnxruntime_errors_only(), capture_output() as captured:
         try:
             prepared = _prepare(model, staging, external_data)
+            float_nodes = nodes_of_layers(prepared, float_layers, known)
             quantization.quantize_static(
                 str(prepared),
                 str(output),
@@ -84,13 +90,23 @@ def quantize_static_int8(
                 weight_type=quantization.QuantType.QInt8,
                 per_channel=per_channel,
                 use_external_data_format=external_data,
+                nodes_to_exclude=sorted({node for nodes in float_nodes.values() for node in nodes}),
             )
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"{target}: static int8 quantization failed: {first_line(exc)}") from None
-    return _load(output), captured.warnings()
+    return _load(output), captured.warnings(), float_nodes
 
 
-def quantize_dynamic_int8(model, *, per_channel: bool, staging: Path, external_data: bool, target: str):
+def quantize_dynamic_int8(
+    model,
+    *,
+    per_channel: bool,
+    staging: Path,
+    external_data: bool,
+    target: str,
+    float_layers: tuple[str, ...] = (),
+    known: Container[str] = frozenset(),
+):
     """Weights stored as int8; activations quantized on the fly by the runtime (no calibration)."""
     from onnxruntime import quantization
 
@@ -98,16 +114,37 @@ def quantize_dynamic_int8(model, *, per_channel: bool, staging: Path, external_d
     with _temporary_files_in(staging), _onnxruntime_errors_only(), capture_output() as captured:
         try:
             prepared = _prepare(model, staging, external_data)
+            float_nodes = nodes_of_layers(prepared, float_layers, known)
             quantization.quantize_dynamic(
                 str(prepared),
                 str(output),
                 weight_type=quantization.QuantType.QInt8,
                 per_channel=per_channel,
                 use_external_data_format=external_data,
+                nodes_to_exclude=sorted({node for nodes in float_nodes.values() for node in nodes}),
             )
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"{target}: dynamic int8 quantization failed: {first_line(exc)}") from None
-    return _load(output), captured.warnings()
+    return _load(output), captured.warnings(), float_nodes
+
+
+def nodes_of_layers(path: Path, layers: tuple[str, ...], known: Container[str]) -> dict[str, list[str]]:
+    """{TF layer: names of the ONNX nodes standing for it}: a node stands for a layer when one of its outputs
+    is named after it (tf2onnx keeps TF names: `layer:0`, or `layer` with a suffix; checks.layers.stands_for
+    against `known`, the TF graph's node names, tells a suffix from another layer's name)."""
+    import onnx
+
+    from edgeport.checks.layers import stands_for
+
+    if not layers:
+        return {}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    wanted = set(layers)
+    found: dict[str, list[str]] = {layer: [] for layer in layers}
+    for node in graph.node:
+        for layer in sorted(wanted.intersection(c for output in node.output for c in stands_for(output, known))):
+            found[layer].append(node.name)
+    return found
 
 
 def _prepare(model, staging: Path, external_data: bool) -> Path:

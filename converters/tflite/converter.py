@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, option
+from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, option, quant_fallback_option
 from edgeport.formats.tflite.conversion import IO_TYPES, MAIN_FILE, convert_to_tflite, validate_io_type
 from edgeport.formats.tflite.flatbuffer import custom_ops, flex_ops
 
@@ -31,6 +31,7 @@ class TFLiteOptions:
         choices=IO_TYPES,
         help="tflite:int8 / int16x8: type of the model's inputs and outputs (float keeps QUANTIZE/DEQUANTIZE inside).",
     )
+    quant_fallback: str = quant_fallback_option()
 
 
 def builtin_tf_ops() -> frozenset[str]:
@@ -50,6 +51,25 @@ def tflite_precision(variant: str) -> str:
     return variant or "fp32"
 
 
+def tflite_float_fallback(variant: str) -> str | None:
+    if variant == "int8":
+        return None
+    if variant == "int16x8":
+        return (
+            "the TFLite converter quantizes int16x8 with its legacy quantizer, which takes no list of layers to "
+            "keep in float (its MLIR quantizer, which does, writes int16 kernels LiteRT refuses)"
+        )
+    return f"{_target_name(variant)} is not quantized with calibrated activations: there is nothing to keep in float"
+
+
+def _lists(mapping) -> dict[str, list[str]]:
+    return {key: list(values) for key, values in mapping.items()}
+
+
+def _target_name(variant: str) -> str:
+    return f"tflite:{variant}" if variant else "tflite"
+
+
 class TFLiteConverter(Converter):
     name = "tflite"
     variants = ("", "fp16", "dynamic", "int8", "int16x8")
@@ -62,6 +82,9 @@ class TFLiteConverter(Converter):
 
     def needs_calibration(self, variant: str) -> bool:
         return variant in ("int8", "int16x8")
+
+    def float_fallback(self, variant: str) -> str | None:
+        return tflite_float_fallback(variant)
 
     def validate(self, model, variant: str, options: TFLiteOptions) -> None:
         validate_io_type(variant, options.io_type)
@@ -87,6 +110,7 @@ class TFLiteConverter(Converter):
             job.calibration,
             allow_tf_ops=job.options.allow_tf_ops,
             io_type=job.options.io_type,
+            float_layers=job.float_layers,
         )
         flatbuffer = conversion.flatbuffer
         (job.workdir / MAIN_FILE).write_bytes(flatbuffer)
@@ -110,5 +134,6 @@ class TFLiteConverter(Converter):
                 "custom_ops": custom,
                 "io_type": job.options.io_type,
                 "fixed_shapes": {name: list(shape) for name, shape in conversion.fixed_shapes.items()},
+                **({"float_nodes": _lists(conversion.float_nodes)} if job.float_layers else {}),
             },
         )

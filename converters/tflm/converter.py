@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeport.checks.budgets import budget_failures
-from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, SampleSet, Signature, option
+from edgeport.contracts import (
+    Artifact,
+    ConversionJob,
+    Converter,
+    Finding,
+    SampleSet,
+    Signature,
+    option,
+    quant_fallback_option,
+)
 from edgeport.converters.tflm.boards import board_profile, device_budgets
 from edgeport.converters.tflm.csource import c_identifier_problem, model_data_cc, model_data_h, op_resolver_h
 from edgeport.errors import ConversionError, EdgeportError, UsageError
@@ -58,6 +67,7 @@ class TFLMOptions:
     flash_limit: str | int | None = option(
         None, flag="--flash-limit", metavar="SIZE", help="Model size budget, e.g. 1MB (wins over the board's)."
     )
+    quant_fallback: str = quant_fallback_option()
 
     def __post_init__(self):
         if self.io_type not in IO_TYPES:
@@ -253,6 +263,13 @@ class TFLMConverter(Converter):
 
     def needs_calibration(self, variant: str) -> bool:
         return True
+
+    def float_fallback(self, variant: str) -> str | None:
+        return (
+            "TFLite Micro has no float kernels on many boards and the TFLite converter cannot give single layers "
+            "int16 activations; for these layers, try tflite:int16x8 (TFLM runs int16x8 kernels for common ops) "
+            "or quantization-aware training"
+        )
 
     def requirements(self):
         from edgeport.run.requirements import python_package

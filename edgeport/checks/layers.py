@@ -17,7 +17,7 @@ it); when none did, the divergent layer that added the most.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,9 @@ class LayerRun:
     artifact_names: dict[str, str] = field(default_factory=dict)  # TF layer name -> artifact tensor name
     graph_id: str = "main"  # the artifact's graph, for the Model Explorer node data
     notes: tuple[str, ...] = ()
+    # TF layer name -> the id Model Explorer gives the artifact node producing it, for formats whose Model
+    # Explorer adapter names no output `tensor_name` (ONNX: the node's name); empty: keyed by tensor name
+    node_ids: dict[str, str] = field(default_factory=dict)
 
 
 def name_candidates(artifact_name: str) -> list[str]:
@@ -62,6 +65,18 @@ def name_candidates(artifact_name: str) -> list[str]:
             if trimmed != variant and trimmed:
                 variants.append(trimmed)
         found.extend(v for v in variants if v not in found)
+    return found
+
+
+def stands_for(artifact_name: str, known: Container[str]) -> list[str]:
+    """The TF nodes (of `known`) an artifact tensor stands for: per fused part (`a;b`), its most specific
+    candidate that is a node (so `dense1` stands for the layer `dense1` when there is one, else for `dense`
+    with a uniquifying suffix)."""
+    found: list[str] = []
+    for part in artifact_name.split(";"):
+        hit = next((c for c in name_candidates(part) if c in known), None)
+        if hit is not None and hit not in found:
+            found.append(hit)
     return found
 
 
@@ -182,7 +197,7 @@ def compare_layers(reference, run: LayerRun, min_cosine: float | None = None) ->
         samples=count,
         min_cosine=gate,
         notes=tuple(notes),
-        node_data=model_explorer_data(tensors, run.graph_id),
+        node_data=model_explorer_data(tensors, run.graph_id, run.node_ids),
     )
 
 
@@ -197,15 +212,28 @@ def _first_divergent(tensors: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(divergent, key=lambda t: t["added_error"])
 
 
-def model_explorer_data(tensors: Sequence[Mapping[str, Any]], graph_id: str) -> dict[str, Any]:
-    """Node data for ai-edge-model-explorer (its `ModelNodeData` JSON: {graph id: {"results": {key: {"value":
-    number}}, "gradient": [...]}}), keyed by the artifact's output tensor names (Model Explorer matches a key
-    with a node's output `tensor_name`), the value being the relative error the node added (white: none, red:
-    the most)."""
+def model_explorer_data(
+    tensors: Sequence[Mapping[str, Any]], graph_id: str, node_ids: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Node data for Google's Model Explorer: the error each node added, white for none, red for the most.
+
+    The format is what `model_explorer.node_data_builder` (ai-edge-model-explorer 0.1.34) writes for a
+    `ModelNodeData`: {graph id: GraphNodeData}, a GraphNodeData being {"results": {key: NodeDataResult},
+    "gradient": [GradientItem]} (optional "name", "thresholds", "hide*"/"show*" flags), a NodeDataResult
+    {"value": number} (optional "bgColor", "textColor"), a GradientItem {"stop": 0..1, "bgColor"}, stops 0 and
+    1 always given. The web app colours only the graph whose id is the key, and resolves a result key through
+    the nodes' output `tensor_name`s first, else as a node id. The TFLite adapter gives each output its
+    flatbuffer tensor name, so a .tflite's results are keyed by the artifact tensor; the ONNX adapter
+    (model-explorer-onnx) tags outputs `__tensor_tag` instead, so an ONNX model's are keyed by the producing
+    node's name (`node_ids`). A non-finite added error is written as 1e9 (JSON has no Infinity or NaN):
+    that node is the red one.
+    """
+    ids = node_ids or {}
     results = {}
     for tensor in tensors:
         value = float(tensor["added_error"])
-        results[str(tensor["artifact_tensor"])] = {"value": value if np.isfinite(value) else 1e9}
+        key = ids.get(str(tensor["name"])) or str(tensor["artifact_tensor"])
+        results[key] = {"value": value if np.isfinite(value) else 1e9}
     return {
         graph_id: {
             "results": results,

@@ -56,6 +56,7 @@ class TargetResult:
     threads: int = 1
     backend: str | None = None
     layers: Mapping[str, Any] | None = None  # per-layer comparison (checks/layers.LayerReport.to_dict), or None
+    quant_fallback: Mapping[str, Any] | None = None  # -O quant_fallback=auto (run/quant_fallback), when it ran
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.stage == name), None)
@@ -290,6 +291,16 @@ def layer_lines(report: Report) -> list[str]:
             )
         else:
             lines.append(f"{t.name}: no divergent layer in {len(layers.get('tensors', []))} layers compared")
+    return lines + fallback_lines(report)
+
+
+def fallback_lines(report: Report) -> list[str]:
+    """quant_fallback=auto: what stayed float and what it cost, or why the gate cannot be met."""
+    lines = []
+    for t in report.targets:
+        fallback = t.quant_fallback
+        if fallback:
+            lines.append(f"{t.name}: quant_fallback {fallback['status']}: {fallback['reason']}")
     return lines
 
 

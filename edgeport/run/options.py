@@ -68,7 +68,11 @@ def _coerce(value: Any, field: dataclasses.Field, where: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise UsageError(f"{name}: {value!r} is not a number") from None
-    return value if isinstance(value, str) else str(value)
+    text = value if isinstance(value, str) else str(value)
+    choices = field.metadata.get("edgeport", {}).get("choices", ())
+    if choices and text not in choices:  # `-O KEY=VALUE` and config keys; the flags are checked by click
+        raise UsageError(f"{name}: {text!r} is not one of {', '.join(choices)}")
+    return text
 
 
 def build_options(options_type: type, values: Mapping[str, Any], where: str):

@@ -34,6 +34,7 @@ from edgeport.model.samples import chosen_dimensions, load_samples
 from edgeport.model.scan import trust_note
 from edgeport.report.files import Report, StageResult, TargetResult, exit_code_for, report_texts
 from edgeport.report.html import render
+from edgeport.run import quant_fallback
 from edgeport.run.isolation import PluginCrash, Worker, call_isolated
 from edgeport.run.options import build_options
 from edgeport.run.output_folder import OutputFolder, artifact_files, refuse_model_overlap
@@ -182,13 +183,27 @@ def _run(
         service.close()
 
     results = []
-    for plan in plans:
-        artifact, convert_stage = converted[plan.config.name]
-        results.append(
-            _check_and_bench(
-                request, plan, artifact, convert_stage, samples, references, logs, progress, bench_call, layer_source
+    refits = _Refits(request, calibration, folder, layer_source)
+    try:
+        for plan in plans:
+            artifact, convert_stage = converted[plan.config.name]
+            results.append(
+                _check_and_bench(
+                    request,
+                    plan,
+                    artifact,
+                    convert_stage,
+                    samples,
+                    references,
+                    logs,
+                    progress,
+                    bench_call,
+                    layer_source,
+                    refits,
+                )
             )
-        )
+    finally:
+        refits.close()
     targets = tuple(results)
     report = Report(
         model={
@@ -377,17 +392,7 @@ def _convert_one(
     worker: Worker | None = None
     try:
         worker = pool.acquire()  # a fresh service that cannot start fails this target, not the run
-        artifact = worker.call_within(
-            request.timeouts.convert,
-            "convert",
-            "convert",
-            plan.converter,
-            plan.config.spec,
-            plan.options,
-            calibration,
-            str(staging),
-        )
-        _check_files(artifact, staging)
+        artifact = _convert_in(worker, request, plan, calibration, staging)
         folder.install(staging, plan.config.spec.slug, name)  # the old artifact renamed aside, then deleted
     except EdgeportError as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -412,6 +417,30 @@ def _convert_one(
             pool.release(worker)
     progress(Event(name, "convert", "passed"))
     return artifact, StageResult("convert", "passed", time.perf_counter() - start)
+
+
+def _convert_in(
+    worker: Worker,
+    request: RunRequest,
+    plan: _Plan,
+    calibration: SampleSet,
+    staging: Path,
+    float_layers: tuple[str, ...] = (),
+) -> Artifact:
+    """One conversion in a model service, within the convert limit, its files checked."""
+    artifact = worker.call_within(
+        request.timeouts.convert,
+        "convert",
+        "convert",
+        plan.converter,
+        plan.config.spec,
+        plan.options,
+        calibration,
+        str(staging),
+        float_layers,
+    )
+    _check_files(artifact, staging)
+    return artifact
 
 
 def _check_files(artifact: Artifact, folder: Path) -> None:
@@ -452,6 +481,7 @@ def _check_and_bench(
     progress: Progress,
     bench_call: Callable[..., Any] = call_isolated,
     layer_source: _LayerSource | None = None,
+    refits: _Refits | None = None,
 ) -> TargetResult:
     name = plan.config.name
     if artifact is None:
@@ -478,7 +508,24 @@ def _check_and_bench(
     failed = check.status == "failed" and accuracy is not None and not accuracy.passed
     if layer_source is not None and request.check and (request.layers or failed) and checked:
         layers = layer_source.compare(plan, artifact, main, progress)
+    fallback = None
+    if failed and layers is not None and refits is not None and refits.wanted(plan):
+        fallback, chosen = refits.run(plan, artifact, main, layers, references, progress)
+        if chosen is not None:  # the artifact with layers in float passed: it replaces the all-quantized one
+            all_quantized = _cost_baseline(request, plan, artifact, main, samples, logs, bench_call)
+            artifact, (check, checked, runtime_version, extra) = refits.install(plan, chosen)
+            accuracy = checked[0][1] if checked else None
+            main = folder / artifact.main_file
+            files = artifact_files(folder)
+            size_all, size = size, sum(p.stat().st_size for p in files)
+            measurements = {**artifact.measurements, "size_bytes": size, **extra}
     bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress, bench_call)
+    if fallback is not None and fallback.chosen is not None:
+        p50_all, why = all_quantized
+        fallback = dataclasses.replace(
+            fallback, cost=quant_fallback.cost(size_all, size, p50_all, latency.p50_ms if latency else None, why)
+        )
+        progress(Event(name, "fallback", "passed", quant_fallback.cost_text(fallback.cost)))
     check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
     return TargetResult(
         name=name,
@@ -497,6 +544,7 @@ def _check_and_bench(
             *(accuracy.notes if accuracy else ()),
             *(latency_notes(latency) if latency else ()),
             *_unjudged_latency_budgets(plan, bench),
+            *((f"quant_fallback=auto {fallback.status}: {fallback.reason}",) if fallback else ()),
         ),
         details=dict(artifact.details),
         accuracy=accuracy,
@@ -507,7 +555,104 @@ def _check_and_bench(
         threads=plan.settings.threads,
         backend=plan.settings.backend,
         layers=layers,
+        quant_fallback=fallback.to_dict() if fallback else None,
     )
+
+
+class _Refits:
+    """`-O quant_fallback=auto` (run/quant_fallback): the reconversions of failed quantized targets, in one
+    model service started when the first target needs it; each candidate is staged in OUT, checked and compared
+    layer by layer on its runtime like any artifact, and only the one that passes is installed."""
+
+    def __init__(self, request: RunRequest, calibration: SampleSet, folder: OutputFolder, layers: _LayerSource):
+        self._request = request
+        self._calibration = calibration
+        self._folder = folder
+        self._layers = layers
+        self._service: Worker | None = None
+        self._staged: list[Path] = []
+
+    @staticmethod
+    def wanted(plan: _Plan) -> bool:
+        return getattr(plan.options, "quant_fallback", "off") == "auto"
+
+    def run(self, plan: _Plan, artifact: Artifact, main: Path, layers, references, progress: Progress):
+        """(FallbackOutcome, the passing Trial or None)."""
+        name = plan.config.name
+        why_not = plan.converter.float_fallback(plan.config.spec.variant)
+        if why_not is not None:
+            outcome = quant_fallback.unavailable(why_not, layers)
+            progress(Event(name, "fallback", "failed", outcome.reason))
+            return outcome, None
+        reference = self._layers.reference(progress)
+        inputs = {layer.name: layer.inputs for layer in reference.layers} if reference is not None else {}
+        progress(Event(name, "fallback", "started", "keeping the layers that add the most error in float"))
+
+        def attempt(float_layers: tuple[str, ...]) -> quant_fallback.Trial:
+            return self._attempt(plan, float_layers, references, progress)
+
+        outcome = quant_fallback.keep_layers_in_float(layers, inputs, attempt)
+        for trial in outcome.trials:  # every candidate but the chosen one goes now
+            if trial is not outcome.chosen and trial.payload is not None:
+                shutil.rmtree(trial.payload[1], ignore_errors=True)
+        if outcome.chosen is None:
+            progress(Event(name, "fallback", "failed", outcome.reason))
+        return outcome, outcome.chosen
+
+    def _attempt(self, plan: _Plan, float_layers: tuple[str, ...], references, progress: Progress):
+        request = self._request
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{plan.config.spec.slug}-", dir=request.out))
+        self._staged.append(staging)
+        try:
+            artifact = _convert_in(self._worker(), request, plan, self._calibration, staging, float_layers)
+        except EdgeportError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, (WorkerDied, StageTimedOut)):
+                self._service = None  # stopped: the next attempt starts a fresh one
+            return quant_fallback.Trial(float_layers, passed=False, failure=exc.message, converted=False)
+        main = staging / artifact.main_file
+        checked = _check(request, plan, artifact, main, references, request.out / "logs", progress)
+        passed = checked[0].status == "passed"
+        layers = None if passed else self._layers.compare(plan, artifact, main, progress, record=False)
+        return quant_fallback.Trial(
+            float_layers, passed, checked[0].reason, layers, payload=(artifact, staging, checked)
+        )
+
+    def _worker(self) -> Worker:
+        if self._service is None or not self._service.alive:
+            self._service = _start_service(self._request, self._request.out / "logs" / "model-fallback.log")
+        return self._service
+
+    def install(self, plan: _Plan, trial: quant_fallback.Trial):
+        """Put the passing candidate in OUT/<slug> (the all-quantized artifact goes); (artifact, check results)."""
+        artifact, staging, checked = trial.payload
+        self._folder.install(staging, plan.config.spec.slug, plan.config.name)
+        return artifact, checked
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+        for staging in self._staged:
+            shutil.rmtree(staging, ignore_errors=True)  # installed ones were renamed away already
+
+
+def _cost_baseline(request, plan, artifact, main, samples, logs, bench_call) -> tuple[float | None, str]:
+    """The all-quantized artifact's p50, for what keeping layers in float costs: (p50 ms or None, why not)."""
+    from edgeport.checks.latency import summarize
+
+    if not request.bench:
+        return None, "not measured (--no-bench)"
+    reason = _unavailable(request, plan, artifact)
+    if reason:
+        return None, reason
+    try:
+        log = logs / f"{plan.config.spec.slug}-all-quantized.log"
+        raw = _benchmark(
+            request, plan, main, samples, bench_call, log, f"{plan.runtime.name} benchmark (all-quantized)"
+        )
+        return summarize(raw, request.protocol).p50_ms, ""
+    except EdgeportError as exc:
+        return None, f"the all-quantized artifact's benchmark failed: {exc.message}"
 
 
 def _unavailable(request: RunRequest, plan: _Plan, artifact: Artifact) -> str | None:
@@ -631,7 +776,10 @@ class _LayerSource:
                 service.close()
         return self._reference
 
-    def compare(self, plan: _Plan, artifact: Artifact, main: Path, progress: Progress) -> dict[str, Any]:
+    def compare(
+        self, plan: _Plan, artifact: Artifact, main: Path, progress: Progress, *, record: bool = True
+    ) -> dict[str, Any]:
+        """`record`: write its Model Explorer file (False for quant_fallback's candidates)."""
         from edgeport.checks.layers import compare_layers
         from edgeport.run.stages import run_layers
 
@@ -666,8 +814,9 @@ class _LayerSource:
         data = report.to_dict()
         data["seconds"] = round(time.perf_counter() - start, 3)
         file = f"{plan.config.spec.slug}.model-explorer.json"
-        self.files[file] = json.dumps(report.node_data, indent=1) + "\n"
-        data["model_explorer_file"] = file
+        if record:
+            self.files[file] = json.dumps(report.node_data, indent=1) + "\n"
+            data["model_explorer_file"] = file
         said = report.first_divergent or "none"
         progress(Event(name, "layers", "passed", f"first divergent layer: {said}"))
         return data
@@ -702,18 +851,8 @@ def _bench(request, plan, artifact, main, samples, check: StageResult, logs, pro
     progress(Event(name, "bench", "started"))
     start = time.perf_counter()
     try:
-        raw = bench_call(
-            run_bench,
-            plan.runtime,
-            str(main),
-            samples,
-            plan.settings,
-            request.protocol,
-            log_path=logs / f"{plan.config.spec.slug}.log",
-            what=f"{plan.runtime.name} benchmark",
-            timeout=request.timeouts.bench,
-            stage="bench",
-        )
+        log = logs / f"{plan.config.spec.slug}.log"
+        raw = _benchmark(request, plan, main, samples, bench_call, log, f"{plan.runtime.name} benchmark")
         latency = summarize(raw, request.protocol)  # no timed run at all is an error
     except EdgeportError as exc:
         progress(Event(name, "bench", "failed", exc.message))
@@ -728,6 +867,22 @@ def _bench(request, plan, artifact, main, samples, check: StageResult, logs, pro
     reason = "; ".join([*problems, *latency_notes(latency, plan.config.budgets)])
     progress(Event(name, "bench", status, reason))
     return StageResult("bench", status, time.perf_counter() - start, reason), latency
+
+
+def _benchmark(request: RunRequest, plan: _Plan, main: Path, samples: SampleSet, bench_call, log: Path, what: str):
+    """One benchmark of an artifact file, in its own process (or `bench_call`'s), within the bench limit."""
+    return bench_call(
+        run_bench,
+        plan.runtime,
+        str(main),
+        samples,
+        plan.settings,
+        request.protocol,
+        log_path=log,
+        what=what,
+        timeout=request.timeouts.bench,
+        stage="bench",
+    )
 
 
 def _unjudged_latency_budgets(plan: _Plan, bench: StageResult) -> tuple[str, ...]:

@@ -132,10 +132,21 @@ class ModelService:
         return dataclasses.replace(raw, load_ms=self.load_ms)
 
     def convert(
-        self, converter: Converter, target: TargetSpec, options: Any, calibration: SampleSet, workdir: str
+        self,
+        converter: Converter,
+        target: TargetSpec,
+        options: Any,
+        calibration: SampleSet,
+        workdir: str,
+        float_layers: tuple[str, ...] = (),
     ) -> Artifact:
         job = ConversionJob(
-            model=self.model, target=target, options=options, calibration=calibration, workdir=Path(workdir)
+            model=self.model,
+            target=target,
+            options=options,
+            calibration=calibration,
+            workdir=Path(workdir),
+            float_layers=float_layers,
         )
         return converter.convert(job)
 

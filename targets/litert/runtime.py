@@ -67,51 +67,6 @@ class LiteRTRuntime(Runtime):
         """Every operator output, with all tensors preserved (`experimental_preserve_all_tensors`) on the
         builtin kernels (no XNNPACK delegate: a delegated partition keeps no intermediates), dequantized with
         each tensor's scale and zero point; TF names matched from TFLite's tensor names (fused: `a;b`)."""
+        from edgeport.formats.tflite.intermediates import litert_intermediates
+
         return litert_intermediates(artifact, samples, settings.threads, names, aliases)
-
-
-def litert_intermediates(artifact: Path, samples, threads: int, names, aliases):
-    """Shared with any runtime running a .tflite through LiteRT's reference path (TFLM's int8 flatbuffer)."""
-    import warnings
-
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgeport.checks.layers import LayerRun, match_names
-    from edgeport.formats.tflite.flatbuffer import operator_outputs
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": it is what this is for
-        try:
-            interpreter = Interpreter(
-                model_path=str(artifact),
-                num_threads=threads,
-                experimental_preserve_all_tensors=True,
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise RuntimeFailure(f"LiteRT cannot load {artifact}: {str(exc).splitlines()[0]}") from None
-    signatures = interpreter.get_signature_list()
-    if not signatures:
-        raise RuntimeFailure(f"{artifact} has no signature")
-    runner = interpreter.get_signature_runner(next(iter(signatures)))
-    inputs, outputs = runner.get_input_details(), runner.get_output_details()
-    details = {int(d["index"]): d for d in interpreter.get_tensor_details()}
-    produced = [index for index in operator_outputs(artifact) if index in details]
-    by_name = {details[index]["name"]: index for index in produced}
-    matched = match_names(by_name, names)
-    indices = {layer: by_name[tensor] for tensor, layer in matched.items()}
-    artifact_names = {layer: tensor for tensor, layer in matched.items()}
-    for output, layer in aliases.items():  # an output tensor takes the signature's name, not the layer's
-        if layer not in indices and output in outputs:
-            indices[layer] = int(outputs[output]["index"])
-            artifact_names[layer] = details[indices[layer]]["name"]
-    values = []
-    for feed in samples.feeds():
-        runner(**{name: quantize(np.asarray(feed[name]), detail) for name, detail in inputs.items()})
-        values.append(
-            {
-                layer: np.asarray(dequantize(interpreter.get_tensor(index), details[index]), dtype=np.float32)
-                for layer, index in indices.items()
-            }
-        )
-    return LayerRun(values=values, artifact_names=artifact_names, graph_id="main")

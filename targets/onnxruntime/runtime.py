@@ -296,9 +296,25 @@ def onnx_intermediates(artifact: Path, samples, threads: int, names, aliases):
                 value = np.transpose(value, (0, 2, 3, 1))  # back to TensorFlow's NHWC
             sample[layer] = value.astype(np.float32)
         values.append(sample)
+    ids = explorer_node_ids(graph)
     return LayerRun(
-        values=values, artifact_names={layer: tensor for tensor, layer in matched.items()}, graph_id=graph.name
+        values=values,
+        artifact_names={layer: tensor for tensor, layer in matched.items()},
+        graph_id=graph.name,
+        node_ids={layer: ids[tensor] for tensor, layer in matched.items() if tensor in ids},
     )
+
+
+def explorer_node_ids(graph) -> dict[str, str]:
+    """{output tensor: the id Model Explorer's ONNX adapter (model-explorer-onnx) gives its producing node}:
+    the node's name, `<node_i>` for the i-th node when it has none. That adapter tags outputs `__tensor_tag`,
+    not the `tensor_name` Model Explorer resolves node data keys by, so ONNX node data is keyed by node id."""
+    return {
+        output: node.name or f"<node_{index}>"
+        for index, node in enumerate(graph.node)
+        for output in node.output
+        if output
+    }
 
 
 def _load_failure(path: Path, exc: BaseException) -> str:

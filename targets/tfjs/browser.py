@@ -111,6 +111,17 @@ class TFJSBrowserRuntime(Runtime):
         result, _peak = self._run(artifact, settings, {"mode": "infer"}, samples.feeds())
         return tfjs_wire.restore_dtypes(tfjs_wire.decode_base64(result["outputs"]), artifact)
 
+    def intermediates(self, artifact, samples, settings, names, aliases):
+        """The samples executed to the layers' graph nodes (targets/tfjs/layers.py) on the page, on the same
+        backend and within the same time limit as `infer`."""
+        from edgeport.targets.tfjs.layers import plan_layers
+
+        artifact = check_artifact(artifact)
+        plan = plan_layers(artifact, names, aliases)
+        request = {"mode": "intermediates", "layers": plan.request()}
+        result, _peak = self._run(artifact, settings, request, samples.feeds())
+        return plan.layer_run(tfjs_wire.decode_base64(result["outputs"]), result.get("layers") or {})
+
     def benchmark(
         self, artifact: Path, samples: SampleSet, settings: RuntimeSettings, protocol: TimingProtocol
     ) -> RawTimings:

@@ -1,6 +1,6 @@
 """TF.js in Node.js: runner.js loads model.json + weight shards from disk and runs them on wasm or cpu.
 
-Node runs out of process, once per `infer` and once per `benchmark`; tensors cross in a binary bundle file
+Node runs out of process, once per `infer`, `benchmark` and `intermediates`; tensors cross in a binary bundle file
 (targets/tfjs/wire.py). The runner implements edgeport's timing protocol itself and hands back raw times,
 so Node's start-up and the wasm compile are never timed. The wasm backend uses the binaries of the packages
 `edgeport setup` installed (found through NODE_PATH); Node has no wasm threads, so `threads` above 1 is
@@ -84,6 +84,17 @@ class TFJSNodeRuntime(Runtime):
         request = self._request(artifact, settings, mode="infer")
         _report, outputs = self._run(request, samples.feeds(), timeout=INFER_TIMEOUT_S)
         return tfjs_wire.restore_dtypes(outputs, artifact)
+
+    def intermediates(self, artifact, samples, settings, names, aliases):
+        """The samples executed to the layers' graph nodes (targets/tfjs/layers.py), on the same backend and
+        within the same time limit as `infer`."""
+        from edgeport.targets.tfjs.layers import plan_layers
+
+        artifact = check_artifact(artifact)
+        plan = plan_layers(artifact, names, aliases)
+        request = self._request(artifact, settings, mode="intermediates") | {"layers": plan.request()}
+        report, values = self._run(request, samples.feeds(), timeout=INFER_TIMEOUT_S)
+        return plan.layer_run(values, report.get("layers") or {})
 
     def benchmark(
         self, artifact: Path, samples: SampleSet, settings: RuntimeSettings, protocol: TimingProtocol

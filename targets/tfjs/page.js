@@ -1,7 +1,8 @@
 /*
  * The browser side of edgeport's tfjs-browser runtime. Python calls `edgeportRun(request)` through
  * Playwright; the page loads the model with tf.loadGraphModel(url) over HTTP, as a web app would, then runs
- * the samples (infer) or edgeport's timing protocol (benchmark). Tensors arrive and leave as base64 of their
+ * the samples (infer), edgeport's timing protocol (benchmark), or the samples to named intermediate nodes
+ * (intermediates, for the per-layer comparison). Tensors arrive and leave as base64 of their
  * raw little-endian bytes: {dtype, shape, data}. When timing, the page is served cross-origin isolated, so
  * performance.now() is not coarsened to 100 µs; it reports `isolated` and the timer's measured step.
  */
@@ -109,6 +110,12 @@ async function edgeportRun(request) {
     const shapes = Object.entries(request.samples.length ? result.outputs[0] : {})
         .map(([name, t]) => `${name} [${t.shape}] ${t.dtype}`);
     summary.push(`ran ${feeds.length} samples; outputs: ${shapes.join(', ')}`);
+  } else if (request.mode === 'intermediates') {
+    const {batches, max_bytes: maxBytes} = request.layers;
+    const fetched = await edgeportProtocol.fetchLayers(tf, model, request.model_url, feeds, batches, maxBytes);
+    result.outputs = fetched.samples.map(record => mapRecord(record, toBase64));
+    result.layers = {fetched: fetched.fetched, dropped: fetched.dropped};
+    summary.push(`fetched ${fetched.fetched} layer tensors on ${feeds.length} samples`);
   } else {
     result.timer_step_ms = timerStepMs();
     result.timings = await edgeportProtocol.timeRuns(run, feeds, request.protocol, () => performance.now());

@@ -5,7 +5,8 @@
  * A feed or a result is {signatureName: {dtype, shape, data: TypedArray}}. Inputs are fed and outputs
  * fetched by the graph tensor names the model.json `signature` section gives, then keyed back by the
  * signature's own names; string outputs come back length-prefixed (encodeStrings). Every run uploads the inputs, executes, and downloads every output (await data()),
- * so WebGL timings include the GPU work and the readback a web app would wait for.
+ * so WebGL timings include the GPU work and the readback a web app would wait for. `fetchLayers` executes
+ * to named intermediate nodes instead, for the per-layer comparison.
  */
 (function (root, factory) {
   const api = factory();
@@ -85,6 +86,28 @@
     return elements;
   }
 
+  /** A feed's tensors, keyed by the graph tensor names the signature gives. */
+  function inputTensors(tf, signature, feed) {
+    const inputs = {};
+    for (const [key, value] of Object.entries(feed)) {
+      inputs[signature.inputs[key].name] = tf.tensor(value.data, value.shape, value.dtype);
+    }
+    return inputs;
+  }
+
+  /** The graph executed to `names` (node or tensor names), always as an array of tensors. */
+  async function executeTo(model, inputs, names) {
+    const results = await model.executeAsync(inputs, names);
+    return Array.isArray(results) ? results : [results];
+  }
+
+  /** Disposes of a run's inputs and results (a result that is an input is disposed of once). */
+  function disposeRun(tf, inputs, results) {
+    const fed = new Set(Object.values(inputs).map(t => t.id));
+    tf.dispose(results.filter(t => t && !fed.has(t.id)));
+    tf.dispose(Object.values(inputs));
+  }
+
   /** An async function feed -> result for one loaded GraphModel. */
   function makeRunner(tf, model, where) {
     const signature = signatureOf(model, where);
@@ -96,25 +119,82 @@
         checkFeedNames(signature, feed, where);
         checked = true;
       }
-      const inputs = {};
-      for (const [key, value] of Object.entries(feed)) {
-        inputs[signature.inputs[key].name] = tf.tensor(value.data, value.shape, value.dtype);
-      }
-      let results = await model.executeAsync(inputs, outputTensorNames);
-      if (!Array.isArray(results)) {
-        results = [results];
-      }
+      const inputs = inputTensors(tf, signature, feed);
+      const results = await executeTo(model, inputs, outputTensorNames);
       const outputs = {};
       for (let i = 0; i < outputKeys.length; i++) {
         const tensor = results[i];
         const data = tensor.dtype === 'string' ? encodeStrings(await tensor.bytes()) : await tensor.data();
         outputs[outputKeys[i]] = {dtype: tensor.dtype, shape: tensor.shape, data};
       }
-      const fed = new Set(Object.values(inputs).map(t => t.id));
-      tf.dispose(results.filter(t => !fed.has(t.id)));
-      tf.dispose(Object.values(inputs));
+      disposeRun(tf, inputs, results);
       return outputs;
     };
+  }
+
+  /**
+   * The per-layer comparison's fetch (targets/tfjs/layers.py): per batch of node names, every feed executed to
+   * those nodes and their float32 outputs downloaded; a batch's tensors are disposed of before the next one
+   * runs, so at most one batch's outputs live in the backend. Stops after the batch that takes the downloaded
+   * bytes past maxBytes. Returns {samples: [{name: {dtype, shape, data}}], fetched (names the batches run
+   * covered), dropped {name: why} (not float32, or not computable on its own)}.
+   */
+  async function fetchLayers(tf, model, where, feeds, batches, maxBytes) {
+    const signature = signatureOf(model, where);
+    if (feeds.length) {
+      checkFeedNames(signature, feeds[0], where);
+    }
+    const samples = feeds.map(() => ({}));
+    const dropped = {};
+    let bytes = 0;
+    let fetched = 0;
+    for (const batch of batches) {
+      if (bytes > maxBytes) {
+        break;
+      }
+      for (let i = 0; i < feeds.length; i++) {
+        bytes += await fetchBatch(tf, model, signature, feeds[i], batch, samples[i], dropped);
+      }
+      fetched += batch.length;
+    }
+    return {samples, fetched, dropped};
+  }
+
+  /**
+   * One feed executed to one batch of names, its float32 outputs put `into` the sample; the bytes downloaded.
+   * A batch TF.js cannot compute as a whole (a node in a loop frame or an untaken branch) is fetched name by
+   * name, and a name it cannot compute on its own is dropped with TF.js's message.
+   */
+  async function fetchBatch(tf, model, signature, feed, names, into, dropped) {
+    const inputs = inputTensors(tf, signature, feed);
+    let results;
+    try {
+      results = await executeTo(model, inputs, names);
+    } catch (error) {
+      tf.dispose(Object.values(inputs));
+      if (names.length === 1) {
+        dropped[names[0]] = String((error && error.message) || error).replace(/\s+/g, ' ').slice(0, 200);
+        return 0;
+      }
+      let bytes = 0;
+      for (const name of names) {
+        bytes += await fetchBatch(tf, model, signature, feed, [name], into, dropped);
+      }
+      return bytes;
+    }
+    let bytes = 0;
+    for (let i = 0; i < names.length; i++) {
+      const tensor = results[i];
+      if (!tensor || tensor.dtype !== 'float32') {
+        dropped[names[i]] = tensor ? `${tensor.dtype} output, not float32` : 'no output';
+        continue;
+      }
+      const data = await tensor.data();
+      into[names[i]] = {dtype: 'float32', shape: tensor.shape, data};
+      bytes += data.byteLength;
+    }
+    disposeRun(tf, inputs, results);
+    return bytes;
   }
 
   /**
@@ -171,5 +251,5 @@
     return notices;
   }
 
-  return {typedArray, encodeStrings, decodeStrings, makeRunner, timeRuns, collectNotices};
+  return {typedArray, encodeStrings, decodeStrings, makeRunner, fetchLayers, timeRuns, collectNotices};
 });

@@ -3,8 +3,10 @@
  * edgeport's TF.js runner for Node.js: `node runner.js REQUEST RESPONSE`.
  *
  * REQUEST and RESPONSE are tensor bundles (see targets/tfjs_wire.py): a JSON header then raw little-endian
- * tensor bytes. The request's meta says what to do ({mode: "infer"|"benchmark", model, backend, threads,
- * protocol}); its samples are the feeds. The response holds the outputs (infer) or raw timings (benchmark).
+ * tensor bytes. The request's meta says what to do ({mode: "infer"|"benchmark"|"intermediates", model, backend,
+ * threads, protocol, layers}); its samples are the feeds. The response holds the outputs (infer), raw timings
+ * (benchmark), or per sample the named intermediate nodes' float32 values (intermediates: layers {batches,
+ * max_bytes}; the meta's `layers` says how many names were fetched and which were dropped).
  * The model is read from disk by a custom IOHandler (model.json + weight shards, no network); the wasm
  * binaries come from the packages `edgeport setup` installed (NODE_PATH). On failure one line `edgeport-tfjs-error: ...` goes to
  * stderr and the exit code is 2.
@@ -146,6 +148,11 @@ async function main(requestPath, responsePath) {
     for (const feed of samples) {
       outputs.push(await run(feed));
     }
+  } else if (request.mode === 'intermediates') {
+    const {batches, max_bytes: maxBytes} = request.layers;
+    const fetched = await protocol.fetchLayers(tf, model, request.model, samples, batches, maxBytes);
+    outputs = fetched.samples;
+    meta.layers = {fetched: fetched.fetched, dropped: fetched.dropped};
   } else {
     meta.timings = await protocol.timeRuns(run, samples, request.protocol, () => performance.now());
   }

@@ -201,12 +201,19 @@ def restore_dtypes(outputs: list[Feeds], model_json: Path) -> list[Feeds]:
     ]
 
 
-def read_signature(model_json: Path) -> dict[str, Any]:
+def read_model_json(model_json: Path) -> dict[str, Any]:
+    """The parsed model.json (an object), or a RuntimeFailure saying to convert again."""
     try:
         document = json.loads(Path(model_json).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RuntimeFailure(f"cannot read TF.js model {model_json}: {exc}; convert the model again") from None
-    signature = document.get("signature") if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        raise RuntimeFailure(f"{model_json} is not a TF.js model (not a JSON object); convert the model again")
+    return document
+
+
+def read_signature(model_json: Path) -> dict[str, Any]:
+    signature = read_model_json(model_json).get("signature")
     if not isinstance(signature, dict):
         raise RuntimeFailure(f"{model_json} has no signature section; convert the model with edgeport's tfjs target")
     return signature

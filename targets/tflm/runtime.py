@@ -11,7 +11,7 @@ outputs agree with LiteRT's on the same .tflite. Latency is host-simulated: not 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,10 @@ from edgeport.formats.tflite.quantization import dequantize, quantize
 
 SESSION_ARENA_BYTES = 16 << 20  # a generous arena for checking and timing; `measure` finds the real minimum
 MAX_SESSION_ARENA_BYTES = 1 << 30
+INTERMEDIATES_NOTE = (
+    "TFLM's intermediates were taken on LiteRT's reference kernels on the same flatbuffer (TFLM's host "
+    "interpreter exposes none); measurements.litert_* say how closely TFLM's outputs agree with LiteRT's"
+)
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,15 @@ class TFLMRuntime(Runtime):
 
     def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
         return TFLMSession(artifact)
+
+    def intermediates(self, artifact, samples, settings, names, aliases):
+        """TFLM's host interpreter exposes no intermediate tensors, so the same int8 flatbuffer runs on LiteRT's
+        builtin (reference) kernels with every tensor kept; `measure` says how closely TFLM's outputs agree with
+        LiteRT's (litert_agreement), and the report notes where the layers came from."""
+        from edgeport.formats.tflite.intermediates import litert_intermediates
+
+        run = litert_intermediates(Path(artifact), samples, settings.threads, names, aliases)
+        return replace(run, notes=(*run.notes, INTERMEDIATES_NOTE))
 
     def measure(
         self, artifact: Path, settings: RuntimeSettings, samples: SampleSet, known: Mapping[str, Any] | None = None

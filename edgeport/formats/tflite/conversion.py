@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgeport.data import SampleSet
 from edgeport.errors import ConversionError, UsageError, first_line
-from edgeport.formats.tflite.flatbuffer import read_model
+from edgeport.formats.tflite.flatbuffer import operator_output_names, read_model
 from edgeport.run.capture import capture_output
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +33,8 @@ class TFLiteConversion:
     warnings: tuple[str, ...]  # the converter's own output, captured
     notes: tuple[str, ...]  # what the report must say: a fallback taken, a dimension fixed
     fixed_shapes: Mapping[str, tuple[int | None, ...]]  # inputs whose batch was fixed (None: still dynamic)
+    float_nodes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # float_layers: TF layer -> the
+    # TFLite op outputs kept in float for it (empty: the layer has no op of its own here)
 
 
 class _Failed(Exception):
@@ -49,12 +51,14 @@ def convert_to_tflite(
     *,
     allow_tf_ops: bool = False,
     io_type: str = "float",
+    float_layers: tuple[str, ...] = (),
 ) -> TFLiteConversion:
     """Convert the run's model to a .tflite flatbuffer.
 
     When the converter fails because it needs static shapes (TensorList ops of an LSTM or GRU over a dynamic
     batch), the conversion is retried once with every dynamic batch fixed to 1, and the notes say so. A
     flatbuffer without a signature is a conversion error: its inputs and outputs could not be matched by name.
+    `float_layers` (int8 only): TF layers whose ops stay in float (`_quantize_selectively`).
     """
     from edgeport.model.tf_quiet import import_tensorflow
 
@@ -64,7 +68,14 @@ def convert_to_tflite(
 
     def convert(function, owner) -> tuple[bytes, tuple[str, ...]]:
         return _convert(
-            tf, function, owner, variant=variant, calibration=calibration, allow_tf_ops=allow_tf_ops, io_type=io_type
+            tf,
+            function,
+            owner,
+            variant=variant,
+            calibration=calibration,
+            allow_tf_ops=allow_tf_ops,
+            io_type=io_type,
+            calibrate_only=bool(float_layers),
         )
 
     def convert_or_raise(function, owner) -> tuple[bytes, tuple[str, ...]]:
@@ -108,12 +119,66 @@ def convert_to_tflite(
             f"{_target(variant)}: the converted model has no signature, so its inputs and outputs cannot be "
             "matched to the SavedModel's by name; re-export the SavedModel with a serving signature"
         )
-    return TFLiteConversion(flatbuffer=flatbuffer, warnings=warnings, notes=tuple(notes), fixed_shapes=fixed)
+    float_nodes: dict[str, tuple[str, ...]] = {}
+    if float_layers:
+        known = frozenset(node.name for node in model.frozen.graph_def.node)
+        flatbuffer, float_nodes = _quantize_selectively(flatbuffer, variant, io_type, float_layers, known)
+    return TFLiteConversion(
+        flatbuffer=flatbuffer, warnings=warnings, notes=tuple(notes), fixed_shapes=fixed, float_nodes=float_nodes
+    )
+
+
+def _quantize_selectively(
+    calibrated: bytes, variant: str, io_type: str, float_layers: tuple[str, ...], known: frozenset[str]
+) -> tuple[bytes, dict[str, tuple[str, ...]]]:
+    """Quantize a calibrated float model with the ops of `float_layers` left in float: the converter's MLIR
+    quantizer with `denylisted_nodes` (the quantization debugger's selective quantization, without its
+    interpreter), given the same arguments `TFLiteConverter.convert` gives it. An op is kept when any TF node
+    its output tensor stands for (checks.layers.stands_for: fused ops are `a;b`) is one of the layers."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    from edgeport.checks.layers import stands_for
+    from edgeport.model.tf_quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    if variant != "int8":
+        raise ConversionError(f"{_target(variant)}: only int8 keeps chosen layers in float")
+    wanted = set(float_layers)
+    nodes: dict[str, list[str]] = {layer: [] for layer in float_layers}
+    for tensor in operator_output_names(calibrated):
+        for layer in wanted.intersection(stands_for(tensor, known)):
+            nodes[layer].append(tensor)
+    denylisted = sorted({tensor for tensors in nodes.values() for tensor in tensors})
+    io_dtype = {"float": tf.float32, "int8": tf.int8}[io_type]
+    with capture_output():
+        try:
+            flatbuffer = tflite_convert.mlir_quantize(
+                calibrated,
+                disable_per_channel=False,
+                input_data_type=io_dtype,
+                output_data_type=io_dtype,
+                denylisted_nodes=denylisted,
+            )
+        except Exception as exc:  # noqa: BLE001 - the quantizer raises several types; all become one line
+            raise ConversionError(
+                f"{_target(variant)}: quantization with {len(denylisted)} op(s) in float failed: {first_line(exc)}"
+            ) from None
+    return flatbuffer, {layer: tuple(tensors) for layer, tensors in nodes.items()}
 
 
 def _convert(
-    tf, function, owner, *, variant: str, calibration: SampleSet | None, allow_tf_ops: bool, io_type: str
+    tf,
+    function,
+    owner,
+    *,
+    variant: str,
+    calibration: SampleSet | None,
+    allow_tf_ops: bool,
+    io_type: str,
+    calibrate_only: bool = False,
 ) -> tuple[bytes, tuple[str, ...]]:
+    """One converter call. `calibrate_only`: the float model with calibration statistics, quantized later
+    (`_quantize_selectively`)."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], owner)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant in ("dynamic", "fp16", "int8", "int16x8"):
@@ -136,6 +201,8 @@ def _convert(
     if allow_tf_ops:
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     converter.target_spec.supported_ops = ops
+    if calibrate_only:
+        converter._experimental_calibrate_only = True  # noqa: SLF001 - the quantization debugger's own switch
     with capture_output() as captured:
         try:
             flatbuffer = converter.convert()

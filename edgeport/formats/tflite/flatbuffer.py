@@ -74,3 +74,14 @@ def operator_outputs(source: Path | bytes, subgraph: int = 0) -> list[int]:
         for index in (op.outputs if op.outputs is not None else [])
         if index >= 0
     ]
+
+
+def operator_output_names(source: Path | bytes, subgraph: int = 0) -> list[str]:
+    """Names of the tensors a subgraph's operators produce, in execution order (what the TFLite quantizer's
+    `denylisted_nodes` names an op by)."""
+    model = read_model(source)
+    graphs = model.subgraphs or []
+    if subgraph >= len(graphs):
+        return []
+    tensors = graphs[subgraph].tensors or []
+    return [tensors[index].name.decode() for index in operator_outputs(source, subgraph)]
