@@ -21,6 +21,7 @@ def convert(
     calibration: str | Path | None = None,
     labels: str | Path | None = None,
     layers: bool = False,
+    sequential: bool = False,
     signature: str | None = None,
     options: Mapping[str, Any] | None = None,
     target_settings: Mapping[str, Mapping[str, Any]] | None = None,
@@ -51,7 +52,7 @@ def convert(
     --stage-timeout); a stage past its limit fails its own target.
     `labels`: class labels of the `data` samples (CLI: --labels): FILE.npy, FILE.npz:KEY or a KEY of the data
     .npz; each target's `accuracy.task`, gated by `max_accuracy_drop` in `target_settings`. `layers`: per-layer
-    comparison of every checked target (CLI: --layers).
+    comparison of every checked target (CLI: --layers). `sequential`: every stage in turn (CLI: --sequential).
     `baseline_report`: an earlier report.json; regressions against it are written to OUTPUT/comparison.json and make
     the returned report's exit_code 1, as `edgeport convert --baseline` does. `history`: a SQLite file the
     run's summary is appended to (the CLI's default is .edgeport/history.db).
@@ -88,6 +89,7 @@ def convert(
         timeouts=parse_stage_timeouts(stage_timeout, "stage_timeout") if stage_timeout is not None else None,
         labels=parse_labels_spec(str(labels), None, Path(data) if data else None) if labels is not None else None,
         layers=layers,
+        sequential=sequential,
     )
     earlier = _load_baseline(baseline_report)
     report = pipeline.run(request, progress or pipeline.quiet)

@@ -49,6 +49,7 @@ def build_request(
     stage_timeout=(),
     labels=None,
     layers=False,
+    sequential=False,
 ) -> RunRequest:
     """The RunRequest of a `convert`: flags merged with edgeport.toml (`config_path`, or an already validated
     `Config`, as a fleet manifest's entry is)."""
@@ -118,6 +119,7 @@ def build_request(
         timeouts=timeouts,
         labels=labels_spec,
         layers=bool(layers or get("layers", False)),
+        sequential=bool(sequential or get("sequential", False)),
     )
 
 

@@ -60,6 +60,7 @@ TOP_LEVEL = {
     "baseline": str,
     "history": str,
     "layers": bool,  # per-layer comparison of every checked target (checks/layers)
+    "sequential": bool,  # every stage in turn: no check beside a conversion
     "stage_timeout": object,  # seconds (every stage) or a table {stage = seconds}; checked by parse_stage_timeouts
 }
 

@@ -183,6 +183,12 @@ def threshold_options(command):
 )
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Convert this many targets in parallel.")
 @click.option(
+    "--sequential",
+    is_flag=True,
+    help="Run every stage in turn (by default a target is checked on a free core while the next one converts; "
+    "benchmarks always run alone).",
+)
+@click.option(
     "-O",
     "--option",
     "extra_options",
@@ -234,6 +240,7 @@ def convert(
     calibration,
     labels,
     layers,
+    sequential,
     jobs,
     extra_options,
     backend,
@@ -291,6 +298,7 @@ def convert(
         stage_timeout=stage_timeout,
         labels=labels,
         layers=layers,
+        sequential=sequential,
     )
     baseline = load_baseline(baseline_report, thresholds)  # a bad baseline fails before the run, not after
     report = run_with_progress(request, quiet=as_json)

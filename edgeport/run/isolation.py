@@ -248,13 +248,15 @@ class Worker:
     def alive(self) -> bool:
         return self._process.is_alive()
 
-    def close(self) -> None:
+    def close(self, wait: float = 10.0) -> None:
+        """Ask the worker to exit; past `wait` seconds stop it (0: at once, for a worker with nothing left to
+        write, whose teardown would only take cores from what runs next)."""
         if self._process.is_alive():
             try:
                 self._conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
-            self._process.join(timeout=10)
+            self._process.join(timeout=wait)
         if self._process.is_alive():
             self.kill()
         self._conn.close()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import platform
+import queue
 import shutil
 import tempfile
 import threading
@@ -177,31 +179,21 @@ def _run(
         layer_source = _LayerSource(request, samples, logs)
         if request.layers and request.check:  # while the model service is up; else only when a check fails
             layer_source.compute(service, progress)
-        folder.begin(request.model, [p.config.name for p in plans])  # from here on OUT shows this run only
-        converted = _convert_all(request, plans, service, calibration, progress, folder)
-    finally:
-        service.close()
+        refits = _Refits(request, calibration, folder, layer_source)
+        lane = _CheckLane(_check_workers(request, plans))
 
-    results = []
-    refits = _Refits(request, calibration, folder, layer_source)
-    try:
-        for plan in plans:
-            artifact, convert_stage = converted[plan.config.name]
-            results.append(
-                _check_and_bench(
-                    request,
-                    plan,
-                    artifact,
-                    convert_stage,
-                    samples,
-                    references,
-                    logs,
-                    progress,
-                    bench_call,
-                    layer_source,
-                    refits,
-                )
-            )
+        def judge(plan: _Plan, artifact: Artifact | None, stage: StageResult) -> _Judged:
+            return _judge(request, plan, artifact, stage, references, logs, progress, layer_source, refits)
+
+        folder.begin(request.model, [p.config.name for p in plans])  # from here on OUT shows this run only
+        _convert_all(request, plans, service, calibration, progress, folder, lane.submitter(judge))
+    finally:
+        service.close(wait=0)  # TensorFlow's teardown (a second or more) would only delay the benchmarks
+    try:  # every check done, nothing converting: now the benchmarks, one at a time, alone
+        judged = lane.join()
+        results = [
+            _bench_and_report(request, judged[plan.config.name], samples, logs, progress, bench_call) for plan in plans
+        ]
     finally:
         refits.close()
     targets = tuple(results)
@@ -330,12 +322,14 @@ def _convert_all(
     calibration: SampleSet,
     progress: Progress,
     folder: OutputFolder,
-) -> dict[str, tuple[Artifact | None, StageResult]]:
+    converted: Callable[[_Plan, Artifact | None, StageResult], None],
+) -> None:
+    """Convert every target (in the run's model service; with --jobs N on up to N), handing each result to
+    `converted` as soon as it is there (the check lane starts checking it while the next one converts)."""
     pool = _ServicePool(request, service)
-    results: dict[str, tuple[Artifact | None, StageResult]] = {}
 
     def work(plan: _Plan) -> None:
-        results[plan.config.name] = _convert_one(request, plan, pool, calibration, progress, folder)
+        converted(plan, *_convert_one(request, plan, pool, calibration, progress, folder))
 
     if request.jobs <= 1:
         for plan in plans:
@@ -344,7 +338,55 @@ def _convert_all(
         with ThreadPoolExecutor(max_workers=request.jobs) as executor:
             list(executor.map(work, plans))
     pool.close_extra()
-    return results
+
+
+def _check_workers(request: RunRequest, plans: list[_Plan]) -> int:
+    """Checks beside the conversions: on the cores the conversions leave free (0: after them, in turn)."""
+    if request.sequential or not request.check:
+        return 0
+    free = (os.cpu_count() or 1) - request.jobs
+    return max(0, min(free, len(plans)))
+
+
+class _CheckLane:
+    """Checks (and per-layer comparisons, quant_fallback) of converted targets, run on free cores while the
+    next target converts: conversions and checks of different targets overlap, benchmarks never do (they run
+    after `join`, one at a time, with nothing else running). Daemon threads: an interrupted run does not wait
+    for them (their worker processes are daemons too). With no worker, each check runs when submitted."""
+
+    def __init__(self, workers: int):
+        self._jobs: queue.Queue = queue.Queue()
+        self._results: dict[str, Any] = {}
+        self._failure: BaseException | None = None
+        self._threads = [threading.Thread(target=self._serve, daemon=True) for _ in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submitter(self, judge: Callable[..., _Judged]) -> Callable[[_Plan, Artifact | None, StageResult], None]:
+        def submit(plan: _Plan, artifact: Artifact | None, stage: StageResult) -> None:
+            if self._threads:
+                self._jobs.put((plan.config.name, judge, (plan, artifact, stage)))
+            else:
+                self._results[plan.config.name] = judge(plan, artifact, stage)
+
+        return submit
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            key, function, args = job
+            try:
+                self._results[key] = function(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the orchestrator's thread by join()
+                self._failure = self._failure or exc
+
+    def join(self) -> dict[str, _Judged]:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+        if self._failure is not None:
+            raise self._failure
+        return self._results
 
 
 class _ServicePool:
@@ -374,7 +416,7 @@ class _ServicePool:
 
     def close_extra(self) -> None:
         for worker in self._extra:
-            worker.close()
+            worker.close(wait=0)
 
 
 def _convert_one(
@@ -470,21 +512,71 @@ def _bench_baseline(
     return stats
 
 
-def _check_and_bench(
+@dataclass(frozen=True)
+class _Judged:
+    """A target after its check (and per-layer comparison, and quant_fallback): what its benchmark and its
+    TargetResult start from. `all_quantized`: the folder the all-quantized artifact was moved to when
+    quant_fallback replaced it, benchmarked for the cost, then removed."""
+
+    plan: _Plan
+    convert: StageResult
+    artifact: Artifact | None
+    check: StageResult | None = None
+    checked: tuple = ()
+    runtime_version: str | None = None
+    extra: Any = None
+    layers: Any = None
+    fallback: quant_fallback.FallbackOutcome | None = None
+    all_quantized: tuple[Path, int] | None = None  # (folder, its size in bytes)
+
+
+def _judge(
     request: RunRequest,
     plan: _Plan,
     artifact: Artifact | None,
     convert: StageResult,
-    samples: SampleSet,
     references: tuple[Reference, ...],
     logs: Path,
     progress: Progress,
-    bench_call: Callable[..., Any] = call_isolated,
     layer_source: _LayerSource | None = None,
     refits: _Refits | None = None,
-) -> TargetResult:
-    name = plan.config.name
+) -> _Judged:
+    """Check a converted target; when it fails (or with --layers) compare its layers, and with
+    quant_fallback=auto try keeping layers in float. No benchmark here: those run when nothing else does."""
     if artifact is None:
+        return _Judged(plan, convert, None)
+    folder = request.out / plan.config.spec.slug
+    main = folder / artifact.main_file
+    check, checked, runtime_version, extra = _check(request, plan, artifact, main, references, logs, progress)
+    accuracy = checked[0][1] if checked else None  # the first size's: the one the benchmark runs at
+    layers = None
+    failed = check.status == "failed" and accuracy is not None and not accuracy.passed
+    if layer_source is not None and request.check and (request.layers or failed) and checked:
+        layers = layer_source.compare(plan, artifact, main, progress)
+    judged = _Judged(plan, convert, artifact, check, tuple(checked), runtime_version, extra, layers)
+    if not (failed and layers is not None and refits is not None and refits.wanted(plan)):
+        return judged
+    fallback, chosen = refits.run(plan, artifact, main, layers, references, progress)
+    if chosen is None:
+        return dataclasses.replace(judged, fallback=fallback)
+    size = sum(p.stat().st_size for p in artifact_files(folder))
+    kept, artifact, (check, checked, runtime_version, extra) = refits.install(plan, chosen)
+    return _Judged(
+        plan, convert, artifact, check, tuple(checked), runtime_version, extra, layers, fallback, (kept, size)
+    )
+
+
+def _bench_and_report(
+    request: RunRequest,
+    judged: _Judged,
+    samples: SampleSet,
+    logs: Path,
+    progress: Progress,
+    bench_call: Callable[..., Any] = call_isolated,
+) -> TargetResult:
+    plan, artifact, convert = judged.plan, judged.artifact, judged.convert
+    name = plan.config.name
+    if artifact is None or judged.check is None:
         skip = "conversion failed"
         return TargetResult(
             name=name,
@@ -501,29 +593,21 @@ def _check_and_bench(
     size = sum(p.stat().st_size for p in files)
     measurements = dict(artifact.measurements)
     measurements.setdefault("size_bytes", size)
-    check, checked, runtime_version, extra = _check(request, plan, artifact, main, references, logs, progress)
-    accuracy = checked[0][1] if checked else None  # the first size's: the one the benchmark runs at
-    measurements.update(extra)
-    layers = None
-    failed = check.status == "failed" and accuracy is not None and not accuracy.passed
-    if layer_source is not None and request.check and (request.layers or failed) and checked:
-        layers = layer_source.compare(plan, artifact, main, progress)
-    fallback = None
-    if failed and layers is not None and refits is not None and refits.wanted(plan):
-        fallback, chosen = refits.run(plan, artifact, main, layers, references, progress)
-        if chosen is not None:  # the artifact with layers in float passed: it replaces the all-quantized one
-            all_quantized = _cost_baseline(request, plan, artifact, main, samples, logs, bench_call)
-            artifact, (check, checked, runtime_version, extra) = refits.install(plan, chosen)
-            accuracy = checked[0][1] if checked else None
-            main = folder / artifact.main_file
-            files = artifact_files(folder)
-            size_all, size = size, sum(p.stat().st_size for p in files)
-            measurements = {**artifact.measurements, "size_bytes": size, **extra}
+    measurements.update(judged.extra or {})
+    check, checked = judged.check, judged.checked
+    accuracy = checked[0][1] if checked else None
+    fallback = judged.fallback
+    all_quantized = None
+    if judged.all_quantized is not None:  # first: the all-quantized artifact's p50, for the fallback's cost
+        kept, _ = judged.all_quantized
+        all_quantized = _cost_baseline(request, plan, artifact, kept / artifact.main_file, samples, logs, bench_call)
+        shutil.rmtree(kept, ignore_errors=True)
     bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress, bench_call)
-    if fallback is not None and fallback.chosen is not None:
+    if fallback is not None and judged.all_quantized is not None and all_quantized is not None:
         p50_all, why = all_quantized
+        p50 = latency.p50_ms if latency else None
         fallback = dataclasses.replace(
-            fallback, cost=quant_fallback.cost(size_all, size, p50_all, latency.p50_ms if latency else None, why)
+            fallback, cost=quant_fallback.cost(judged.all_quantized[1], size, p50_all, p50, why)
         )
         progress(Event(name, "fallback", "passed", quant_fallback.cost_text(fallback.cost)))
     check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
@@ -551,10 +635,10 @@ def _check_and_bench(
         latency=latency,
         shape_checks=tuple(_shape_check(*check) for check in checked),
         measurements=measurements,
-        runtime_version=runtime_version or (latency.runtime_version if latency else None),
+        runtime_version=judged.runtime_version or (latency.runtime_version if latency else None),
         threads=plan.settings.threads,
         backend=plan.settings.backend,
-        layers=layers,
+        layers=judged.layers,
         quant_fallback=fallback.to_dict() if fallback else None,
     )
 
@@ -571,6 +655,7 @@ class _Refits:
         self._layers = layers
         self._service: Worker | None = None
         self._staged: list[Path] = []
+        self._lock = threading.Lock()
 
     @staticmethod
     def wanted(plan: _Plan) -> bool:
@@ -604,7 +689,8 @@ class _Refits:
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{plan.config.spec.slug}-", dir=request.out))
         self._staged.append(staging)
         try:
-            artifact = _convert_in(self._worker(), request, plan, self._calibration, staging, float_layers)
+            with self._lock:  # one model service for every target's reconversions: one call at a time
+                artifact = _convert_in(self._worker(), request, plan, self._calibration, staging, float_layers)
         except EdgeportError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, (WorkerDied, StageTimedOut)):
@@ -624,10 +710,15 @@ class _Refits:
         return self._service
 
     def install(self, plan: _Plan, trial: quant_fallback.Trial):
-        """Put the passing candidate in OUT/<slug> (the all-quantized artifact goes); (artifact, check results)."""
+        """Put the passing candidate in OUT/<slug>; the all-quantized artifact moves to a staging folder of its
+        own, kept for its benchmark (the fallback's cost). (that folder, artifact, check results)."""
         artifact, staging, checked = trial.payload
-        self._folder.install(staging, plan.config.spec.slug, plan.config.name)
-        return artifact, checked
+        slug = plan.config.spec.slug
+        kept = Path(tempfile.mkdtemp(prefix=f".staging-{slug}-all-quantized-", dir=self._request.out))
+        self._staged.append(kept)
+        os.rename(self._request.out / slug, kept / "artifact")
+        self._folder.install(staging, slug, plan.config.name)
+        return kept / "artifact", artifact, checked
 
     def close(self) -> None:
         if self._service is not None:
@@ -749,6 +840,7 @@ class _LayerSource:
         self._logs = logs
         self._reference: Any = None
         self._failure = ""
+        self._lock = threading.Lock()
         self.files: dict[str, str] = {}  # Model Explorer node data files, by name in OUT
 
     def compute(self, service: Worker, progress: Progress) -> None:
@@ -764,6 +856,10 @@ class _LayerSource:
         progress(Event("model", "layers", "passed", f"{len(self._reference.layers)} layers"))
 
     def reference(self, progress: Progress):
+        with self._lock:  # checks run on several threads: the reference is computed once
+            return self._computed_reference(progress)
+
+    def _computed_reference(self, progress: Progress):
         if self._reference is None and not self._failure:
             try:
                 service = _start_service(self._request, self._logs / "model-layers.log")

@@ -57,6 +57,7 @@ class RunRequest:
     timeouts: StageTimeouts = field(default_factory=StageTimeouts)  # --stage-timeout, config stage_timeout
     labels: LabelsSpec | None = None  # --labels: task accuracy of the SavedModel and every artifact (checks/task)
     layers: bool = False  # --layers: per-layer comparison of every checked target (checks/layers)
+    sequential: bool = False  # --sequential: no check beside a conversion (run/pipeline._CheckLane)
 
 
 def split_target_settings(name: str, settings: Mapping[str, Any], option_names: tuple[str, ...]) -> TargetConfig:
@@ -247,6 +248,7 @@ def build_request(
     timeouts: StageTimeouts | None = None,
     labels: LabelsSpec | None = None,
     layers: bool = False,
+    sequential: bool = False,
 ) -> RunRequest:
     """The RunRequest of a `convert`, from the CLI (flags merged with edgeport.toml) or from edgeport.convert()."""
     configs = target_configs(targets, target_settings, shared_options)
@@ -280,4 +282,5 @@ def build_request(
         timeouts=timeouts,
         labels=labels,
         layers=layers,
+        sequential=sequential,
     )
