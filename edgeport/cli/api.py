@@ -22,6 +22,7 @@ def convert(
     labels: str | Path | None = None,
     layers: bool = False,
     sequential: bool = False,
+    max_memory: str | int | None = None,
     signature: str | None = None,
     options: Mapping[str, Any] | None = None,
     target_settings: Mapping[str, Mapping[str, Any]] | None = None,
@@ -53,6 +54,7 @@ def convert(
     `labels`: class labels of the `data` samples (CLI: --labels): FILE.npy, FILE.npz:KEY or a KEY of the data
     .npz; each target's `accuracy.task`, gated by `max_accuracy_drop` in `target_settings`. `layers`: per-layer
     comparison of every checked target (CLI: --layers). `sequential`: every stage in turn (CLI: --sequential).
+    `max_memory`: what any one process tree may hold, e.g. "8GB" or "off" (CLI: --max-memory).
     `baseline_report`: an earlier report.json; regressions against it are written to OUTPUT/comparison.json and make
     the returned report's exit_code 1, as `edgeport convert --baseline` does. `history`: a SQLite file the
     run's summary is appended to (the CLI's default is .edgeport/history.db).
@@ -90,6 +92,7 @@ def convert(
         labels=parse_labels_spec(str(labels), None, Path(data) if data else None) if labels is not None else None,
         layers=layers,
         sequential=sequential,
+        max_memory=max_memory,
     )
     earlier = _load_baseline(baseline_report)
     report = pipeline.run(request, progress or pipeline.quiet)

@@ -50,6 +50,7 @@ def build_request(
     labels=None,
     layers=False,
     sequential=False,
+    max_memory=None,
 ) -> RunRequest:
     """The RunRequest of a `convert`: flags merged with edgeport.toml (`config_path`, or an already validated
     `Config`, as a fleet manifest's entry is)."""
@@ -120,6 +121,7 @@ def build_request(
         labels=labels_spec,
         layers=bool(layers or get("layers", False)),
         sequential=bool(sequential or get("sequential", False)),
+        max_memory=max_memory if max_memory is not None else get("max_memory"),
     )
 
 

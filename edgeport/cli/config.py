@@ -61,6 +61,7 @@ TOP_LEVEL = {
     "history": str,
     "layers": bool,  # per-layer comparison of every checked target (checks/layers)
     "sequential": bool,  # every stage in turn: no check beside a conversion
+    "max_memory": str,  # what any one process tree may hold: "8GB", "512MB", or "off" (run/memory)
     "stage_timeout": object,  # seconds (every stage) or a table {stage = seconds}; checked by parse_stage_timeouts
 }
 

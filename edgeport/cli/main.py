@@ -183,6 +183,13 @@ def threshold_options(command):
 )
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Convert this many targets in parallel.")
 @click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help="What any one edgeport process (a model service, a check, a benchmark, with what it starts) may hold, "
+    "e.g. 8GB, or off; past it the stage is stopped and fails its target. Default: the machine's memory less 10% "
+    "(at least 1 GB).",
+)
+@click.option(
     "--sequential",
     is_flag=True,
     help="Run every stage in turn (by default a target is checked on a free core while the next one converts; "
@@ -241,6 +248,7 @@ def convert(
     labels,
     layers,
     sequential,
+    max_memory,
     jobs,
     extra_options,
     backend,
@@ -299,6 +307,7 @@ def convert(
         labels=labels,
         layers=layers,
         sequential=sequential,
+        max_memory=max_memory,
     )
     baseline = load_baseline(baseline_report, thresholds)  # a bad baseline fails before the run, not after
     report = run_with_progress(request, quiet=as_json)

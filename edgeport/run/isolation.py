@@ -22,10 +22,28 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.errors import EdgeportError, StageTimedOut, WorkerDied
+from edgeport.run.memory import MemoryBudget, MemoryBudgetExceeded, human, resident_bytes
 
 _CONTEXT = multiprocessing.get_context("spawn")
 DEFAULT_TIMEOUT_S = 900.0  # for a caller that names no limit: nothing waits forever
 _POLL_S = 1.0  # how often a wait looks at whether the worker is still alive
+_MEMORY_POLL_S = 0.25  # how often a wait reads the worker's memory, under a budget
+_BUDGET: list[MemoryBudget | None] = [None]  # the run's --max-memory (memory_budget); None: not watched
+
+
+@contextlib.contextmanager
+def memory_budget(budget: MemoryBudget | None):
+    """Watch every worker waited on inside the block against `budget` (run/memory)."""
+    saved, _BUDGET[0] = _BUDGET[0], budget
+    try:
+        yield
+    finally:
+        _BUDGET[0] = saved
+
+
+def tree_resident_bytes(root: int) -> int:
+    """Resident memory of `root` and every process below it (Node.js, Chromium, subprocesses)."""
+    return sum(resident_bytes(pid) for pid in (root, *descendants(root)))
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -175,6 +193,7 @@ class Worker:
         stage: str = "load",
     ):
         self.what = what
+        self.peak_bytes = 0  # the most the worker's process tree held during the last wait (under a budget)
         self._conn, child = _CONTEXT.Pipe()
         self._process = _CONTEXT.Process(
             target=_serve, args=(child, factory, args, str(log_path) if log_path else None), daemon=True
@@ -192,15 +211,18 @@ class Worker:
         """The answer, waiting `timeout` s at most; the message of a timeout names `limit` (the stage's whole
         limit, of which `timeout` may be what is left)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        budget = _BUDGET[0]
+        step = _POLL_S if budget is None else _MEMORY_POLL_S
+        self.peak_bytes = 0
         try:
-            while not self._conn.poll(
-                _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
-            ):
+            while not self._conn.poll(step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))):
                 if not self._process.is_alive() and not self._conn.poll(0):
                     raise EOFError
                 if deadline is not None and time.monotonic() >= deadline:
                     self.kill()
                     raise self._timed_out(stage, limit if limit is not None else timeout or 0.0)
+                if budget is not None and self._process.pid is not None:
+                    self._watch_memory(budget, stage)
             status, *payload = self._conn.recv()
         except (EOFError, ConnectionResetError):
             self._process.join(timeout=10)
@@ -214,6 +236,20 @@ class Worker:
         if status == "error":
             raise payload[0]
         raise PluginCrash(f"{self.what}: {payload[0]}", payload[1])
+
+    def _watch_memory(self, budget: MemoryBudget, stage: str) -> None:
+        assert self._process.pid is not None
+        held = tree_resident_bytes(self._process.pid)
+        self.peak_bytes = max(self.peak_bytes, held)
+        if held <= budget.limit_bytes:
+            return
+        self.kill()
+        raise MemoryBudgetExceeded(
+            f"{stage} stopped: {self.what} held {human(held)}, over the memory budget of {budget.describe()}, "
+            "and was stopped with every process it started (--max-memory SIZE sets the budget)",
+            stage,
+            held,
+        )
 
     def _timed_out(self, stage: str, seconds: float) -> StageTimedOut:
         return StageTimedOut(

@@ -37,7 +37,8 @@ from edgeport.model.scan import trust_note
 from edgeport.report.files import Report, StageResult, TargetResult, exit_code_for, report_texts
 from edgeport.report.html import render
 from edgeport.run import quant_fallback
-from edgeport.run.isolation import PluginCrash, Worker, call_isolated
+from edgeport.run.isolation import PluginCrash, Worker, call_isolated, memory_budget
+from edgeport.run.memory import MemoryBudgetExceeded
 from edgeport.run.options import build_options
 from edgeport.run.output_folder import OutputFolder, artifact_files, refuse_model_overlap
 from edgeport.run.registry import registry
@@ -114,7 +115,8 @@ def run(request: RunRequest, progress: Progress = quiet, *, bench_call: Callable
     folder = OutputFolder.take(request.out, protect=request.model)  # the lock; what killed runs left goes
     refused = False
     try:
-        report = _run(request, plans, folder, progress, bench_call)
+        with memory_budget(request.max_memory):
+            report = _run(request, plans, folder, progress, bench_call)
     except BaseException as exc:
         folder.abandon(exc)  # stopped after the first conversion: no artifact stays without its report
         refused = created and not folder.begun  # a usage or load error before any work: OUT was never there
@@ -445,6 +447,8 @@ def _convert_one(
                 f"{name}: the {plan.converter.name} converter crashed the TensorFlow process ({message}); "
                 "only this target failed: try another variant, or report it to the converter's project"
             )
+        if isinstance(exc, MemoryBudgetExceeded):  # stopped like a timed-out one: the next conversion gets a fresh one
+            message = f"{name}: {exc.message}; only this target failed"
         if isinstance(exc, StageTimedOut):  # its model service was stopped: the next conversion gets a fresh one
             message = (
                 f"{name}: convert timed out after {exc.seconds:g} s: the {plan.converter.name} converter did not "

@@ -12,7 +12,8 @@ from edgeport.checks.task import LabelsSpec
 from edgeport.data import STAGES_WITH_LIMITS, Precision, StageTimeouts, TargetSpec, TimingProtocol
 from edgeport.errors import UsageError
 from edgeport.model.samples import SampleRequest
-from edgeport.run.options import option_names
+from edgeport.run.memory import MemoryBudget, default_budget
+from edgeport.run.options import option_names, parse_size
 from edgeport.run.registry import registry
 
 TOLERANCE_KEYS = tuple(f.name for f in fields(Precision))
@@ -58,6 +59,20 @@ class RunRequest:
     labels: LabelsSpec | None = None  # --labels: task accuracy of the SavedModel and every artifact (checks/task)
     layers: bool = False  # --layers: per-layer comparison of every checked target (checks/layers)
     sequential: bool = False  # --sequential: no check beside a conversion (run/pipeline._CheckLane)
+    max_memory: MemoryBudget | None = None  # --max-memory: what any one process tree may hold (run/memory)
+
+
+def parse_max_memory(value: Any, where: str = "--max-memory") -> MemoryBudget | None:
+    """--max-memory SIZE (8GB, 512MB, bytes), "off", or None for the default (the machine's memory less a
+    margin, run/memory.default_budget)."""
+    if value is None:
+        return default_budget()
+    if str(value).strip().lower() == "off":
+        return None
+    size = parse_size(value, where)
+    if size <= 0:
+        raise UsageError(f"{where}: {value!r} is not a memory size; use e.g. 8GB, 512MB, or off")
+    return MemoryBudget(size, f"{where} {value}")
 
 
 def split_target_settings(name: str, settings: Mapping[str, Any], option_names: tuple[str, ...]) -> TargetConfig:
@@ -249,6 +264,7 @@ def build_request(
     labels: LabelsSpec | None = None,
     layers: bool = False,
     sequential: bool = False,
+    max_memory: Any = None,
 ) -> RunRequest:
     """The RunRequest of a `convert`, from the CLI (flags merged with edgeport.toml) or from edgeport.convert()."""
     configs = target_configs(targets, target_settings, shared_options)
@@ -283,4 +299,5 @@ def build_request(
         labels=labels,
         layers=layers,
         sequential=sequential,
+        max_memory=parse_max_memory(max_memory),
     )

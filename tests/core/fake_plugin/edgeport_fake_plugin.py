@@ -2,7 +2,8 @@
 
 `frozengraph` writes the run's frozen GraphDef (the one every converter shares) and `graphdef` runs it in a
 TensorFlow v1 session. `crashing` kills its own process, to prove a crash fails only its target. The `hold_*`
-options hold a stage open for that many seconds (`-O hold_check=60`), so fault tests can kill a run inside it.
+options hold a stage open for that many seconds (`-O hold_check=60`), so fault tests can kill a run inside it;
+`hold_memory_mb` makes the conversion hold that much memory (the --max-memory test).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class FrozenGraphOptions:
     hold_convert: float = 0.0  # seconds the conversion waits after writing its files
     hold_check: float = 0.0  # seconds the runtime waits before the check runs the artifact (kept in hold.json)
     hold_bench: float = 0.0  # seconds the runtime waits before the benchmark
+    hold_memory_mb: int = 0  # MB the conversion allocates and touches, 64 MB at a time, before writing its files
 
 
 class FrozenGraphConverter(Converter):
@@ -33,6 +35,8 @@ class FrozenGraphConverter(Converter):
     Options = FrozenGraphOptions
 
     def convert(self, job):
+        held = [b"\x01" * (64 << 20) for _ in range(job.options.hold_memory_mb // 64)]  # written: resident
+        time.sleep(1.0 if held else 0.0)  # long enough for a memory watch to see it
         frozen = job.model.frozen
         graph_def = frozen.graph_def
         if job.options.static_shapes:
