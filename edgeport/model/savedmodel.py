@@ -20,6 +20,8 @@ from edgeport.errors import ConversionError, ModelLoadError, UsageError, first_l
 from edgeport.model.tf_quiet import import_tensorflow
 
 DEFAULT_SIGNATURE = "serving_default"
+LARGE_MODEL_BYTES = 256 << 20  # weights from here on are a large model (large_model_threshold)
+LARGE_MODEL_ENV = "EDGEPORT_LARGE_MODEL_BYTES"  # overrides it (tests force the large-model paths on small models)
 DEFAULT_TAGS = ("serve",)
 FUNCTION_CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 CONTROL_FLOW_OPS = frozenset(
@@ -181,6 +183,24 @@ class LoadedModel:
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+    def weights_bytes(self) -> int:
+        """The checkpoint's size (variables/): what every copy of the weights costs in memory."""
+        return sum(p.stat().st_size for p in (self.path / "variables").glob("*") if p.is_file())
+
+    @property
+    def large(self) -> bool:
+        """Weights past large_model_threshold(): converters take the paths that keep one copy of them."""
+        return self.weights_bytes() >= large_model_threshold()
+
+
+def large_model_threshold() -> int:
+    """LARGE_MODEL_BYTES, or the EDGEPORT_LARGE_MODEL_BYTES environment variable (bytes)."""
+    value = os.environ.get(LARGE_MODEL_ENV, "").strip()
+    try:
+        return int(value) if value else LARGE_MODEL_BYTES
+    except ValueError:
+        raise UsageError(f"{LARGE_MODEL_ENV}={value!r} is not a number of bytes") from None
 
 
 def load_model(

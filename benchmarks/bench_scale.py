@@ -1,0 +1,147 @@
+"""Large models: peak memory per stage and wall time of `edgeport convert`, one target per run.
+
+    .venv/bin/python benchmarks/bench_scale.py [--weights-gb 1.1] [-t onnx -t tfjs -t tflite:fp16]
+
+Builds (once, cached in benchmarks/.cache, nothing downloaded) a plain model of the size class of BERT-large:
+an embedding and a stack of 2048x2048 Dense+ReLU layers, `--weights-gb` of fp32 weights. Each target runs in
+its own `edgeport convert MODEL -t T --no-bench --samples 2`, while this script samples the resident memory of
+the edgeport process tree (every process below it, VmRSS summed) every 0.1 s and files each sample under the
+stage the progress lines say is running. Prints, per target: the verdict, wall time, peak of the whole tree
+and of its largest process, both against the weight size (goal: at most 2x), and the peak per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import CACHE, cpu_line
+
+WIDTH = 2048
+VOCAB = 32_000
+
+
+def build_model(weights_gb: float) -> Path:
+    layers = max(1, round((weights_gb * 1e9 / 4 - VOCAB * WIDTH) / (WIDTH * WIDTH + WIDTH)))
+    path = CACHE / f"scale_{layers}x{WIDTH}"
+    if (path / "saved_model.pb").is_file():
+        return path
+    code = f"""
+import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+import numpy as np, tensorflow as tf
+class Stack(tf.Module):
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.embedding = tf.Variable(rng.normal(0, 0.02, ({VOCAB}, {WIDTH})).astype(np.float32))
+        self.kernels = [tf.Variable(rng.normal(0, {WIDTH} ** -0.5, ({WIDTH}, {WIDTH})).astype(np.float32))
+                        for _ in range({layers})]
+        self.biases = [tf.Variable(np.zeros({WIDTH}, np.float32)) for _ in range({layers})]
+    @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.int32, name='tokens')])
+    def serve(self, tokens):
+        x = tf.gather(self.embedding, tf.clip_by_value(tokens, 0, {VOCAB - 1}))
+        for kernel, bias in zip(self.kernels, self.biases):
+            x = tf.nn.relu(tf.matmul(x, kernel) + bias)
+        return {{'hidden': tf.reduce_mean(x, axis=1)}}
+m = Stack()
+tf.saved_model.save(m, {str(path)!r}, signatures={{'serving_default': m.serve}})
+"""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return path
+
+
+def tree_rss(root: int) -> tuple[int, int]:
+    """(sum, largest) VmRSS of root and its descendants, in bytes."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    pids, stack = [root], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            pids.append(child)
+            stack.append(child)
+    sizes = []
+    for pid in pids:
+        try:
+            line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+            sizes.append(int(line.split()[1]) * 1024)
+        except (OSError, StopIteration, ValueError):
+            continue
+    return sum(sizes), max(sizes, default=0)
+
+
+def profile(model: Path, target: str, out: Path) -> dict:
+    args = [sys.executable, "-m", "edgeport", "convert", str(model), "-t", target, "-o", str(out)]
+    args += ["--no-bench", "--samples", "2", "--no-history"]
+    start = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stage = ["start"]
+    peaks: dict[str, int] = {}
+    largest = [0, 0]
+
+    def follow() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.endswith("...\n") or " ... (" in line:  # "<who>: <stage> ..." starts a stage
+                who, _, rest = line.partition(": ")
+                stage[0] = f"{who} {rest.split(' ', 1)[0]}"
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    while process.poll() is None:
+        total, biggest = tree_rss(process.pid)
+        peaks[stage[0]] = max(peaks.get(stage[0], 0), total)
+        largest[0] = max(largest[0], total)
+        largest[1] = max(largest[1], biggest)
+        time.sleep(0.1)
+    wall = time.perf_counter() - start
+    report_path = out / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    verdict = report.get("verdicts", {}).get(target, f"exit {process.returncode}")
+    reason = next((s["reason"] for t in report.get("targets", []) for s in t["stages"] if s["reason"]), "")
+    return {
+        "verdict": verdict,
+        "reason": reason,
+        "wall": wall,
+        "peak": largest[0],
+        "largest": largest[1],
+        **{"stages": peaks},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights-gb", type=float, default=1.1)
+    parser.add_argument("-t", "--target", action="append", dest="targets")
+    args = parser.parse_args()
+    targets = args.targets or ["onnx", "tfjs", "tflite:fp16"]
+    model = build_model(args.weights_gb)
+    weights = sum(p.stat().st_size for p in (model / "variables").iterdir())
+    print(f"# bench_scale: {model.name}, {weights / 1e9:.2f} GB of weights; {cpu_line()}")
+    print("| target | verdict | wall s | peak tree GB (x weights) | largest process GB (x weights) | per stage GB |")
+    print("|---|---|---|---|---|---|")
+    for target in targets:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
+            row = profile(model, target, Path(scratch) / "out")
+        stages = ", ".join(f"{name} {peak / 1e9:.1f}" for name, peak in row["stages"].items() if peak)
+        peak = f"{row['peak'] / 1e9:.1f} ({row['peak'] / weights:.1f}x)"
+        largest = f"{row['largest'] / 1e9:.1f} ({row['largest'] / weights:.1f}x)"
+        print(f"| {target} | {row['verdict']} | {row['wall']:.0f} | {peak} | {largest} | {stages} |", flush=True)
+        if row["reason"]:
+            print(f"|  | {row['reason'][:300]} | | | | |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The large-model path, forced on a small model by lowering the threshold (EDGEPORT_LARGE_MODEL_BYTES): TFLite and
+TFLite Micro convert from the SavedModel directory with the converter's own loader, say so, and still pass on
+their runtimes; the other targets keep the shared frozen graph. (A model past the real threshold is measured
+in benchmarks/bench_scale.py, not here.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeport.errors import UsageError
+from edgeport.model.savedmodel import LARGE_MODEL_BYTES, LARGE_MODEL_ENV, large_model_threshold
+from edgeport_testing import run_cli, save_planted
+
+SAID = "converted from the SavedModel directory by the converter's own loader"
+
+
+def test_every_tflite_variant_and_tflm_take_the_large_model_path(tmp_path):
+    model, images, _ = save_planted(tmp_path / "m", 1.0)
+    np.savez(tmp_path / "data.npz", image=images)
+    out = tmp_path / "out"
+    result = run_cli(
+        "convert", model, "--data", tmp_path / "data.npz", "-t", "tflite", "-t", "tflite:fp16", "-t", "tflite:int8",
+        "-t", "tflm", "-t", "onnx", "-o", out, "--no-bench", env={LARGE_MODEL_ENV: "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    targets = {t["name"]: t for t in report["targets"]}
+    for name in ("tflite", "tflite:fp16", "tflite:int8", "tflm"):
+        assert report["verdicts"][name] == "passed"
+        assert any(note.startswith(SAID) and "large-model threshold" in note for note in targets[name]["notes"])
+    assert targets["tflite:int8"]["accuracy"]["outputs"][0]["cosine"] > 0.99  # calibrated through that path too
+    assert not any(SAID in note for note in targets["onnx"]["notes"])
+
+
+def test_the_threshold_and_its_override(monkeypatch):
+    monkeypatch.delenv(LARGE_MODEL_ENV, raising=False)
+    assert large_model_threshold() == LARGE_MODEL_BYTES
+    monkeypatch.setenv(LARGE_MODEL_ENV, "1000")
+    assert large_model_threshold() == 1000
+    monkeypatch.setenv(LARGE_MODEL_ENV, "big")
+    with pytest.raises(UsageError, match=LARGE_MODEL_ENV):
+        large_model_threshold()
