@@ -196,6 +196,7 @@ class ONNXConverter(Converter):
             outputs_as_nchw=options.outputs_as_nchw,
             allow_custom_ops=options.allow_custom_ops,
             target=target,
+            optimize=not job.model.large,
         )
         input_permutations = dict.fromkeys(options.inputs_as_nchw, NHWC_TO_NCHW)
         output_permutations = dict.fromkeys(options.outputs_as_nchw, NHWC_TO_NCHW)
@@ -229,6 +230,12 @@ class ONNXConverter(Converter):
             notes.append(
                 f"{written.ort_file} for ORT Mobile holds the same graph; {written.main_file} is the one "
                 "checked and benchmarked"
+            )
+        if job.model.large:
+            notes.append(
+                "a large model (weights past the large-model threshold): written without tf2onnx's graph "
+                "optimizers, which copy the whole graph with its weights for each pass; onnxruntime's offline "
+                f"optimization ({options.optimization_level}) ran on it"
             )
         if erfc_rewrites:
             notes.append(f"{erfc_rewrites} Erfc op(s) written as 1 - Erf (tf2onnx has no Erfc; ONNX has Erf)")

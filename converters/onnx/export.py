@@ -33,10 +33,13 @@ def export_onnx(
     allow_custom_ops: bool,
     target: str,
     tables: tuple[TableContents, ...] = (),
+    optimize: bool = True,
 ):
     """Convert; return (ModelProto, captured warnings). Names in the *_as_nchw tuples are signature names.
 
-    `tables`: the contents of the HashTableV2 nodes in `frozen` (shared_name = node name).
+    `tables`: the contents of the HashTableV2 nodes in `frozen` (shared_name = node name). `optimize`: run
+    tf2onnx's graph optimizers (each works on a deep copy of the whole graph, constants included: a 0.3 GB
+    model peaked at 18 GB in them, 6.5 GB without; onnxruntime's offline optimization still runs after).
     """
     from onnx import helper
 
@@ -54,6 +57,7 @@ def export_onnx(
                 outputs_as_nchw=[frozen.output_tensors[name] for name in outputs_as_nchw],
                 tensors_to_rename=renames,
                 initialized_tables={table.node.encode(): (table.keys, table.values) for table in tables},
+                optimize=optimize,
             )
         except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types; each becomes one line
             raise ConversionError(f"{target}: tf2onnx failed at opset {opset}: {first_line(exc)}") from None
@@ -69,7 +73,7 @@ def export_onnx(
     return model, captured.warnings()
 
 
-def _tf2onnx(graph_def, *, input_names: list[str], output_names: list[str], **kwargs):
+def _tf2onnx(graph_def, *, input_names: list[str], output_names: list[str], optimize: bool = True, **kwargs):
     """tf2onnx.convert.from_graph_def's steps, with the keyword arguments it does not pass on (tables)."""
     import tensorflow as tf
     from tf2onnx import optimizer, tf_loader
@@ -84,7 +88,7 @@ def _tf2onnx(graph_def, *, input_names: list[str], output_names: list[str], **kw
         graph = process_tf_graph(
             tf_graph, continue_on_error=True, input_names=input_names, output_names=output_names, **kwargs
         )
-        onnx_graph = optimizer.optimize_graph(graph, True)
+        onnx_graph = optimizer.optimize_graph(graph, True) if optimize else graph
         return onnx_graph.make_model("converted from edgeport")
 
 

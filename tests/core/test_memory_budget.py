@@ -27,7 +27,7 @@ def test_a_conversion_past_the_budget_fails_its_target_and_the_others_pass(model
     stopped = targets["frozengraph"]["stages"][0]
     assert stopped["status"] == "error"
     reason = stopped["reason"]
-    assert reason.startswith("frozengraph: convert stopped: ") and "over the memory budget of 1.5 GB" in reason
+    assert reason.startswith("frozengraph: convert stopped: ") and "over the memory budget of 1.50 GB" in reason
     assert "--max-memory" in reason and "only this target failed" in reason
     held = float(reason.split(" held ")[1].split(" GB")[0])
     assert 1.5 <= held < 4.0  # stopped on the way up, not after the kernel had to step in
