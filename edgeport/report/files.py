@@ -300,7 +300,13 @@ def fallback_lines(report: Report) -> list[str]:
     for t in report.targets:
         fallback = t.quant_fallback
         if fallback:
-            lines.append(f"{t.name}: quant_fallback {fallback['status']}: {fallback['reason']}")
+            cost = fallback.get("cost") or {}
+            said = ""
+            if cost.get("size_ratio") is not None:
+                said = f" (size x{cost['size_ratio']:.3f}" + (
+                    f", p50 x{cost['p50_ratio']:.3f})" if cost.get("p50_ratio") is not None else ")"
+                )
+            lines.append(f"{t.name}: quant_fallback {fallback['status']}: {fallback['reason']}{said}")
     return lines
 
 
