@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeport.model.savedmodel import LoadedModel
 
 DEFAULT_SYNTHETIC_COUNT = 32  # samples; enough for a 90 % agreement gate to mean something (checks/accuracy.py)
+LARGE_MODEL_SYNTHETIC_COUNT = 2  # a large model's default (model/savedmodel.large_model_threshold): each sample
+# costs a forward pass of the SavedModel and of every artifact
 Feeds = dict[str, "np.ndarray"]  # one inference: input (or output) name -> array shaped as in the signature
 
 

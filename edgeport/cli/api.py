@@ -28,7 +28,7 @@ def convert(
     target_settings: Mapping[str, Mapping[str, Any]] | None = None,
     threads: int = 1,
     jobs: int = 1,
-    samples: int = DEFAULT_SYNTHETIC_COUNT,
+    samples: int | None = None,
     seed: int = 0,
     input_ranges: Mapping[str, tuple[float, float]] | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
@@ -66,7 +66,8 @@ def convert(
     sample_request = SampleRequest(
         data=Path(data) if data else None,
         preprocess=preprocess or Preprocess(),
-        count=samples,
+        count=samples or DEFAULT_SYNTHETIC_COUNT,
+        count_chosen=samples is not None,
         seed=seed,
         input_ranges=dict(input_ranges or {}),
         input_shapes=dict(input_shapes or {}),

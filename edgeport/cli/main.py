@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.plugin_options import PluginOptionsCommand, plugin_values
-from edgeport.data import DEFAULT_SYNTHETIC_COUNT
+from edgeport.data import DEFAULT_SYNTHETIC_COUNT, LARGE_MODEL_SYNTHETIC_COUNT
 from edgeport.errors import EdgeportError, UsageError
 
 
@@ -81,9 +81,9 @@ def sample_options(command):
             "--samples",
             "sample_count",
             type=click.IntRange(1),
-            default=DEFAULT_SYNTHETIC_COUNT,
-            show_default=True,
-            help="Synthetic samples when no --data.",
+            default=None,
+            help=f"Synthetic samples when no --data [default: {DEFAULT_SYNTHETIC_COUNT}; "
+            f"{LARGE_MODEL_SYNTHETIC_COUNT} for a large model].",
         ),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthetic samples."),
         click.option("--input-range", multiple=True, metavar="NAME=LO:HI", help="Range of synthetic values."),
@@ -127,7 +127,8 @@ def _sample_request(data, preprocess, sample_count, seed, input_range, input_sha
     return SampleRequest(
         data=data,
         preprocess=Preprocess.parse(preprocess),
-        count=sample_count,
+        count=sample_count or DEFAULT_SYNTHETIC_COUNT,
+        count_chosen=sample_count is not None,
         seed=seed,
         input_ranges=parse_input_ranges(input_range),
         input_shapes=parse_input_shapes(input_shape),

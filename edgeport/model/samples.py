@@ -62,6 +62,7 @@ class SampleRequest:
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     second_sizes: bool = False  # dynamic dimensions edgeport chooses take their second size
     exclude: tuple[str, ...] = ()  # keys of the --data .npz that are not inputs (the --labels key)
+    count_chosen: bool = False  # the count was given (--samples, config samples), not the default
 
 
 # Sizes for dynamic dimensions other than the batch, when neither --input-shape nor --data gives them: a

@@ -30,9 +30,9 @@ from edgeport.checks.accuracy import AccuracyResult, compare, default_tolerance
 from edgeport.checks.budgets import budget_failures, unmeasured
 from edgeport.checks.task import LabelSet, load_labels, scored_output, task_accuracy
 from edgeport.contracts import Converter, Runtime
-from edgeport.data import Artifact, Event, Feeds, RuntimeSettings, SampleSet
+from edgeport.data import LARGE_MODEL_SYNTHETIC_COUNT, Artifact, Event, Feeds, RuntimeSettings, SampleSet
 from edgeport.errors import EdgeportError, ModelLoadError, StageTimedOut, UsageError, WorkerDied
-from edgeport.model.samples import chosen_dimensions, load_samples
+from edgeport.model.samples import SampleRequest, chosen_dimensions, load_samples
 from edgeport.model.scan import trust_note
 from edgeport.report.files import Report, StageResult, TargetResult, exit_code_for, report_texts
 from edgeport.report.html import render
@@ -148,9 +148,10 @@ def _run(
         service.call_within(
             limits.load, "load", "validate", [(p.converter, p.config.spec.variant, p.options) for p in plans]
         )
-        samples = load_samples(info.signature, request.samples, info.vocabulary)
+        sample_request, fewer = _large_model_samples(request.samples, info)
+        samples = load_samples(info.signature, sample_request, info.vocabulary)
         calibration = load_samples(info.signature, request.calibration) if request.calibration else samples
-        warnings = _sample_warnings(request, samples, calibration, plans)
+        warnings = [*fewer, *_sample_warnings(request, samples, calibration, plans)]
         if info.trusted and not info.scan.clean:
             warnings.insert(0, trust_note(info.scan))
         references: tuple[Reference, ...] = ()
@@ -169,7 +170,7 @@ def _run(
                 scored_output(references[0].outputs, labels)
             if chosen:
                 second = load_samples(
-                    info.signature, dataclasses.replace(request.samples, second_sizes=True), info.vocabulary
+                    info.signature, dataclasses.replace(sample_request, second_sizes=True), info.vocabulary
                 )
                 references += (Reference(second, _reference(service, second, limits.check)),)
             progress(Event("model", "reference", "passed"))
@@ -235,6 +236,18 @@ def _run(
     folder.write_reports({**report_texts(report), "report.html": render(report), **layer_source.files})
     folder.finish(t.folder for t in targets if t.folder)
     return report
+
+
+def _large_model_samples(samples: SampleRequest, info: ModelInfo) -> tuple[SampleRequest, list[str]]:
+    """A large model checks on LARGE_MODEL_SYNTHETIC_COUNT synthetic samples unless the count was chosen (or
+    --data given): each sample is a forward pass of the SavedModel and of every artifact. Said in the report."""
+    if not info.large or samples.data is not None or samples.count_chosen:
+        return samples, []
+    said = (
+        f"a large model ({info.weights_bytes / (1 << 20):,.0f} MB of weights): checked on "
+        f"{LARGE_MODEL_SYNTHETIC_COUNT} synthetic samples, not {samples.count}; pass --samples N for more"
+    )
+    return dataclasses.replace(samples, count=LARGE_MODEL_SYNTHETIC_COUNT), [said]
 
 
 def _labels_summary(reference: Reference) -> dict[str, Any]:

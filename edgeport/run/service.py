@@ -43,6 +43,8 @@ class ModelInfo:
     vocabulary: tuple[str, ...] = ()  # words the model knows, for synthetic string inputs (string inputs only)
     scan: ScanResult = ScanResult()  # the pre-load scan (edgeport.model.scan)
     trusted: bool = False  # run with --trust-model
+    weights_bytes: int = 0  # variables/ (LoadedModel.weights_bytes)
+    large: bool = False  # weights past the large-model threshold (LoadedModel.large)
 
 
 class _Runner(Session):
@@ -90,6 +92,8 @@ class ModelService:
             mode=model.mode,
             notes=model.notes + ((trust_note(self.scan),) if self.trusted and not self.scan.clean else ()),
             size_bytes=model.size_bytes(),
+            weights_bytes=model.weights_bytes(),
+            large=model.large,
             parameters=model.parameter_count(),
             tensorflow_version=version("tensorflow"),
             vocabulary=self._vocabulary(),

@@ -46,3 +46,34 @@ def test_the_threshold_and_its_override(monkeypatch):
     monkeypatch.setenv(LARGE_MODEL_ENV, "big")
     with pytest.raises(UsageError, match=LARGE_MODEL_ENV):
         large_model_threshold()
+
+
+def test_a_large_model_checks_on_two_synthetic_samples_unless_told(tmp_path):
+    model, _, _ = save_planted(tmp_path / "m", 1.0)
+    runs = {"default": (), "chosen": ("--samples", "5")}
+    counts = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        result = run_cli("convert", model, "-t", "tflite", "-o", out, "--no-bench", *extra, env={LARGE_MODEL_ENV: "1"})
+        assert result.returncode == 0, result.stderr
+        report = json.loads((out / "report.json").read_text())
+        counts[name] = report["samples"]["count"]
+        said = [w for w in report["warnings"] if w.startswith("a large model")]
+        assert bool(said) == (name == "default"), report["warnings"]
+    assert counts == {"default": 2, "chosen": 5}
+    assert "checked on 2 synthetic samples, not 32; pass --samples N for more" in said_text(tmp_path / "default")
+
+
+def said_text(out) -> str:
+    return " ".join(json.loads((out / "report.json").read_text())["warnings"])
+
+
+def test_flags_win_over_the_config_sample_count(tmp_path):
+    model, _, _ = save_planted(tmp_path / "m", 1.0)
+    config = tmp_path / "edgeport.toml"
+    config.write_text(f'model = "{model}"\ntargets = ["tflite"]\nsamples = 7\n')
+    for extra, expected in (((), 7), (("--samples", "3"), 3)):
+        out = tmp_path / f"out{expected}"
+        result = run_cli("convert", "--config", config, "-o", out, "--no-bench", *extra)
+        assert result.returncode == 0, result.stderr
+        assert json.loads((out / "report.json").read_text())["samples"]["count"] == expected
