@@ -87,7 +87,10 @@ def run_model(job: ModelJob) -> ModelOutcome:
     attempts = _note_attempt(out, node)
     benched: dict[str, NodeInfo] = {}
     try:
-        report = pipeline.run(job.request, bench_call=_slot_bench(benched))
+        # One CPU to Ray per model task: its stages run in turn (no check lane beside its conversions); the fleet
+        # overlaps models instead, and benchmarks keep the node's slot.
+        request = dataclasses.replace(job.request, sequential=True)
+        report = pipeline.run(request, bench_call=_slot_bench(benched))
     except EdgeportError as exc:
         return ModelOutcome(
             job.name, node, int(exc.exit_code), time.perf_counter() - started, None, exc.message, attempts
