@@ -58,26 +58,11 @@ tf.saved_model.save(m, {str(path)!r}, signatures={{'serving_default': m.serve}})
 
 
 def tree_rss(root: int) -> tuple[int, int]:
-    """(sum, largest) VmRSS of root and its descendants, in bytes."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    pids, stack = [root], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            pids.append(child)
-            stack.append(child)
-    sizes = []
-    for pid in pids:
-        try:
-            line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
-            sizes.append(int(line.split()[1]) * 1024)
-        except (OSError, StopIteration, ValueError):
-            continue
+    """(sum, largest) VmRSS of root and its descendants, in bytes: what --max-memory watches."""
+    from edgeport.run.isolation import descendants
+    from edgeport.run.memory import resident_bytes
+
+    sizes = [resident_bytes(pid) for pid in (root, *descendants(root))]
     return sum(sizes), max(sizes, default=0)
 
 

@@ -193,7 +193,6 @@ class Worker:
         stage: str = "load",
     ):
         self.what = what
-        self.peak_bytes = 0  # the most the worker's process tree held during the last wait (under a budget)
         self._conn, child = _CONTEXT.Pipe()
         self._process = _CONTEXT.Process(
             target=_serve, args=(child, factory, args, str(log_path) if log_path else None), daemon=True
@@ -213,7 +212,6 @@ class Worker:
         deadline = None if timeout is None else time.monotonic() + timeout
         budget = _BUDGET[0]
         step = _POLL_S if budget is None else _MEMORY_POLL_S
-        self.peak_bytes = 0
         try:
             while not self._conn.poll(step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))):
                 if not self._process.is_alive() and not self._conn.poll(0):
@@ -240,15 +238,12 @@ class Worker:
     def _watch_memory(self, budget: MemoryBudget, stage: str) -> None:
         assert self._process.pid is not None
         held = tree_resident_bytes(self._process.pid)
-        self.peak_bytes = max(self.peak_bytes, held)
         if held <= budget.limit_bytes:
             return
         self.kill()
         raise MemoryBudgetExceeded(
             f"{stage} stopped: {self.what} held {human(held)}, over the memory budget of {budget.describe()}, "
-            "and was stopped with every process it started (--max-memory SIZE sets the budget)",
-            stage,
-            held,
+            "and was stopped with every process it started (--max-memory SIZE sets the budget)"
         )
 
     def _timed_out(self, stage: str, seconds: float) -> StageTimedOut:

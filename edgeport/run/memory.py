@@ -19,15 +19,8 @@ MIN_MARGIN_BYTES = 1 << 30
 
 
 class MemoryBudgetExceeded(EdgeportError):
-    """A worker's process tree went past --max-memory and was stopped."""
-
-    def __init__(self, message: str, stage: str = "stage", peak_bytes: int = 0):
-        super().__init__(message)
-        self.stage = stage
-        self.peak_bytes = peak_bytes
-
-    def __reduce__(self):
-        return (type(self), (self.message, self.stage, self.peak_bytes))
+    """A worker's process tree went past --max-memory and was stopped (the message names the stage and what it
+    held)."""
 
 
 @dataclass(frozen=True)

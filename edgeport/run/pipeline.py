@@ -38,7 +38,7 @@ from edgeport.report.files import Report, StageResult, TargetResult, exit_code_f
 from edgeport.report.html import render
 from edgeport.run import quant_fallback
 from edgeport.run.isolation import PluginCrash, Worker, call_isolated, memory_budget
-from edgeport.run.memory import MemoryBudgetExceeded
+from edgeport.run.memory import MemoryBudgetExceeded, human
 from edgeport.run.options import build_options
 from edgeport.run.output_folder import OutputFolder, artifact_files, refuse_model_overlap
 from edgeport.run.registry import registry
@@ -244,7 +244,7 @@ def _large_model_samples(samples: SampleRequest, info: ModelInfo) -> tuple[Sampl
     if not info.large or samples.data is not None or samples.count_chosen:
         return samples, []
     said = (
-        f"a large model ({info.weights_bytes / (1 << 20):,.0f} MB of weights): checked on "
+        f"a large model ({human(info.weights_bytes)} of weights): checked on "
         f"{LARGE_MODEL_SYNTHETIC_COUNT} synthetic samples, not {samples.count}; pass --samples N for more"
     )
     return dataclasses.replace(samples, count=LARGE_MODEL_SYNTHETIC_COUNT), [said]
@@ -614,19 +614,18 @@ def _bench_and_report(
     check, checked = judged.check, judged.checked
     accuracy = checked[0][1] if checked else None
     fallback = judged.fallback
-    all_quantized = None
+    baseline = None
     if judged.all_quantized is not None:  # first: the all-quantized artifact's p50, for the fallback's cost
-        kept, _ = judged.all_quantized
-        all_quantized = _cost_baseline(request, plan, artifact, kept / artifact.main_file, samples, logs, bench_call)
+        kept, kept_size = judged.all_quantized
+        p50_all, why = _cost_baseline(request, plan, artifact, kept / artifact.main_file, samples, logs, bench_call)
         shutil.rmtree(kept, ignore_errors=True)
+        baseline = (kept_size, p50_all, why)
     bench, latency = _bench(request, plan, artifact, main, samples, check, logs, progress, bench_call)
-    if fallback is not None and judged.all_quantized is not None and all_quantized is not None:
-        p50_all, why = all_quantized
-        p50 = latency.p50_ms if latency else None
-        fallback = dataclasses.replace(
-            fallback, cost=quant_fallback.cost(judged.all_quantized[1], size, p50_all, p50, why)
-        )
-        progress(Event(name, "fallback", "passed", quant_fallback.cost_text(fallback.cost)))
+    if fallback is not None and baseline is not None:
+        kept_size, p50_all, why = baseline
+        cost = quant_fallback.cost(kept_size, size, p50_all, latency.p50_ms if latency else None, why)
+        fallback = dataclasses.replace(fallback, cost=cost)
+        progress(Event(name, "fallback", "passed", quant_fallback.cost_text(cost)))
     check = _gate_measurements(check, {**artifact.budgets, **plan.config.budgets}, measurements)
     return TargetResult(
         name=name,
@@ -708,10 +707,8 @@ class _Refits:
         try:
             with self._lock:  # one model service for every target's reconversions: one call at a time
                 artifact = _convert_in(self._worker(), request, plan, self._calibration, staging, float_layers)
-        except EdgeportError as exc:
+        except EdgeportError as exc:  # a stopped service is replaced by _worker() for the next attempt
             shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(exc, (WorkerDied, StageTimedOut)):
-                self._service = None  # stopped: the next attempt starts a fresh one
             return quant_fallback.Trial(float_layers, passed=False, failure=exc.message, converted=False)
         main = staging / artifact.main_file
         checked = _check(request, plan, artifact, main, references, request.out / "logs", progress)

@@ -110,3 +110,11 @@ def test_a_bad_fallback_value_is_one_line(tmp_path):
     assert result.returncode == 2
     assert "quant_fallback" in result.stderr and "auto" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_only_int8_keeps_chosen_layers_in_float():
+    from edgeport.errors import ConversionError
+    from edgeport.formats.tflite.conversion import convert_to_tflite
+
+    with pytest.raises(ConversionError, match="tflite:fp16: only int8 keeps chosen layers in float"):
+        convert_to_tflite(None, "fp16", None, float_layers=("dense",))  # refused before any conversion work

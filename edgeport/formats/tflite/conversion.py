@@ -18,6 +18,7 @@ from edgeport.errors import ConversionError, UsageError, first_line
 from edgeport.formats.tflite.flatbuffer import operator_output_names, read_model
 from edgeport.model.savedmodel import large_model_threshold
 from edgeport.run.capture import capture_output
+from edgeport.run.memory import human
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgeport.model.savedmodel import LoadedModel
@@ -76,6 +77,8 @@ def convert_to_tflite(
 
     tf = import_tensorflow()
     validate_io_type(variant, io_type)
+    if float_layers and variant != "int8":
+        raise ConversionError(f"{_target(variant)}: only int8 keeps chosen layers in float")
     function, owner, notes = _source(model)
 
     def convert(function, owner) -> tuple[bytes, tuple[str, ...]]:
@@ -153,8 +156,6 @@ def _quantize_selectively(
     from edgeport.model.tf_quiet import import_tensorflow
 
     tf = import_tensorflow()
-    if variant != "int8":
-        raise ConversionError(f"{_target(variant)}: only int8 keeps chosen layers in float")
     wanted = set(float_layers)
     nodes: dict[str, list[str]] = {layer: [] for layer in float_layers}
     for tensor in operator_output_names(calibrated):
@@ -241,8 +242,8 @@ def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
     """
     if model.mode == "tf2" and model.large:
         note = (
-            f"converted from the SavedModel directory by the converter's own loader: its {_mb(model.weights_bytes())}"
-            f" of weights reach the large-model threshold ({_mb(large_model_threshold())}), past which the shared "
+            f"converted from the SavedModel directory by the converter's own loader: its {human(model.weights_bytes())}"
+            f" of weights reach the large-model threshold ({human(large_model_threshold())}), past which the shared "
             "frozen graph's constants cost the converter many copies of them"
         )
         return SavedModelSource(str(model.path), model.signature.key, tuple(model.tags)), None, [note]
@@ -258,10 +259,6 @@ def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
         )
         return model.concrete_function, model.trackable, [note]
     return frozen.function, frozen.owner, []
-
-
-def _mb(size: int) -> str:
-    return f"{size / (1 << 20):,.1f} MB"
 
 
 def _lookups_as_ops(model: LoadedModel) -> tuple[Any, Any, list[str]] | None:
