@@ -67,6 +67,7 @@ class OutputMetrics:
     rows: int = 0  # how many class-score vectors the agreements are proportions of
     top1_interval: tuple[float, float] | None = None  # 95 % Wilson interval of top1_agreement
     top5_interval: tuple[float, float] | None = None
+    top1_ties: int = 0  # rows counted as agreeing because the artifact scores the reference's class as its top
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,22 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(np.dot(a, b) / norm, -1.0, 1.0))
 
 
-def _topk_agreement(reference: np.ndarray, candidate: np.ndarray, k: int) -> float:
-    """Share of rows whose reference top-1 class is among the candidate's top-k."""
+def _in_topk(reference: np.ndarray, candidate: np.ndarray, k: int) -> np.ndarray:
+    """Per row: does the candidate score the reference's top-1 class among its k highest scores?
+
+    A class the candidate scores exactly level with its k-th highest is among them: a quantized output that
+    cannot tell two classes apart (the same int8 level) ranks them equal, and which of the two its argmax
+    returns is the order of the classes, not the model.
+    """
     ref_top1 = np.argmax(reference, axis=-1)
-    cand_topk = np.argsort(-candidate, axis=-1, kind="stable")[..., :k]
-    return float(np.mean(np.any(cand_topk == ref_top1[..., None], axis=-1)))
+    kth_highest = -np.sort(-candidate, axis=-1)[..., min(k, candidate.shape[-1]) - 1]
+    return np.take_along_axis(candidate, ref_top1[..., None], axis=-1)[..., 0] >= kth_highest
+
+
+def _top1_ties(reference: np.ndarray, candidate: np.ndarray) -> int:
+    """Rows whose argmax differs from the reference's only because the candidate ties the two classes."""
+    level = _in_topk(reference, candidate, 1)
+    return int(np.sum(level & (np.argmax(candidate, axis=-1) != np.argmax(reference, axis=-1))))
 
 
 def is_classifier_like(feed_shape: tuple[int, ...]) -> bool:
@@ -119,8 +131,8 @@ def measure(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputMe
     rows = ref.reshape(-1, ref.shape[-1]) if ref.ndim >= 2 else ref.reshape(-1, 1)
     cand_rows = cand.reshape(rows.shape)
     classifier = is_classifier_like(tuple(int(d) for d in reference.shape[1:]))
-    top1 = _topk_agreement(rows, cand_rows, 1) if classifier else None
-    top5 = _topk_agreement(rows, cand_rows, 5) if classifier and rows.shape[-1] > 5 else None
+    top1 = float(np.mean(_in_topk(rows, cand_rows, 1))) if classifier else None
+    top5 = float(np.mean(_in_topk(rows, cand_rows, 5))) if classifier and rows.shape[-1] > 5 else None
     count = rows.shape[0]
 
     def interval(agreement: float | None) -> tuple[float, float] | None:
@@ -143,6 +155,7 @@ def measure(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputMe
         rows=count if classifier else 0,
         top1_interval=interval(top1),
         top5_interval=interval(top5),
+        top1_ties=_top1_ties(rows, cand_rows) if classifier else 0,
     )
 
 
@@ -169,9 +182,15 @@ def _gate(metrics: OutputMetrics, tolerance: Precision) -> list[str]:
 
 
 def _not_applicable(metrics: OutputMetrics, tolerance: Precision) -> list[str]:
-    """The agreement gates set for an output they cannot measure."""
+    """The agreement gates set for an output they cannot measure, and the ties they counted as agreeing."""
     notes = []
     shape = list(metrics.shape)
+    if metrics.top1_ties:
+        notes.append(
+            f"{metrics.name}: on {metrics.top1_ties} of {metrics.rows} samples the artifact scores the reference's "
+            "top class level with its own top one (its output resolution cannot separate them); top-1 counts them "
+            "as agreeing"
+        )
     if tolerance.min_top1_agreement is not None and metrics.top1_agreement is None:
         notes.append(f"{metrics.name}: the top-1 gate does not apply (per-sample shape {shape} is not [C] or [1, C])")
     if tolerance.min_top5_agreement is not None and metrics.top5_agreement is None:

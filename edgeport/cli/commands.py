@@ -269,7 +269,7 @@ def _model_samples(
     )
     info = worker.description
     try:
-        return worker, info, load_samples(info.signature, samples, info.vocabulary)
+        return worker, info, load_samples(info.signature, samples, info.vocabulary, info.input_ranges)
     except BaseException:
         worker.close()
         raise

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeport.data import DEFAULT_SYNTHETIC_COUNT, SampleSet, Signature, TensorSpec
 from edgeport.errors import UsageError
+from edgeport.model.input_ranges import InferredRange
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 FLOAT_RANGE = (0.0, 1.0)
@@ -242,10 +243,18 @@ def check_sample_memory(signature: Signature, request: SampleRequest) -> None:
     )
 
 
-def synthetic_samples(signature: Signature, request: SampleRequest, vocabulary: tuple[str, ...] = ()) -> SampleSet:
+def synthetic_samples(
+    signature: Signature,
+    request: SampleRequest,
+    vocabulary: tuple[str, ...] = (),
+    graph_ranges: Mapping[str, InferredRange] | None = None,
+) -> SampleSet:
+    """`graph_ranges`: what the model's graph says an input takes (edgeport.model.input_ranges); --input-range
+    wins over it, and it over the default ranges."""
     check_sample_memory(signature, request)
     rng = np.random.default_rng(request.seed)
     arrays = {}
+    inferred = {name: found for name, found in (graph_ranges or {}).items() if name not in request.input_ranges}
     for spec in signature.inputs:
         shape = (
             request.count,
@@ -254,8 +263,13 @@ def synthetic_samples(signature: Signature, request: SampleRequest, vocabulary: 
         if spec.dtype == "string":
             arrays[spec.name] = _random_strings(rng, shape, vocabulary)
         else:
-            arrays[spec.name] = _random_array(rng, spec, shape, request.input_ranges.get(spec.name))
+            given = request.input_ranges.get(spec.name)
+            if given is None and spec.name in inferred:
+                given = (inferred[spec.name].low, inferred[spec.name].high)
+            arrays[spec.name] = _random_array(rng, spec, shape, given)
     source = f"synthetic (seed {request.seed}, {request.count} samples)"
+    for name, found in inferred.items():
+        source += f"; {name} in [{found.low:g}, {found.high:g}): {found.why}"
     if any(spec.dtype == "string" for spec in signature.inputs):
         words = f"{len(vocabulary)} words of the model's vocabulary" if vocabulary else "generic words"
         source += f"; strings from {words}, {OOV_SHARE:.0%} out of vocabulary"
@@ -297,10 +311,15 @@ def _check_named_inputs(signature: Signature, request: SampleRequest) -> None:
                 )
 
 
-def load_samples(signature: Signature, request: SampleRequest, vocabulary: tuple[str, ...] = ()) -> SampleSet:
+def load_samples(
+    signature: Signature,
+    request: SampleRequest,
+    vocabulary: tuple[str, ...] = (),
+    graph_ranges: Mapping[str, InferredRange] | None = None,
+) -> SampleSet:
     _check_named_inputs(signature, request)
     if request.data is None:
-        return synthetic_samples(signature, request, vocabulary)
+        return synthetic_samples(signature, request, vocabulary, graph_ranges)
     path = Path(request.data)
     if not path.exists():
         raise UsageError(f"data {path} does not exist; pass an .npz, .npy or a folder of images")

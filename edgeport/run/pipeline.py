@@ -149,7 +149,7 @@ def _run(
             limits.load, "load", "validate", [(p.converter, p.config.spec.variant, p.options) for p in plans]
         )
         sample_request, fewer = _large_model_samples(request.samples, info)
-        samples = load_samples(info.signature, sample_request, info.vocabulary)
+        samples = load_samples(info.signature, sample_request, info.vocabulary, info.input_ranges)
         calibration = load_samples(info.signature, request.calibration) if request.calibration else samples
         warnings = [*fewer, *_sample_warnings(request, samples, calibration, plans)]
         if info.trusted and not info.scan.clean:
@@ -170,7 +170,10 @@ def _run(
                 scored_output(references[0].outputs, labels)
             if chosen:
                 second = load_samples(
-                    info.signature, dataclasses.replace(sample_request, second_sizes=True), info.vocabulary
+                    info.signature,
+                    dataclasses.replace(sample_request, second_sizes=True),
+                    info.vocabulary,
+                    info.input_ranges,
                 )
                 references += (Reference(second, _reference(service, second, limits.check)),)
             progress(Event("model", "reference", "passed"))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from edgeport.data import (
     TimingProtocol,
 )
 from edgeport.errors import UntrustedModel
+from edgeport.model.input_ranges import InferredRange
 from edgeport.model.scan import ScanResult, refusal, trust_note
 
 
@@ -45,6 +47,8 @@ class ModelInfo:
     trusted: bool = False  # run with --trust-model
     weights_bytes: int = 0  # variables/ (LoadedModel.weights_bytes)
     large: bool = False  # weights past the large-model threshold (LoadedModel.large)
+    input_ranges: Mapping[str, InferredRange] = field(default_factory=dict)  # what the graph says the numeric
+    # inputs take, for synthetic samples (edgeport.model.input_ranges)
 
 
 class _Runner(Session):
@@ -97,6 +101,7 @@ class ModelService:
             parameters=model.parameter_count(),
             tensorflow_version=version("tensorflow"),
             vocabulary=self._vocabulary(),
+            input_ranges=self._input_ranges(),
             scan=self.scan,
             trusted=self.trusted,
         )
@@ -111,6 +116,22 @@ class ModelService:
         except Exception:  # noqa: BLE001 - a graph that cannot be frozen still has its assets
             graph_def, tables = None, ()
         return model_vocabulary(graph_def, self.model.path, tables)
+
+    def _input_ranges(self) -> dict[str, InferredRange]:
+        """Read from the shared frozen graph, which every converter builds anyway; not for a large model
+        (the converters do not freeze it: reading it would cost a freeze)."""
+        from edgeport.model.input_ranges import graph_input_ranges
+
+        model = self.model
+        if model.large:
+            return {}
+        try:
+            frozen = model.frozen
+        except Exception:  # noqa: BLE001 - a graph that cannot be frozen draws from the default ranges
+            return {}
+        return graph_input_ranges(
+            frozen.graph_def, frozen.input_tensors, {s.name: s.dtype for s in model.signature.inputs}
+        )
 
     def reference(self, samples: SampleSet) -> list[Feeds]:
         return self.model.reference(samples.feeds())

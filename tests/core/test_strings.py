@@ -72,6 +72,19 @@ def test_string_lookup_passes_on_every_format_and_both_tfjs_runtimes(tmp_path):
     assert any(node.op_type == "CategoryMapper" and node.domain == "ai.onnx.ml" for node in graph.node)
 
 
+def test_string_inputs_calibrate_to_int8_on_the_words_they_are_fed(tmp_path):
+    # the converter's calibrator copies numpy bytes into a string tensor: every word missed, every lookup was 0
+    import keras
+
+    lookup = keras.layers.StringLookup(vocabulary=["red", "green", "blue"])
+    model = _export_keras(tmp_path / "lookup", keras.Input((4,), dtype="string", name="words"), lookup)
+    result, targets, _ = _convert(model, tmp_path / "out", "tflite:int8")
+    target = targets["tflite:int8"]
+    assert result.returncode == 0, target["stages"]
+    assert target["accuracy"]["outputs"][0]["cosine"] > 0.999
+    assert any("calibrated on LiteRT's interpreter" in note for note in target["notes"])
+
+
 def test_integer_lookup_becomes_tensor_ops_every_format_runs(tmp_path):
     import keras
 

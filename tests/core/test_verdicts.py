@@ -48,6 +48,22 @@ def test_agreement_gates_use_the_95_percent_interval_at_the_default_sample_count
     assert wilson_interval(8, 8)[1] == pytest.approx(1.0) and wilson_interval(0, 8)[0] == pytest.approx(0.0)
 
 
+def test_a_quantized_output_that_ties_the_reference_class_with_its_top_agrees_and_says_so():
+    # an elementwise model whose outputs all sit near one value: int8 gives several classes the same level
+    rng = np.random.default_rng(0)
+    reference = [{"y": (0.89 + 0.004 * rng.random((1, 8))).astype(np.float32)} for _ in range(32)]
+    step = 1 / 128
+    tied = [{"y": np.round(r["y"] / step) * step} for r in reference]
+    result = compare(reference, tied, INT8)
+    assert result.passed, result.failures
+    metrics = result.outputs[0]
+    assert metrics.top1_agreement == 1.0 and metrics.top1_ties > 0
+    assert any(f"on {metrics.top1_ties} of 32 samples" in note and "level with" in note for note in result.notes)
+    # a flip the artifact does not tie is a disagreement still
+    flipped = [{"y": r["y"] * np.where(np.arange(8) == np.argmax(r["y"]), 0.9, 1.0)} for r in reference]
+    assert not compare(reference, flipped, INT8).passed
+
+
 def test_top1_gate_on_an_output_that_is_no_classifier_is_said_not_to_apply():
     reference = [{"boxes": np.ones((1, 4, 4), np.float32)}]
     result = compare(reference, reference, INT8)

@@ -80,6 +80,7 @@ def convert_to_tflite(
     if float_layers and variant != "int8":
         raise ConversionError(f"{_target(variant)}: only int8 keeps chosen layers in float")
     function, owner, notes = _source(model)
+    said: list[str] = []  # what was done around the calibrator, by the last calibration
 
     def convert(function, owner) -> tuple[bytes, tuple[str, ...]]:
         return _convert(
@@ -91,6 +92,7 @@ def convert_to_tflite(
             allow_tf_ops=allow_tf_ops,
             io_type=io_type,
             calibrate_only=bool(float_layers),
+            said=said,
         )
 
     def convert_or_raise(function, owner) -> tuple[bytes, tuple[str, ...]]:
@@ -134,6 +136,7 @@ def convert_to_tflite(
             f"{_target(variant)}: the converted model has no signature, so its inputs and outputs cannot be "
             "matched to the SavedModel's by name; re-export the SavedModel with a serving signature"
         )
+    notes.extend(said)
     float_nodes: dict[str, tuple[str, ...]] = {}
     if float_layers:
         known = frozenset(node.name for node in model.frozen.graph_def.node)
@@ -189,9 +192,10 @@ def _convert(
     allow_tf_ops: bool,
     io_type: str,
     calibrate_only: bool = False,
+    said: list[str] | None = None,
 ) -> tuple[bytes, tuple[str, ...]]:
     """One converter call. `calibrate_only`: the float model with calibration statistics, quantized later
-    (`_quantize_selectively`)."""
+    (`_quantize_selectively`). `said`: gets what was done around the calibrator, for the report."""
     if isinstance(function, SavedModelSource):
         converter = tf.lite.TFLiteConverter.from_saved_model(
             function.path, signature_keys=[function.signature_key], tags=set(function.tags)
@@ -207,6 +211,7 @@ def _convert(
         if calibration is None or calibration.count == 0:
             raise ConversionError(f"tflite:{variant} needs calibration samples; pass --data or --calibration")
         converter.representative_dataset = _representative_dataset(calibration)
+        _calibrate_around_the_calibrator(tf, converter, calibration, said if said is not None else [])
         ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8
             if variant == "int8"
@@ -230,6 +235,63 @@ def _convert(
             return flatbuffer, captured.warnings()
     text = "\n".join([str(failure), *captured.lines])
     raise _Failed(_conversion_error(variant, failure, captured.lines, allow_tf_ops=allow_tf_ops), text)
+
+
+def _calibrate_around_the_calibrator(tf, converter, calibration: SampleSet, said: list[str]) -> None:
+    """On this converter only, between its float model and its calibration: copy WHILE bodies' pass-through
+    loop variables (formats.tflite.while_passthrough: the calibrator crashes on them), and calibrate a model
+    with string inputs on LiteRT instead (formats.tflite.calibration: the calibrator cannot feed strings).
+    `said` gets, per calibration, what was done, for the report."""
+    from edgeport.formats.tflite.calibration import calibrable_here, calibrate_on_litert, has_string_inputs
+    from edgeport.formats.tflite.while_passthrough import without_while_passthrough
+
+    quantize = getattr(converter, "_quantize", None)  # the one step between the float model and its calibration
+    if quantize is None:  # a converter without it calibrates as it is
+        return
+
+    def calibrate_and_quantize(
+        result, input_type, output_type, activations_type, bias_type, allow_float, variable_quantization, debug
+    ):
+        patched, copied = without_while_passthrough(result)
+        done = []
+        if copied:
+            done.append(
+                f"{copied} loop variable(s) that a WHILE body passes through unchanged were copied for calibration "
+                "(the converter's calibrator crashes on them: tensorflow/tensorflow#75140)"
+            )
+        strings = has_string_inputs(patched)
+        if not strings or activations_type == tf.int16 or not calibrable_here(patched):
+            if strings:
+                done.append(
+                    "the string inputs could not be calibrated on LiteRT (int16x8, or control flow), and the "
+                    "converter's calibrator cannot feed strings: its ranges downstream of them are not measured"
+                )
+            said[:] = done
+            return quantize(
+                patched, input_type, output_type, activations_type, bias_type, allow_float, variable_quantization, debug
+            )
+        said[:] = [
+            *done,
+            "calibrated on LiteRT's interpreter (each float tensor's min and max over the calibration samples): "
+            "the converter's calibrator cannot feed string inputs",
+        ]
+        calibrated = calibrate_on_litert(patched, calibration.feeds())
+        dense_per_tensor = converter._experimental_disable_per_channel_quantization_for_dense_layers  # noqa: SLF001
+        if converter._experimental_calibrate_only:  # noqa: SLF001 - float_layers quantizes it later
+            return calibrated
+        from tensorflow.lite.python import convert as tflite_convert
+
+        return tflite_convert.mlir_quantize(
+            calibrated,
+            converter._experimental_disable_per_channel,  # noqa: SLF001 - as TFLiteConverter passes them
+            input_data_type=input_type,
+            output_data_type=output_type,
+            enable_variable_quantization=variable_quantization,
+            disable_per_channel_for_dense_layers=dense_per_tensor,
+            debug_options_str=debug.SerializeToString(),
+        )
+
+    converter._quantize = calibrate_and_quantize  # noqa: SLF001
 
 
 def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:

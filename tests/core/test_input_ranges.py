@@ -1,0 +1,51 @@
+"""Synthetic inputs drawn from the range the model's graph says: pixels for a model that rescales them, ids
+for an input that indexes an embedding; `--input-range` wins; the samples' source says what was inferred.
+
+Before, a MobileNetV3 (its `x / 127.5 - 1` in the graph) was fed [0, 1): an image that is all -1 to within
+0.008, on which tflite:int8 calibrated to cosine 0.53.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from edgeport.data import Signature, TensorSpec
+from edgeport.model.input_ranges import InferredRange
+from edgeport.model.samples import SampleRequest, synthetic_samples
+from edgeport_testing import run_cli
+
+
+def _save_rescaling_embedding(path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 3), name="image")
+    ids = keras.Input((6,), dtype="int32", name="ids")
+    pixels = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)))
+    words = keras.layers.Flatten()(keras.layers.Embedding(50, 4)(ids))
+    joined = keras.layers.Concatenate()([pixels, words])
+    keras.Model([image, ids], keras.layers.Dense(3, name="scores")(joined)).export(str(path), verbose=False)
+    return path
+
+
+def test_pixels_and_ids_are_drawn_from_what_the_graph_says_and_said(tmp_path):
+    model = _save_rescaling_embedding(tmp_path / "model")
+    result = run_cli("convert", model, "-t", "tflite", "-o", tmp_path / "out", "--no-bench", "--no-history")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    source = report["samples"]["source"]
+    assert "image in [0, 255): pixels: rescaled by 0.007843" in source
+    assert "ids in [0, 50): ids: they index a table of 50 rows" in source
+    assert report["targets"][0]["accuracy"]["outputs"][0]["cosine"] > 0.9999
+
+
+def test_a_given_input_range_wins_over_the_inferred_one():
+    signature = Signature("s", (TensorSpec("image", "float32", (1, 4)), TensorSpec("ids", "int32", (1, 64))), ())
+    inferred = {"image": InferredRange(0.0, 255.0, "pixels"), "ids": InferredRange(0, 50, "ids")}
+    samples = synthetic_samples(signature, SampleRequest(count=8, input_ranges={"image": (0.0, 1.0)}), (), inferred)
+    assert samples.arrays["image"].max() < 1.0
+    ids = samples.arrays["ids"]
+    assert ids.min() >= 0 and ids.max() < 50 and ids.max() >= 10 and np.issubdtype(ids.dtype, np.integer)
+    assert "ids in [0, 50)" in samples.source and "image in" not in samples.source
