@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -205,6 +206,7 @@ import os, sys, json, subprocess, tempfile
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, tensorflow as tf
 path, which, work = sys.argv[1], sys.argv[2], sys.argv[3]
+ranges = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}  # the ranges edgeport drew from, where it inferred one
 loaded = tf.saved_model.load(path)
 fn = loaded.signatures["serving_default"]
 _, specs = fn.structured_input_signature
@@ -217,11 +219,13 @@ def sample():
         if spec.dtype == tf.string:
             feed[name] = np.array(rng.choice(["red", "green", "blue", "cyan"], size=shape), dtype=object)
         elif spec.dtype.is_integer:
-            feed[name] = rng.integers(0, 10, size=shape).astype(spec.dtype.as_numpy_dtype)
+            low, high = ranges.get(name, (0, 10))
+            feed[name] = rng.integers(int(low), int(high), size=shape).astype(spec.dtype.as_numpy_dtype)
         elif spec.dtype == tf.bool:
             feed[name] = rng.random(shape) < 0.5
         else:
-            feed[name] = rng.random(shape).astype(spec.dtype.as_numpy_dtype)
+            low, high = ranges.get(name, (0.0, 1.0))
+            feed[name] = rng.uniform(low, high, size=shape).astype(spec.dtype.as_numpy_dtype)
     return feed
 feeds = [sample() for _ in range(4)]
 refs = [{k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in f.items()}).items()} for f in feeds]
@@ -285,7 +289,11 @@ def build(name: str) -> Path:
     return folder
 
 
-def edgeport_cells(model: Path, out: Path, legacy: bool = False) -> dict[str, str]:
+INFERRED_RANGE = re.compile(r"; (\w+) in \[([-\d.e]+), ([-\d.e]+)\): ")
+
+
+def edgeport_cells(model: Path, out: Path, legacy: bool = False) -> tuple[dict[str, str], dict[str, list[float]]]:
+    """(target -> cell, input -> the [low, high) range edgeport inferred from the graph and drew from)."""
     args = [a for target in TARGETS for a in ("-t", target)] + (["--legacy"] if legacy else [])
     done = subprocess.run(
         [str(EDGEPORT), "convert", str(model), *args, "-o", str(out), "--no-bench", "--no-history", "--json"],
@@ -298,18 +306,20 @@ def edgeport_cells(model: Path, out: Path, legacy: bool = False) -> dict[str, st
         report = json.loads(done.stdout)
     except ValueError:
         line = (done.stderr.strip().splitlines() or ["no report"])[-1]
-        return dict.fromkeys(TARGETS, f"error: {line[:120]}")
+        return dict.fromkeys(TARGETS, f"error: {line[:120]}"), {}
     cells = {}
     for target in report["targets"]:
         failed = [s["reason"] for s in target["stages"] if s["status"] in ("failed", "error")]
         cells[target["name"]] = "pass" if not failed else f"FAIL: {failed[0][:120]}"
-    return cells
+    source = report.get("samples", {}).get("source", "")
+    ranges = {name: [float(low), float(high)] for name, low, high in INFERRED_RANGE.findall(source)}
+    return cells, ranges
 
 
-def peer_cell(model: Path, which: str, work: Path) -> str:
+def peer_cell(model: Path, which: str, work: Path, ranges: dict[str, list[float]]) -> str:
     work.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [sys.executable, "-c", PEER_CHECK, str(model), which, str(work)],
+        [sys.executable, "-c", PEER_CHECK, str(model), which, str(work), json.dumps(ranges)],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -338,12 +348,14 @@ def main() -> int:
     rows = []
     for name in args.models:
         model = build(name)
-        ours = edgeport_cells(model, args.out / name / ("edgeport-legacy" if args.legacy else "edgeport"), args.legacy)
+        ours, ranges = edgeport_cells(
+            model, args.out / name / ("edgeport-legacy" if args.legacy else "edgeport"), args.legacy
+        )
         peers = (
             {}
             if args.no_peers
             else {
-                which: peer_cell(model, which, args.out / name / which.replace(":", "-"))
+                which: peer_cell(model, which, args.out / name / which.replace(":", "-"), ranges)
                 for which in ("tflite", "tflite:int8", "onnx")
             }
         )
