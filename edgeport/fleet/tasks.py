@@ -2,7 +2,9 @@
 
 `run_model` is one Ray task (`num_cpus=1`) per model: it calls the pipeline in-process, as `edgeport convert`
 does (the model service loads TensorFlow and the SavedModel once, conversions and checks run in their own
-processes, artifacts and reports are written into OUT/<model>/ atomically). Each artifact's benchmark is a
+processes, artifacts and reports are written into OUT/<model>/ atomically). A Ray worker runs model after
+model, so it keeps its model service warm between them (run/warm): the next model loads into a process that
+has TensorFlow imported. Each artifact's benchmark is a
 nested Ray task, `run_benchmark`, that needs the node-exclusive resource `edgeport_bench` (one per node) on
 top of its CPU: no two benchmarks ever share a node, while conversions and checks (which do not take it) keep
 every other core busy. The model task is blocked in `ray.get` meanwhile, so Ray lends its CPU to the bench.
@@ -69,15 +71,19 @@ def this_node() -> NodeInfo:
 
 
 def run_benchmark(function, *args, **kwargs):
-    """A benchmark in a fresh process (`call_isolated`), on a node whose `edgeport_bench` slot this task holds."""
-    from edgeport.run.isolation import call_isolated
+    """A benchmark in a fresh process (`call_in_fresh_process`, never a warm one), on a node whose
+    `edgeport_bench` slot this task holds."""
+    from edgeport.run.isolation import call_in_fresh_process
 
-    return call_isolated(function, *args, **kwargs), this_node()
+    return call_in_fresh_process(function, *args, **kwargs), this_node()
 
 
 def run_model(job: ModelJob) -> ModelOutcome:
     from edgeport.fleet.resume import STAMP, write_stamp
     from edgeport.run import pipeline
+    from edgeport.run.warm import keep_services_warm
+
+    keep_services_warm()  # this Ray worker runs model after model: the next one loads into a warm TensorFlow
 
     node = this_node()
     out = job.request.out

@@ -45,6 +45,7 @@ from edgeport.run.registry import registry
 from edgeport.run.request import LATENCY_BUDGETS, SIZE_BUDGET, RunRequest, TargetConfig
 from edgeport.run.service import ModelInfo, ModelService
 from edgeport.run.stages import ExtraRun, run_bench, run_check
+from edgeport.run.warm import WarmServices, warm_services
 
 Progress = Callable[[Event], None]
 
@@ -140,7 +141,8 @@ def _run(
     started = time.perf_counter()
 
     progress(Event("model", "load", "started", str(request.model)))
-    service = _start_service(request, logs / "model.log")  # a refusal here leaves no OUT behind (see run)
+    warm = warm_services()
+    service = _start_service(request, logs / "model.log", warm)  # a refusal here leaves no OUT behind (see run)
     info: ModelInfo = service.description
     progress(Event("model", "load", "passed", f"{info.mode}, signature {info.signature.key}"))
     try:
@@ -194,7 +196,7 @@ def _run(
         folder.begin(request.model, [p.config.name for p in plans])  # from here on OUT shows this run only
         _convert_all(request, plans, service, calibration, progress, folder, lane.submitter(judge))
     finally:
-        service.close(wait=0)  # TensorFlow's teardown (a second or more) would only delay the benchmarks
+        _finish_service(request, service, warm)
     try:  # every check done, nothing converting: now the benchmarks, one at a time, alone
         judged = lane.join()
         results = [
@@ -288,23 +290,44 @@ def _machine(request: RunRequest, seconds: float) -> dict[str, Any]:
     }
 
 
-def _start_service(request: RunRequest, log: Path) -> Worker:
-    try:
-        return Worker(
+def _start_service(request: RunRequest, log: Path, warm: WarmServices | None = None) -> Worker:
+    """The model service, in a fresh process, or (`warm`: a fleet's) in an idle one that served an earlier
+    model, TensorFlow already imported (run/warm)."""
+    args = (str(request.model), request.signature, request.tags, request.force_v1, request.threads)
+
+    def start(build: Callable[..., Any]) -> Any:  # Worker (a fresh process) or a warm worker's rebuild
+        return build(
             ModelService,
-            str(request.model),
-            request.signature,
-            request.tags,
-            request.force_v1,
-            request.threads,
+            *args,
             request.trust_model,
             log_path=log,
             what="model loader",
             timeout=request.timeouts.load,
             stage="load",
         )
+
+    worker = warm.take(request.threads) if warm is not None else None
+    try:
+        if worker is None:
+            worker = start(Worker)
+        else:
+            try:
+                start(worker.rebuild)
+            except BaseException:
+                worker.close(wait=1)  # a failed build ends the process; what is left of it goes
+                raise
     except (PluginCrash, StageTimedOut) as exc:
         raise ModelLoadError(f"cannot load {request.model}: {exc.message}") from None
+    if warm is not None:
+        warm.started(worker)
+    return worker
+
+
+def _finish_service(request: RunRequest, service: Worker, warm: WarmServices | None) -> None:
+    if warm is not None:
+        warm.give_back(service, request.threads)
+    else:
+        service.close(wait=0)  # TensorFlow's teardown (a second or more) would only delay the benchmarks
 
 
 def _reference(service: Worker, samples: SampleSet, timeout: float) -> list[Feeds]:
