@@ -422,7 +422,9 @@ def call_in_fresh_process(
     **kwargs,
 ):
     """`call_isolated` in a process started for this call alone, warm workers or not: what a benchmark runs
-    in (a reused worker measured ONNX Runtime p50s up to 1.5x a fresh one's, in a fleet of 12 models)."""
+    in, so that nothing an earlier call left in its process (an ONNX Runtime or LiteRT state, freed memory)
+    is timed with it. In a fleet run whose benchmarks reused warm workers, ONNX Runtime p50s came out 1.47-1.55x
+    their solo values (benchmarks/README.md, Fleets)."""
     started = time.monotonic()
     with Worker(_Call, function, log_path=log_path, what=what, timeout=timeout, stage=stage) as worker:
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
