@@ -111,6 +111,7 @@ class TFLiteConverter(Converter):
             allow_tf_ops=job.options.allow_tf_ops,
             io_type=job.options.io_type,
             float_layers=job.float_layers,
+            keep_standardization_float=True,
         )
         flatbuffer = conversion.flatbuffer
         (job.workdir / MAIN_FILE).write_bytes(flatbuffer)

@@ -105,17 +105,21 @@ def _in_topk(reference: np.ndarray, candidate: np.ndarray, k: int) -> np.ndarray
 
     A class the candidate scores exactly level with its k-th highest is among them: a quantized output that
     cannot tell two classes apart (the same int8 level) ranks them equal, and which of the two its argmax
-    returns is the order of the classes, not the model.
+    returns is the order of the classes, not the model. Not in a row that is one value throughout: an output
+    that tells no class from any other (all zeros) agrees with nothing but by the order of the classes.
     """
     ref_top1 = np.argmax(reference, axis=-1)
+    by_order = np.any(np.argsort(-candidate, axis=-1, kind="stable")[..., :k] == ref_top1[..., None], axis=-1)
     kth_highest = -np.sort(-candidate, axis=-1)[..., min(k, candidate.shape[-1]) - 1]
-    return np.take_along_axis(candidate, ref_top1[..., None], axis=-1)[..., 0] >= kth_highest
+    level = np.take_along_axis(candidate, ref_top1[..., None], axis=-1)[..., 0] >= kth_highest
+    varied = candidate.max(axis=-1) > candidate.min(axis=-1)
+    return by_order | (level & varied)
 
 
 def _top1_ties(reference: np.ndarray, candidate: np.ndarray) -> int:
     """Rows whose argmax differs from the reference's only because the candidate ties the two classes."""
-    level = _in_topk(reference, candidate, 1)
-    return int(np.sum(level & (np.argmax(candidate, axis=-1) != np.argmax(reference, axis=-1))))
+    agreeing = _in_topk(reference, candidate, 1)
+    return int(np.sum(agreeing & (np.argmax(candidate, axis=-1) != np.argmax(reference, axis=-1))))
 
 
 def is_classifier_like(feed_shape: tuple[int, ...]) -> bool:

@@ -9,12 +9,16 @@ Cast nodes, from each input to the op that first uses it:
   [0, 255] (Keras `Rescaling(1/255)` and `Rescaling(1/127.5, offset=-1)`, the applications' preprocessing);
 - an integer input that indexes a constant table (GatherV2, ResourceGather, an embedding) within a few ops
   takes its ids: [0, rows of the table) (the smallest, when it indexes several).
+- a float input from which a constant mean is subtracted and that is then divided by a constant (Keras
+  `Normalization`: `(x - mean) / max(sqrt(variance), eps)`, constants folded here) takes, per feature, the
+  values of its data: uniform over mean ± sqrt(3)·std, which has the data's mean and variance. A tabular model
+  fed [0, 1) sees every feature several deviations away from anything it was trained on.
 What was inferred, and from which op, goes in the samples' source; `--input-range` wins over it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +49,14 @@ class InferredRange:
     low: float
     high: float
     why: str  # "rescaled by 0.00784 (Mul node …)", for the samples' source
+    per_feature: tuple[tuple[float, float], ...] = ()  # (low, high) per index of the last axis, when they differ
+    standardized_by: tuple[str, ...] = ()  # the graph's Sub and divide nodes that standardize the input
+
+    def bounds(self):
+        """(low, high) for numpy's uniform: scalars, or arrays over the last axis."""
+        if not self.per_feature:
+            return self.low, self.high
+        return tuple(np.array(side, dtype=np.float64) for side in zip(*self.per_feature, strict=True))
 
 
 def graph_input_ranges(graph_def: Any, input_tensors: Mapping[str, str], dtypes: Mapping[str, str]):
@@ -59,7 +71,8 @@ def graph_input_ranges(graph_def: Any, input_tensors: Mapping[str, str], dtypes:
         dtype = dtypes.get(name, "")
         found = None
         if dtype in FLOAT_DTYPES:
-            found = _pixels(list(_first_users(_node_name(tensor), consumers)), nodes)
+            users = list(_first_users(_node_name(tensor), consumers))
+            found = _pixels(users, nodes) or _standardized(users, consumers, nodes)
         elif "int" in dtype:
             found = _ids(_node_name(tensor), consumers, nodes)
         if found is not None:
@@ -86,6 +99,72 @@ def _pixels(users: list[Any], nodes: Mapping[str, Any]) -> InferredRange | None:
     if not users or any(scale is None or not 0 < abs(scale) <= PIXEL_SCALE for scale in scales):
         return None
     return InferredRange(*PIXEL_RANGE, f"pixels: rescaled by {scales[0]:.4g} in the graph ({users[0].name})")
+
+
+def _standardized(
+    users: list[Any], consumers: Mapping[str, list[Any]], nodes: Mapping[str, Any]
+) -> InferredRange | None:
+    """Sub(x, mean) then RealDiv by (or Mul by the inverse of) a constant std, both constant-foldable."""
+    if len(users) != 1 or users[0].op != "Sub" or len(users[0].input) != 2:
+        return None
+    mean = _value(users[0].input[1], nodes)
+    after = [node for node in consumers.get(users[0].name, []) if node.op in SCALE_OPS]
+    if mean is None or len(after) != 1 or len(after[0].input) != 2:
+        return None
+    divide = after[0]
+    factor = _value(divide.input[1], nodes)
+    if factor is None and divide.op == "Mul":
+        factor = _value(divide.input[0], nodes)
+    if factor is None:
+        return None
+    std = np.abs(factor if divide.op == "RealDiv" else 1 / np.where(factor == 0, np.inf, factor)).ravel()
+    mean = mean.ravel()
+    if mean.size != std.size and std.size != 1 or not np.all(np.isfinite(std)) or not np.all(std > 0):
+        return None
+    half = np.sqrt(3) * np.broadcast_to(std, mean.shape)
+    lows, highs = mean - half, mean + half
+    per_feature = tuple(zip(lows.tolist(), highs.tolist(), strict=True)) if mean.size > 1 else ()
+    why = f"standardized in the graph by {mean.size} mean(s) and std(s) ({divide.name}): mean ± sqrt(3)·std"
+    return InferredRange(float(lows.min()), float(highs.max()), why, per_feature, (users[0].name, divide.name))
+
+
+FOLDABLE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "Sqrt": np.sqrt,
+    "Rsqrt": lambda v: 1 / np.sqrt(v),
+    "Reciprocal": lambda v: 1 / v,
+    "Neg": np.negative,
+}
+FOLDABLE_PAIRS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "Maximum": np.maximum,
+    "Minimum": np.minimum,
+    "Mul": np.multiply,
+    "AddV2": np.add,
+    "Add": np.add,
+}
+
+
+def _value(tensor: str, nodes: Mapping[str, Any], depth: int = 0) -> np.ndarray | None:
+    """The value of `tensor` when it is computed from constants alone by a few elementwise ops (Keras
+    Normalization's max(sqrt(variance), eps)); None otherwise."""
+    node = nodes.get(_node_name(tensor))
+    if node is None or depth > 8:
+        return None
+    if node.op in PASS_THROUGH_OPS and node.input:
+        return _value(node.input[0], nodes, depth + 1)
+    if node.op == "Const":
+        from tensorflow.python.framework import tensor_util
+
+        value = tensor_util.MakeNdarray(node.attr["value"].tensor)
+        return value.astype(np.float64) if np.issubdtype(value.dtype, np.number) else None
+    values = [_value(source, nodes, depth + 1) for source in node.input if not source.startswith("^")]
+    operands = [value for value in values if value is not None]
+    if len(operands) != len(values):
+        return None
+    if node.op in FOLDABLE and len(operands) == 1:
+        return FOLDABLE[node.op](operands[0])
+    if node.op in FOLDABLE_PAIRS and len(operands) == 2:
+        return FOLDABLE_PAIRS[node.op](operands[0], operands[1])
+    return None
 
 
 def _scale(node: Any, nodes: Mapping[str, Any]) -> float | None:

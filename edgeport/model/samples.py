@@ -255,6 +255,7 @@ def synthetic_samples(
     rng = np.random.default_rng(request.seed)
     arrays = {}
     inferred = {name: found for name, found in (graph_ranges or {}).items() if name not in request.input_ranges}
+    used: dict[str, InferredRange] = {}
     for spec in signature.inputs:
         shape = (
             request.count,
@@ -264,16 +265,24 @@ def synthetic_samples(
             arrays[spec.name] = _random_strings(rng, shape, vocabulary)
         else:
             given = request.input_ranges.get(spec.name)
-            if given is None and spec.name in inferred:
-                given = (inferred[spec.name].low, inferred[spec.name].high)
+            found = inferred.get(spec.name)
+            if given is None and found is not None and _fits_last_axis(found, shape):
+                given = found.bounds()
+                used[spec.name] = found
             arrays[spec.name] = _random_array(rng, spec, shape, given)
     source = f"synthetic (seed {request.seed}, {request.count} samples)"
-    for name, found in inferred.items():
-        source += f"; {name} in [{found.low:g}, {found.high:g}): {found.why}"
+    for name, found in used.items():
+        spread = f" per feature, {len(found.per_feature)} features" if found.per_feature else ""
+        source += f"; {name} in [{found.low:g}, {found.high:g}){spread}: {found.why}"
     if any(spec.dtype == "string" for spec in signature.inputs):
         words = f"{len(vocabulary)} words of the model's vocabulary" if vocabulary else "generic words"
         source += f"; strings from {words}, {OOV_SHARE:.0%} out of vocabulary"
     return SampleSet(arrays=arrays, source=source, synthetic=True)
+
+
+def _fits_last_axis(found: InferredRange, shape: tuple[int, ...]) -> bool:
+    """Per-feature bounds apply only along a last axis of as many features."""
+    return not found.per_feature or (len(shape) > 1 and shape[-1] == len(found.per_feature))
 
 
 def _random_strings(rng, shape, vocabulary: tuple[str, ...]) -> np.ndarray:

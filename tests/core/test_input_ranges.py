@@ -49,3 +49,30 @@ def test_a_given_input_range_wins_over_the_inferred_one():
     ids = samples.arrays["ids"]
     assert ids.min() >= 0 and ids.max() < 50 and ids.max() >= 10 and np.issubdtype(ids.dtype, np.integer)
     assert "ids in [0, 50)" in samples.source and "image in" not in samples.source
+
+
+def _save_tabular(path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    # an age, an income and a count: three features of very different scales
+    data = np.stack([rng.normal(40, 10, 256), rng.normal(50_000, 20_000, 256), rng.normal(3, 1, 256)], axis=1)
+    normalize = keras.layers.Normalization()
+    normalize.adapt(data.astype("float32"))
+    features = keras.Input((3,), name="features")
+    hidden = keras.layers.Dense(8, activation="relu")(normalize(features))
+    keras.Model(features, keras.layers.Dense(2, name="scores")(hidden)).export(str(path), verbose=False)
+    return path
+
+
+def test_a_standardized_tabular_input_is_drawn_per_feature_and_keeps_int8_accurate(tmp_path):
+    # quantized, `x - mean` shared one int8 scale (the income's) and the artifact computed zeros: cosine 0
+    model = _save_tabular(tmp_path / "tabular")
+    result = run_cli("convert", model, "-t", "tflite:int8", "-o", tmp_path / "out", "--no-bench", "--no-history")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    target = report["targets"][0]
+    assert result.returncode == 0, target["stages"]
+    assert "features in [" in report["samples"]["source"] and "per feature, 3 features" in report["samples"]["source"]
+    assert any("kept the per-feature standardization of features in float" in note for note in target["notes"])
+    assert target["accuracy"]["outputs"][0]["cosine"] > 0.999

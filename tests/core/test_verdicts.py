@@ -51,7 +51,10 @@ def test_agreement_gates_use_the_95_percent_interval_at_the_default_sample_count
 def test_a_quantized_output_that_ties_the_reference_class_with_its_top_agrees_and_says_so():
     # an elementwise model whose outputs all sit near one value: int8 gives several classes the same level
     rng = np.random.default_rng(0)
-    reference = [{"y": (0.89 + 0.004 * rng.random((1, 8))).astype(np.float32)} for _ in range(32)]
+    near = [0.89 + 0.004 * rng.random((1, 8)) for _ in range(32)]
+    for row in near:  # and two entries the output does tell apart
+        row[0, rng.permutation(8)[:2]] = (0.80, 0.70)
+    reference = [{"y": row.astype(np.float32)} for row in near]
     step = 1 / 128
     tied = [{"y": np.round(r["y"] / step) * step} for r in reference]
     result = compare(reference, tied, INT8)
@@ -62,6 +65,11 @@ def test_a_quantized_output_that_ties_the_reference_class_with_its_top_agrees_an
     # a flip the artifact does not tie is a disagreement still
     flipped = [{"y": r["y"] * np.where(np.arange(8) == np.argmax(r["y"]), 0.9, 1.0)} for r in reference]
     assert not compare(reference, flipped, INT8).passed
+    # an output that is one value throughout ties every class with every other: no agreement by ties
+    flat = compare(
+        reference, [{"y": np.zeros((1, 8), np.float32)} for _ in reference], Precision(min_top1_agreement=0.9)
+    )
+    assert flat.outputs[0].top1_ties == 0 and not flat.passed
 
 
 def test_top1_gate_on_an_output_that_is_no_classifier_is_said_not_to_apply():

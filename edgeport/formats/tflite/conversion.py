@@ -65,6 +65,7 @@ def convert_to_tflite(
     allow_tf_ops: bool = False,
     io_type: str = "float",
     float_layers: tuple[str, ...] = (),
+    keep_standardization_float: bool = False,
 ) -> TFLiteConversion:
     """Convert the run's model to a .tflite flatbuffer.
 
@@ -80,6 +81,11 @@ def convert_to_tflite(
     if float_layers and variant != "int8":
         raise ConversionError(f"{_target(variant)}: only int8 keeps chosen layers in float")
     function, owner, notes = _source(model)
+    if variant == "int8" and io_type == "float" and keep_standardization_float:
+        standardization, said_float = _input_standardization(model)
+        if standardization:
+            float_layers = (*float_layers, *standardization)
+            notes.append(said_float)
     said: list[str] = []  # what was done around the calibrator, by the last calibration
 
     def convert(function, owner) -> tuple[bytes, tuple[str, ...]]:
@@ -144,6 +150,31 @@ def convert_to_tflite(
     return TFLiteConversion(
         flatbuffer=flatbuffer, warnings=warnings, notes=tuple(notes), fixed_shapes=fixed, float_nodes=float_nodes
     )
+
+
+def _input_standardization(model: LoadedModel) -> tuple[tuple[str, ...], str]:
+    """The graph nodes that standardize a float input per feature (Keras Normalization: Sub, then a divide),
+    to keep in float: quantized, `x - mean` takes one int8 scale for every feature, the largest feature's, and
+    the others vanish (a tabular model with an income and an age: cosine 0 against the SavedModel)."""
+    from edgeport.model.input_ranges import graph_input_ranges
+
+    if model.large:
+        return (), ""
+    try:
+        frozen = model.frozen
+    except Exception:  # noqa: BLE001 - no frozen graph: converted from the signature function, as it is
+        return (), ""
+    dtypes = {spec.name: spec.dtype for spec in model.signature.inputs}
+    ranges = graph_input_ranges(frozen.graph_def, frozen.input_tensors, dtypes)
+    kept = {name: found for name, found in ranges.items() if found.per_feature and found.standardized_by}
+    nodes = tuple(node for found in kept.values() for node in found.standardized_by)
+    if not nodes:
+        return (), ""
+    note = (
+        f"kept the per-feature standardization of {', '.join(kept)} in float ({', '.join(nodes)}): quantized, "
+        "the features' different scales would share one int8 scale and the small ones vanish"
+    )
+    return nodes, note
 
 
 def _quantize_selectively(
