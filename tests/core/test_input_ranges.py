@@ -76,3 +76,11 @@ def test_a_standardized_tabular_input_is_drawn_per_feature_and_keeps_int8_accura
     assert "features in [" in report["samples"]["source"] and "per feature, 3 features" in report["samples"]["source"]
     assert any("kept the per-feature standardization of features in float" in note for note in target["notes"])
     assert target["accuracy"]["outputs"][0]["cosine"] > 0.999
+
+
+def test_only_features_of_disparate_scales_keep_their_standardization_in_float():
+    from edgeport.formats.tflite.conversion import _disparate
+
+    channels = ((16.0, 224.0), (10.0, 230.0), (20.0, 210.0))  # an image's RGB: one scale, stays quantized
+    tabular = ((23.0, 57.0), (13_000.0, 83_000.0), (1.1, 4.6))  # an age, an income, a count
+    assert not _disparate(channels) and _disparate(tabular) and not _disparate(((0.0, 1.0),))

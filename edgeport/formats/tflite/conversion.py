@@ -154,8 +154,9 @@ def convert_to_tflite(
 
 def _input_standardization(model: LoadedModel) -> tuple[tuple[str, ...], str]:
     """The graph nodes that standardize a float input per feature (Keras Normalization: Sub, then a divide),
-    to keep in float: quantized, `x - mean` takes one int8 scale for every feature, the largest feature's, and
-    the others vanish (a tabular model with an income and an age: cosine 0 against the SavedModel)."""
+    to keep in float where the features' spreads differ more than DISPARATE_SCALES: quantized, `x - mean` takes
+    one int8 scale for every feature, the widest's, and the others vanish (a tabular model with an income and an
+    age: cosine 0 against the SavedModel). Features of one scale (an image's channels) stay quantized."""
     from edgeport.model.input_ranges import graph_input_ranges
 
     if model.large:
@@ -166,7 +167,7 @@ def _input_standardization(model: LoadedModel) -> tuple[tuple[str, ...], str]:
         return (), ""
     dtypes = {spec.name: spec.dtype for spec in model.signature.inputs}
     ranges = graph_input_ranges(frozen.graph_def, frozen.input_tensors, dtypes)
-    kept = {name: found for name, found in ranges.items() if found.per_feature and found.standardized_by}
+    kept = {name: found for name, found in ranges.items() if found.standardized_by and _disparate(found.per_feature)}
     nodes = tuple(node for found in kept.values() for node in found.standardized_by)
     if not nodes:
         return (), ""
@@ -175,6 +176,15 @@ def _input_standardization(model: LoadedModel) -> tuple[tuple[str, ...], str]:
         "the features' different scales would share one int8 scale and the small ones vanish"
     )
     return nodes, note
+
+
+DISPARATE_SCALES = 4.0  # features whose spreads differ more than this share one int8 scale badly: the
+# narrowest keeps fewer than 256 / 4 = 64 levels of the widest's scale
+
+
+def _disparate(per_feature: tuple[tuple[float, float], ...]) -> bool:
+    widths = [high - low for low, high in per_feature]
+    return len(widths) > 1 and min(widths) > 0 and max(widths) / min(widths) > DISPARATE_SCALES
 
 
 def _quantize_selectively(
