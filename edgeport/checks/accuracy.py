@@ -100,20 +100,26 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(np.dot(a, b) / norm, -1.0, 1.0))
 
 
+FLAT_REFERENCE = 1e-3  # a reference row whose scores differ by less than this share of their size ranks nothing
+
+
 def _in_topk(reference: np.ndarray, candidate: np.ndarray, k: int) -> np.ndarray:
     """Per row: does the candidate score the reference's top-1 class among its k highest scores?
 
     A class the candidate scores exactly level with its k-th highest is among them: a quantized output that
     cannot tell two classes apart (the same int8 level) ranks them equal, and which of the two its argmax
-    returns is the order of the classes, not the model. Not in a row that is one value throughout: an output
-    that tells no class from any other (all zeros) agrees with nothing but by the order of the classes.
+    returns is the order of the classes, not the model. Not in a row that is one value throughout (an output
+    that tells no class from any other: all zeros), unless the reference's own scores differ by less than
+    FLAT_REFERENCE of their size (a random-weight softmax at 0.1 +- 1e-6: no class to tell apart).
     """
     ref_top1 = np.argmax(reference, axis=-1)
     by_order = np.any(np.argsort(-candidate, axis=-1, kind="stable")[..., :k] == ref_top1[..., None], axis=-1)
     kth_highest = -np.sort(-candidate, axis=-1)[..., min(k, candidate.shape[-1]) - 1]
     level = np.take_along_axis(candidate, ref_top1[..., None], axis=-1)[..., 0] >= kth_highest
     varied = candidate.max(axis=-1) > candidate.min(axis=-1)
-    return by_order | (level & varied)
+    spread = reference.max(axis=-1) - reference.min(axis=-1)
+    flat_reference = spread <= FLAT_REFERENCE * np.abs(reference).max(axis=-1)
+    return by_order | (level & (varied | flat_reference))
 
 
 def _top1_ties(reference: np.ndarray, candidate: np.ndarray) -> int:
