@@ -73,6 +73,8 @@ class ProgressPrinter:
         return self
 
     def __exit__(self, *exc) -> None:
+        with self._lock:  # nothing after the run: a check thread still answering an interrupted run (its worker
+            self._enabled = False  # stopped) must not print below the one line that says it was interrupted
         if self._progress:
             self._progress.stop()
 
