@@ -350,7 +350,7 @@ WARM_CALL_USES = 64  # calls one warm worker answers before it is replaced
 
 class _WarmCalls:
     """Idle call workers kept between calls (`keep_calls_warm`): the next call skips a process start and the
-    imports (about 0.1-0.3 s each: a check's or a benchmark's own overhead, many per model in a fleet). A
+    imports (about 0.1-0.3 s each: a check's own overhead, several per model in a fleet). A
     worker that died, timed out or ran over its budget is never kept; each call still runs alone in its worker."""
 
     def __init__(self) -> None:

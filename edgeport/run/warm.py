@@ -5,8 +5,9 @@ loads anything (about 3 s of CPU on the development machine, more than convertin
 runs many models in the same few Ray worker processes, so there the service of a finished model is kept,
 idle, and the next model is loaded into it (`Worker.rebuild`): TensorFlow stays imported. A service is kept
 only alive, under MAX_USES models and MAX_RESIDENT_BYTES of memory, and for the same thread count (TensorFlow
-fixes its thread pools once); anything else is closed as before. The workers of checks and benchmarks are kept
-the same way (isolation.keep_calls_warm). Off unless `keep_services_warm()` was called.
+fixes its thread pools once); anything else is closed as before. The workers of checks are kept the same way
+(isolation.keep_calls_warm); a benchmark still gets a process of its own (isolation.call_in_fresh_process).
+Off unless `keep_services_warm()` was called.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ _WARM: list[WarmServices | None] = [None]
 
 
 def keep_services_warm() -> WarmServices:
-    """From now on, in this process, model services are kept between runs, and so are the workers of checks
-    and benchmarks (isolation.keep_calls_warm) (idempotent)."""
+    """From now on, in this process, model services are kept between runs, and so are the workers of
+    `call_isolated` (checks; isolation.keep_calls_warm) (idempotent)."""
     keep_calls_warm()
     services = _WARM[0]
     if services is None:
