@@ -289,11 +289,10 @@ class Worker:
         """Hold `factory(*args)` in the same process instead of what it holds, its imports kept (a warm
         TensorFlow); its output goes to `log_path` from now on. A build that fails ends the process, as a
         first build does."""
-        if not self._process.is_alive():
-            raise WorkerDied(f"{self.what} {describe_exit(self._process.exitcode)}")
         self.what = what
-        self._conn.send((REBUILD, (factory, args, str(log_path) if log_path else None), {}))
-        self.description = self._receive(timeout, stage)
+        self.description = self.ask(
+            timeout, stage, None, REBUILD, (factory, args, str(log_path) if log_path else None), {}
+        )
 
     def kill(self) -> None:
         """Stop the worker now, with every process below it."""
