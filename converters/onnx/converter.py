@@ -183,11 +183,15 @@ class ONNXConverter(Converter):
         from edgeport.converters.onnx.export import export_onnx
         from edgeport.converters.onnx.opsets import onnxruntime_version, resolve_opset
         from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY, OUTPUT_PERMUTATIONS_KEY
+        from edgeport.model.savedmodel import large_model_threshold
 
         options = job.options
         opset = resolve_opset(options.opset)
         frozen, erfc_rewrites = without_erfc(job.model.frozen)
         frozen, tables = with_tables(frozen, job.model)
+        optimize = not job.model.large or (
+            bool(frozen.references) and frozen.graph_def.ByteSize() < large_model_threshold()
+        )
         model, warnings = export_onnx(
             frozen,
             tables=tables,
@@ -196,7 +200,7 @@ class ONNXConverter(Converter):
             outputs_as_nchw=options.outputs_as_nchw,
             allow_custom_ops=options.allow_custom_ops,
             target=target,
-            optimize=not job.model.large,
+            optimize=optimize,
         )
         input_permutations = dict.fromkeys(options.inputs_as_nchw, NHWC_TO_NCHW)
         output_permutations = dict.fromkeys(options.outputs_as_nchw, NHWC_TO_NCHW)
@@ -204,26 +208,39 @@ class ONNXConverter(Converter):
             model.metadata_props.add(key=INPUT_PERMUTATIONS_KEY, value=json.dumps(input_permutations))
         if output_permutations:
             model.metadata_props.add(key=OUTPUT_PERMUTATIONS_KEY, value=json.dumps(output_permutations))
-        external = onnx_files.weights_bytes(model) > options.external_data_threshold_bytes
+        streamed = bool(frozen.references) and not job.target.variant  # fp32: weights straight to external data
+        level = "none" if streamed else options.optimization_level
         rewrites = 0
-        if options.optimization_level != "none":
-            model, rewrites, simplified = onnx_files.simplify_for_runtime(
-                model, staging=staging, external_data=external, target=target
+        if streamed:
+            written = onnx_files.write_by_reference(
+                model, frozen.references, workdir=job.workdir, ort_format=options.ort_format, target=target
             )
-            warnings = (*warnings, *simplified)
-        model, precision, more, float_nodes = _reduce_precision(
-            model, job, input_permutations, staging, external, target
-        )
-        written = onnx_files.write_for_runtime(
-            model,
-            workdir=job.workdir,
-            staging=staging,
-            level=options.optimization_level,
-            external_data=external,
-            ort_format=options.ort_format,
-            target=target,
-        )
-        notes = [f"opset {opset}; onnxruntime-optimized at the {options.optimization_level} level"]
+            precision, more, float_nodes = "fp32", (), {}
+        else:
+            if frozen.references:  # fp16 and int8 rewrite the weights in memory
+                from edgeport.converters.onnx.weight_binding import bind_weights
+
+                bind_weights(model, frozen.references, data_file=None)
+            external = onnx_files.weights_bytes(model) > options.external_data_threshold_bytes
+            if level != "none":
+                model, rewrites, simplified = onnx_files.simplify_for_runtime(
+                    model, staging=staging, external_data=external, target=target
+                )
+                warnings = (*warnings, *simplified)
+            model, precision, more, float_nodes = _reduce_precision(
+                model, job, input_permutations, staging, external, target
+            )
+            written = onnx_files.write_for_runtime(
+                model,
+                workdir=job.workdir,
+                staging=staging,
+                level=level,
+                external_data=external,
+                ort_format=options.ort_format,
+                target=target,
+            )
+        optimized = f"onnxruntime-optimized at the {level} level" if level != "none" else "not optimized offline"
+        notes = [f"opset {opset}; {optimized}"]
         if written.external_data_file:
             notes.append(f"weights in {written.external_data_file} (keep it beside {written.main_file})")
         if written.ort_file:
@@ -233,9 +250,20 @@ class ONNXConverter(Converter):
             )
         if job.model.large:
             notes.append(
-                "a large model (weights past the large-model threshold): written without tf2onnx's graph "
-                "optimizers, which copy the whole graph with its weights for each pass; onnxruntime's offline "
-                f"optimization ({options.optimization_level}) ran on it"
+                "a large model (weights past the large-model threshold): "
+                + (
+                    "tf2onnx's graph optimizers ran on the graph without its weights; "
+                    if optimize
+                    else "written without tf2onnx's graph optimizers, which copy the whole graph with its weights "
+                    "for each pass; "
+                )
+                + (
+                    f"{len(frozen.references)} weight(s) written from the SavedModel's variables straight to "
+                    f"{written.external_data_file}, one at a time; not optimized offline by onnxruntime (that "
+                    "loads every weight), which optimizes each session as it starts"
+                    if streamed
+                    else f"onnxruntime's offline optimization ({level}) ran on it"
+                )
             )
         if erfc_rewrites:
             notes.append(f"{erfc_rewrites} Erfc op(s) written as 1 - Erf (tf2onnx has no Erfc; ONNX has Erf)")
@@ -255,7 +283,8 @@ class ONNXConverter(Converter):
             output_permutations=output_permutations,
             details={
                 "opset": opset,
-                "optimization_level": options.optimization_level,
+                "optimization_level": level,
+                "weights_by_reference": len(frozen.references),
                 "checked_file": written.main_file,
                 "ort_file": written.ort_file,
                 "external_data_file": written.external_data_file,

@@ -37,6 +37,9 @@ def export_onnx(
 ):
     """Convert; return (ModelProto, captured warnings). Names in the *_as_nchw tuples are signature names.
 
+    Weights the frozen graph keeps by reference (`frozen.references`) are graph inputs of the result, named like
+    their placeholders' tensors, for weight_binding.bind_weights to turn into initializers.
+
     `tables`: the contents of the HashTableV2 nodes in `frozen` (shared_name = node name). `optimize`: run
     tf2onnx's graph optimizers (each works on a deep copy of the whole graph, constants included: a 0.3 GB
     model peaked at 18 GB in them, 6.5 GB without; onnxruntime's offline optimization still runs after).
@@ -49,7 +52,7 @@ def export_onnx(
         try:
             model = _tf2onnx(
                 frozen.graph_def,
-                input_names=list(frozen.input_tensors.values()),
+                input_names=[*frozen.input_tensors.values(), *(ref.tensor for ref in frozen.references)],
                 output_names=list(frozen.output_tensors.values()),
                 opset=opset,
                 extra_opset=extra_opset,

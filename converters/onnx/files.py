@@ -95,6 +95,28 @@ def write_for_runtime(
     )
 
 
+def write_by_reference(model, references, *, workdir: Path, ort_format: bool, target: str) -> WrittenFiles:
+    """A large model's weights streamed from its variables into model.onnx.data (weight_binding), then
+    model.onnx: neither ModelProto nor GraphDef ever holds them. No offline optimization: onnxruntime would
+    load every weight into this process for it; sessions optimize when they start."""
+    from edgeport.converters.onnx.weight_binding import bind_weights
+
+    main = workdir / MAIN_FILE
+    bind_weights(model, references, data_file=workdir / EXTERNAL_DATA_FILE)
+    write_model(model, main, external_data=False)  # the initializers already point into the data file
+    warnings: tuple[str, ...] = ()
+    ort_file = None
+    if ort_format:
+        warnings = _optimize(
+            main, workdir / ORT_FILE, level="basic", external_data=False, ort_format=True, target=target
+        )
+        ort_file = ORT_FILE
+    files = tuple(name for name in (MAIN_FILE, EXTERNAL_DATA_FILE, ort_file) if name)
+    return WrittenFiles(
+        main_file=MAIN_FILE, files=files, ort_file=ort_file, external_data_file=EXTERNAL_DATA_FILE, warnings=warnings
+    )
+
+
 def _load(path: Path):
     import onnx
 

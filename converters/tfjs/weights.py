@@ -2,13 +2,18 @@
 
 Every Const node (main graph and function bodies) becomes a manifest entry named like its node: the TF.js
 executor looks constants up by node name in one weight map shared by the graph and its functions, so
-constants inside function bodies are renamed to names unique across the whole model.
+constants inside function bodies are renamed to names unique across the whole model. A large model's weights
+kept by reference (model/weight_references.py) become Const nodes too, their values read from the variables.
+Weights are encoded and written to the shard files one at a time, as they come (ShardWriter).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -25,7 +30,7 @@ class Weight:
     name: str
     dtype: str  # the manifest dtype: float32, int32, bool, string, complex64
     shape: tuple[int, ...]
-    data: bytes
+    data: bytes | memoryview
     quantization: dict | None = None
 
     def manifest_entry(self) -> dict:
@@ -36,10 +41,16 @@ class Weight:
 
 
 @dataclass(frozen=True)
-class EncodedWeights:
-    weights: tuple[Weight, ...]
+class WrittenWeights:
+    manifest: list[dict]  # the model.json weightsManifest: one group, its shard files and its entries
+    files: tuple[str, ...]  # the shard files, in order
+    count: int
+    bytes: int
     warnings: tuple[str, ...]
     quantized: int  # how many float tensors were stored compressed
+
+
+Value = np.ndarray | Callable[[], np.ndarray]  # a constant's value, or a reader of a variable's
 
 
 def take_constants(graph_def) -> list[tuple[str, np.ndarray]]:
@@ -86,15 +97,88 @@ def _rename_references(function, renames: dict[str, str]) -> None:
         function.ret[key] = renamed(function.ret[key])
 
 
-def encode_weights(constants: list[tuple[str, np.ndarray]], *, compress: str | None) -> EncodedWeights:
-    weights, warnings, quantized = [], [], 0
-    for name, value in constants:
-        weight, warning = _encode(name, value, compress)
-        weights.append(weight)
-        quantized += weight.quantization is not None
-        if warning:
-            warnings.append(warning)
-    return EncodedWeights(tuple(weights), tuple(warnings), quantized)
+def take_references(graph_def, references) -> list[tuple[str, Value]]:
+    """Placeholders standing for weights kept by reference become value-less Const nodes, like every constant
+    once taken; returns (weight name, reader of the variable's value) for those still in the graph."""
+    by_node = {ref.node: ref for ref in references}
+    taken: list[tuple[str, Value]] = []
+    for node in graph_def.node:
+        if node.op == "Placeholder" and node.name in by_node:
+            dtype = node.attr["dtype"].type
+            node.op = "Const"
+            node.ClearField("attr")
+            node.attr["dtype"].type = dtype
+            taken.append((node.name, by_node[node.name].value))
+    return taken
+
+
+def write_weights(
+    constants: Iterable[tuple[str, Value]], folder: Path, *, compress: str | None, shard_size_bytes: int
+) -> WrittenWeights:
+    """Encode each constant (compressed for the fp16/uint8/uint16 variants) and write it to the shards before
+    the next is read: a large model's weights never sit in memory twice."""
+    entries, warnings, quantized = [], [], 0
+    with ShardWriter(folder, shard_size_bytes) as writer:
+        for name, value in constants:
+            weight, warning = _encode(name, value() if callable(value) else value, compress)
+            writer.write(weight.data)
+            entries.append(weight.manifest_entry())
+            quantized += weight.quantization is not None
+            if warning:
+                warnings.append(warning)
+            del weight
+    manifest = [{"paths": list(writer.files), "weights": entries}]
+    return WrittenWeights(manifest, writer.files, len(entries), writer.total, tuple(warnings), quantized)
+
+
+class ShardWriter:
+    """Bytes into files of at most `shard_size_bytes`, named group1-shard{i}of{n}.bin once closed (n is known
+    only then); at least one file, empty for a model without weights."""
+
+    def __init__(self, folder: Path, shard_size_bytes: int):
+        self._folder, self._size = folder, shard_size_bytes
+        self._parts: list[Path] = []
+        self._file: BinaryIO | None = None
+        self._room = 0
+        self.total = 0
+        self.files: tuple[str, ...] = ()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view.nbytes:
+            if self._room == 0:
+                self._next_file()
+            piece = view[: self._room]
+            assert self._file is not None
+            self._file.write(piece)
+            self._room -= piece.nbytes
+            self.total += piece.nbytes
+            view = view[piece.nbytes :]
+
+    def _next_file(self) -> None:
+        if self._file:
+            self._file.close()
+        part = self._folder / f".shard-{len(self._parts) + 1}.partial"
+        self._parts.append(part)
+        self._file = part.open("wb")
+        self._room = self._size
+
+    def __exit__(self, kind, *rest) -> None:
+        if not self._parts and kind is None:
+            self._next_file()
+        if self._file:
+            self._file.close()
+        if kind is not None:
+            for part in self._parts:
+                part.unlink(missing_ok=True)
+            return
+        names = [f"{SHARD_PREFIX}{i + 1}of{len(self._parts)}.bin" for i in range(len(self._parts))]
+        for part, name in zip(self._parts, names, strict=True):
+            part.replace(self._folder / name)
+        self.files = tuple(names)
 
 
 def _encode(name: str, value: np.ndarray, compress: str | None) -> tuple[Weight, str | None]:
@@ -114,17 +198,22 @@ def _encode(name: str, value: np.ndarray, compress: str | None) -> tuple[Weight,
         pairs = np.stack([value.real, value.imag], axis=-1).astype("<f4")
         return Weight(name, "complex64", shape, pairs.tobytes()), None
     if kind.name in TO_FLOAT32 or kind == np.float32 or str(kind) == "bfloat16":
-        values = value.astype(np.float32)
+        values = value.astype(np.float32, copy=False)
         if compress:
             packed = quantize(values, compress)
             if packed is not None:
                 return Weight(name, "float32", shape, packed.data, packed.quantization), None
             return (
-                Weight(name, "float32", shape, values.astype("<f4").tobytes()),
+                Weight(name, "float32", shape, _little_endian_bytes(values)),
                 f"constant {name} kept in float32: its values do not fit {compress}",
             )
-        return Weight(name, "float32", shape, values.astype("<f4").tobytes()), None
+        return Weight(name, "float32", shape, _little_endian_bytes(values)), None
     raise ValueError(f"constant {name} has dtype {kind.name}, which TF.js weights cannot hold")
+
+
+def _little_endian_bytes(values: np.ndarray) -> memoryview:
+    """The array's bytes as float32 little-endian, without a copy when it is one already."""
+    return np.ascontiguousarray(values.reshape(-1), dtype="<f4").data.cast("B")
 
 
 def _encode_strings(value: np.ndarray) -> bytes:
@@ -133,12 +222,3 @@ def _encode_strings(value: np.ndarray) -> bytes:
         raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
         parts.append(struct.pack("<I", len(raw)) + raw)
     return b"".join(parts)
-
-
-def shard(weights: tuple[Weight, ...], shard_size_bytes: int) -> tuple[list[dict], list[tuple[str, bytes]]]:
-    """One weight group split into files of at most `shard_size_bytes`; returns (manifest, [(file, bytes)])."""
-    blob = b"".join(weight.data for weight in weights)
-    pieces = [blob[i : i + shard_size_bytes] for i in range(0, len(blob), shard_size_bytes)] or [b""]
-    files = [(f"{SHARD_PREFIX}{i + 1}of{len(pieces)}.bin", piece) for i, piece in enumerate(pieces)]
-    manifest = [{"paths": [name for name, _ in files], "weights": [w.manifest_entry() for w in weights]}]
-    return manifest, files

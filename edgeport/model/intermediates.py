@@ -140,6 +140,7 @@ def select_layers(graph_def, input_tensors: dict[str, str], output_tensors: dict
 def reference_intermediates(frozen, feeds: Sequence[Feeds]) -> LayerReference:
     """Every layer's output on `feeds`, from the frozen graph (one session, every layer fetched at once)."""
     from edgeport.model.tf_quiet import import_tensorflow
+    from edgeport.model.weight_references import reference_feeds
 
     tf = import_tensorflow()
     layers, aliases = select_layers(frozen.graph_def, frozen.input_tensors, frozen.output_tensors)
@@ -148,10 +149,12 @@ def reference_intermediates(frozen, feeds: Sequence[Feeds]) -> LayerReference:
         tf.compat.v1.import_graph_def(frozen.graph_def, name="")
     fetchable = [layer for layer in layers if graph.get_operation_by_name(layer.name).outputs]
     fetches = [graph.get_tensor_by_name(layer.name + ":0") for layer in fetchable]
+    weights = reference_feeds(frozen.references)  # a large model's weights kept by reference
     values: list[dict[str, np.ndarray]] = []
     with tf.compat.v1.Session(graph=graph) as session:
         for feed in feeds:
             feed_dict = {graph.get_tensor_by_name(frozen.input_tensors[name]): value for name, value in feed.items()}
+            feed_dict.update({graph.get_tensor_by_name(tensor): value for tensor, value in weights.items()})
             got = session.run(fetches, feed_dict=feed_dict)
             values.append({layer.name: np.asarray(v) for layer, v in zip(fetchable, got, strict=True)})
     kept = {layer.name for layer in fetchable}

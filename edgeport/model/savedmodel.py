@@ -18,6 +18,7 @@ from typing import Any
 from edgeport.data import Feeds, Signature, TensorSpec
 from edgeport.errors import ConversionError, ModelLoadError, UsageError, first_line
 from edgeport.model.tf_quiet import import_tensorflow
+from edgeport.model.weight_references import REFERENCE_MIN_BYTES, WeightReference, freeze_by_reference
 
 DEFAULT_SIGNATURE = "serving_default"
 LARGE_MODEL_BYTES = 256 << 20  # weights from here on are a large model (large_model_threshold)
@@ -44,11 +45,16 @@ CONTROL_FLOW_OPS = frozenset(
 
 @dataclass(frozen=True)
 class FrozenGraph:
-    """The signature with variables folded to constants; tensor names map signature names into the graph."""
+    """The signature with variables folded to constants; tensor names map signature names into the graph.
+
+    A large model's big variables stay out of it (`references`, model/weight_references.py): each is a
+    Placeholder its writers read from the variable, one at a time, and whoever runs the graph feeds.
+    """
 
     graph_def: Any  # tf.compat.v1.GraphDef, function library included (control flow bodies)
     input_tensors: dict[str, str]  # signature input name -> "placeholder:0"
     output_tensors: dict[str, str]  # signature output name -> "Identity:0"
+    references: tuple[WeightReference, ...] = ()  # weights kept by reference (large models only)
 
     def op_histogram(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -138,6 +144,9 @@ class LoadedModel:
 
     @functools.cached_property
     def frozen(self) -> FrozenGraph:
+        """Frozen once per run; a large model's with its big variables by reference (TF2 loader only)."""
+        if self.large and self.mode == "tf2":
+            return self._backend.freeze_by_reference(min(REFERENCE_MIN_BYTES, large_model_threshold()))
         return self._backend.freeze()
 
     @functools.cached_property
@@ -330,6 +339,24 @@ class _TF2Backend:
 
         frozen = freeze_function(self._fn, self.input_names, self.output_names)
         frozen = self._inline_noinline_calls(frozen)
+        contents = table_contents(frozen.graph_def, self._fn)
+        if contents:
+            lower_integer_lookups(frozen.graph_def, contents)
+        return frozen
+
+    def freeze_by_reference(self, min_bytes: int) -> FrozenGraph:
+        """The frozen signature with every variable of at least `min_bytes` that it only reads kept by reference.
+        Calls the freeze left (`_noinline`) stay calls: inlining them prunes the graph, which needs every
+        placeholder fed."""
+        from edgeport.model.lookup_tables import lower_integer_lookups, table_contents
+
+        graph_def, inputs, outputs, references = freeze_by_reference(self._fn, min_bytes)
+        frozen = FrozenGraph(
+            graph_def=graph_def,
+            input_tensors=dict(zip(self.input_names, inputs, strict=True)),
+            output_tensors=dict(zip(self.output_names, outputs, strict=True)),
+            references=references,
+        )
         contents = table_contents(frozen.graph_def, self._fn)
         if contents:
             lower_integer_lookups(frozen.graph_def, contents)

@@ -1,14 +1,15 @@
 """The large-model path, forced on a small model by lowering the threshold (EDGEPORT_LARGE_MODEL_BYTES): TFLite and
 TFLite Micro convert from the SavedModel directory with the converter's own loader, say so, and still pass on
-their runtimes; ONNX keeps the shared frozen graph but skips tf2onnx's optimizers (each deep-copies the graph with
-its weights), said too. (A model past the real threshold is measured
-in benchmarks/bench_scale.py, not here.)"""
+their runtimes; ONNX and TF.js get the frozen graph with its weights by reference (every variable, at this
+threshold) and write them from the variables: ONNX to external data (fp32) or in memory (fp16), TF.js to its
+shards. (A model past the real threshold is measured in benchmarks/bench_scale.py, not here.)"""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import onnx
 import pytest
 
 from edgeport.errors import UsageError
@@ -24,7 +25,8 @@ def test_every_tflite_variant_and_tflm_take_the_large_model_path(tmp_path):
     out = tmp_path / "out"
     result = run_cli(
         "convert", model, "--data", tmp_path / "data.npz", "-t", "tflite", "-t", "tflite:fp16", "-t", "tflite:int8",
-        "-t", "tflm", "-t", "onnx", "-o", out, "--no-bench", env={LARGE_MODEL_ENV: "1"},
+        "-t", "tflm", "-t", "onnx", "-t", "onnx:fp16", "-t", "tfjs", "-o", out, "--no-bench",
+        env={LARGE_MODEL_ENV: "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "report.json").read_text())
@@ -35,7 +37,42 @@ def test_every_tflite_variant_and_tflm_take_the_large_model_path(tmp_path):
     assert targets["tflite:int8"]["accuracy"]["outputs"][0]["cosine"] > 0.99  # calibrated through that path too
     assert not any(SAID in note for note in targets["onnx"]["notes"])
     assert any("without tf2onnx's graph optimizers" in note for note in targets["onnx"]["notes"])
-    assert report["verdicts"]["onnx"] == "passed"
+    for name in ("onnx", "onnx:fp16", "tfjs"):
+        assert report["verdicts"][name] == "passed", name
+        assert targets[name]["details"]["weights_by_reference"] >= 2, name  # the kernel and the dense weights
+        assert targets[name]["accuracy"]["outputs"][0]["cosine"] > 0.9999, name
+    assert any("straight to model.onnx.data, one at a time" in note for note in targets["onnx"]["notes"])
+    assert targets["onnx"]["details"]["optimization_level"] == "none"
+    onnx_model = onnx.load(str(out / "onnx" / "model.onnx"), load_external_data=False)
+    external = [t for t in onnx_model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and all(not t.raw_data for t in external)
+    assert {value.name for value in onnx_model.graph.input} == {"image"}  # no weight left as an input
+    assert any("read from the SavedModel's variables" in note for note in targets["tfjs"]["notes"])
+
+
+def test_weights_by_reference_freeze_runs_like_the_savedmodel(tmp_path):
+    """The frozen graph with its variables as placeholders, fed their values, computes the SavedModel's outputs;
+    a variable smaller than the threshold stays a constant."""
+    import tensorflow as tf
+
+    from edgeport.model.weight_references import freeze_by_reference, reference_feeds
+
+    model, images, _ = save_planted(tmp_path / "m", 1.0)
+    loaded = tf.saved_model.load(str(model))  # owns the variables the references read
+    function = loaded.signatures["serving_default"]
+    graph_def, inputs, outputs, references = freeze_by_reference(function, min_bytes=64)
+    sizes = sorted(ref.nbytes for ref in references)
+    assert sizes and min(sizes) >= 64
+    constants = [n for n in graph_def.node if n.op == "Const" and n.attr["value"].tensor.tensor_content]
+    assert all(len(n.attr["value"].tensor.tensor_content) < 64 for n in constants)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    weights = reference_feeds(references)
+    with tf.compat.v1.Session(graph=graph) as session:
+        got = session.run(outputs, {inputs[0]: images[0], **weights})
+    expected = function(image=tf.constant(images[0]))
+    np.testing.assert_allclose(got[0], next(iter(expected.values())).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_the_threshold_and_its_override(monkeypatch):
