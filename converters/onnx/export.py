@@ -61,6 +61,7 @@ def export_onnx(
                 tensors_to_rename=renames,
                 initialized_tables={table.node.encode(): (table.keys, table.values) for table in tables},
                 optimize=optimize,
+                weights=tuple(ref.node for ref in frozen.references),
             )
         except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types; each becomes one line
             raise ConversionError(f"{target}: tf2onnx failed at opset {opset}: {first_line(exc)}") from None
@@ -76,16 +77,32 @@ def export_onnx(
     return model, captured.warnings()
 
 
-def _tf2onnx(graph_def, *, input_names: list[str], output_names: list[str], optimize: bool = True, **kwargs):
-    """tf2onnx.convert.from_graph_def's steps, with the keyword arguments it does not pass on (tables)."""
+def _tf2onnx(
+    graph_def,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    optimize: bool = True,
+    weights: tuple[str, ...] = (),
+    **kwargs,
+):
+    """tf2onnx.convert.from_graph_def's steps, with the keyword arguments it does not pass on (tables).
+    `weights`: placeholders of weights kept by reference, whose shapes Grappler must not see (it would
+    allocate each: edgeport.model.grappler.hide_placeholder_shapes)."""
     import tensorflow as tf
     from tf2onnx import optimizer, tf_loader
     from tf2onnx.tfonnx import process_tf_graph
 
+    from edgeport.model.grappler import hide_placeholder_shapes, restore_placeholder_shapes
+
     with tf.device("/cpu:0"), tf.Graph().as_default() as tf_graph, tf_loader.tf_session(graph=tf_graph) as sess:
         tf.import_graph_def(graph_def, name="")
         input_names = tf_loader.inputs_without_resource(sess, input_names)
-        optimized = tf_loader.tf_optimize(input_names, output_names, graph_def)
+        hidden = type(graph_def)()
+        hidden.CopyFrom(graph_def)  # a small graph when it has weights to hide
+        shapes = hide_placeholder_shapes(hidden, weights)
+        optimized = tf_loader.tf_optimize(input_names, output_names, hidden)
+        restore_placeholder_shapes(optimized, shapes)
     with tf.Graph().as_default() as tf_graph:
         tf.import_graph_def(optimized, name="")
         graph = process_tf_graph(

@@ -67,11 +67,14 @@ def prepare_graph(model, *, optimize: bool, runtime: RuntimeOps) -> PreparedGrap
     split_grouped_convolutions(graph_def)
     folded, undone = 0, []
     if optimize:
-        graph_def = run_grappler(graph_def, fetches=sorted(outputs), optimizers=SIMPLIFY)
+        weights = [ref.node for ref in frozen.references]  # a large model's, kept by reference
+        graph_def = run_grappler(graph_def, fetches=sorted(outputs), optimizers=SIMPLIFY, hidden_shapes=weights)
         _restore_missing(graph_def, frozen.graph_def, inputs)
         folded = fold_channel_affine(graph_def, protected)
         bias_before_activations(graph_def, protected, runtime.fused_activations)
-        graph_def = run_grappler(graph_def, fetches=sorted(outputs), optimizers=REMAP, on_cpu=True)
+        graph_def = run_grappler(
+            graph_def, fetches=sorted(outputs), optimizers=REMAP, on_cpu=True, hidden_shapes=weights
+        )
         _restore_missing(graph_def, frozen.graph_def, inputs)
         fuse_depthwise(graph_def, protected, runtime.fused_activations)
         undone = undo_unsupported_fusions(graph_def, protected, runtime.fused_activations)

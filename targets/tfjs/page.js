@@ -96,7 +96,8 @@ async function edgeportRun(request) {
   show([`backend ${request.backend}: loading ${request.model_url}`]);
   const engine = await setBackend(request.backend, request.threads);
   const started = performance.now();
-  const model = await tf.loadGraphModel(request.model_url);
+  // streamed: each weight becomes a tensor as its shard arrives, not after every shard is held at once
+  const model = await tf.loadGraphModel(request.model_url, {streamWeights: true});
   const loadMs = performance.now() - started;
   const run = edgeportProtocol.makeRunner(tf, model, request.model_url);
   const feeds = request.samples.map(record => mapRecord(record, fromBase64));

@@ -63,26 +63,34 @@ function writeBundle(file, meta, samples) {
   fs.writeFileSync(file, Buffer.concat([preamble, padding, ...chunks]));
 }
 
-/** An IOHandler that reads model.json and its weight shards from disk. */
+/** An IOHandler that reads model.json, then streams its weight shards from disk one file at a time
+ * (TF.js's own streaming load, `getWeightStream`): TF.js makes each weight's tensor as its bytes arrive, so a
+ * model's weights are not also held whole in one buffer (reading, slicing and concatenating them took three
+ * copies: 2.8x the weights at 1.1 GB). */
 function fileHandler(modelJsonPath) {
   const folder = path.dirname(modelJsonPath);
   return {
     load: async () => {
       const modelJson = JSON.parse(fs.readFileSync(modelJsonPath, 'utf8'));
-      return tf.io.getModelArtifactsForJSON(modelJson, async manifest => {
-        const specs = [];
-        const buffers = [];
-        for (const group of manifest) {
-          specs.push(...group.weights);
-          for (const shard of group.paths) {
-            const bytes = fs.readFileSync(path.join(folder, shard));
-            buffers.push(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-          }
-        }
-        return [specs, tf.io.concatenateArrayBuffers(buffers)];
-      });
+      const manifest = modelJson.weightsManifest || [];
+      const files = manifest.flatMap(group => group.paths.map(shard => path.join(folder, shard)));
+      const weightSpecs = manifest.flatMap(group => group.weights);
+      return {...modelJson, weightSpecs, getWeightStream: () => shardStream(files)};
     },
   };
+}
+
+function shardStream(files) {
+  let next = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (next < files.length) {
+        controller.enqueue(new Uint8Array(fs.readFileSync(files[next++])));
+      } else {
+        controller.close();
+      }
+    },
+  });
 }
 
 async function setBackend(name, threads) {

@@ -35,6 +35,8 @@ def test_every_tflite_variant_and_tflm_take_the_large_model_path(tmp_path):
         assert report["verdicts"][name] == "passed"
         assert any(note.startswith(SAID) and "large-model threshold" in note for note in targets[name]["notes"])
     assert targets["tflite:int8"]["accuracy"]["outputs"][0]["cosine"] > 0.99  # calibrated through that path too
+    offset = {name: any("buffer-offset mode" in note for note in targets[name]["notes"]) for name in targets}
+    assert offset == {**dict.fromkeys(targets, False), "tflite": True, "tflite:fp16": True}  # LiteRT checked them
     assert not any(SAID in note for note in targets["onnx"]["notes"])
     assert any("without tf2onnx's graph optimizers" in note for note in targets["onnx"]["notes"])
     for name in ("onnx", "onnx:fp16", "tfjs"):

@@ -39,6 +39,10 @@ class TFLiteConversion:
     # TFLite op outputs kept in float for it (empty: the layer has no op of its own here)
 
 
+BUFFER_OFFSET_VARIANTS = ("", "fp16", "dynamic")  # no calibration: edgeport's calibration steps rewrite the
+# flatbuffer, which would drop buffers stored after it
+
+
 @dataclass(frozen=True)
 class SavedModelSource:
     """Convert from the SavedModel directory with the converter's own loader (`from_saved_model`), for a large
@@ -81,6 +85,12 @@ def convert_to_tflite(
     if float_layers and variant != "int8":
         raise ConversionError(f"{_target(variant)}: only int8 keeps chosen layers in float")
     function, owner, notes = _source(model)
+    if isinstance(function, SavedModelSource) and variant in BUFFER_OFFSET_VARIANTS:
+        notes.append(
+            "constant buffers written after the flatbuffer (the converter's buffer-offset mode, which LiteRT "
+            "reads): no 2 GB FlatBuffers limit, and none of the converter's passes over the whole model in Python "
+            "(buffer deduplication, conversion metadata), which copy it"
+        )
     if variant == "int8" and io_type == "float" and keep_standardization_float:
         standardization, said_float = _input_standardization(model)
         if standardization:
@@ -241,6 +251,9 @@ def _convert(
         converter = tf.lite.TFLiteConverter.from_saved_model(
             function.path, signature_keys=[function.signature_key], tags=set(function.tags)
         )
+        if variant in BUFFER_OFFSET_VARIANTS:
+            converter._experimental_use_buffer_offset = True  # noqa: SLF001 - the converter's large-model mode
+            converter.exclude_conversion_metadata = True
     else:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], owner)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
