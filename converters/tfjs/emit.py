@@ -10,6 +10,7 @@ from edgeport.converters.tfjs.model_json import MODEL_FILE, model_json, signatur
 from edgeport.converters.tfjs.optimize import prepare_graph
 from edgeport.converters.tfjs.weights import take_constants, take_references, write_weights
 from edgeport.errors import ConversionError
+from edgeport.formats.tfjs.heap import past_wasm, wasm_note
 from edgeport.formats.tfjs.ops import RuntimeOps, unsupported_message, unsupported_ops
 
 COMPRESSION = {"": None, "fp16": "float16", "uint8": "uint8", "uint16": "uint16"}
@@ -53,6 +54,8 @@ def emit_graph_model(job: ConversionJob, *, runtime: RuntimeOps, default_runtime
         notes.append("fused ops: " + ", ".join(f"{op} x{count}" for op, count in fused.items()))
     if prepared.undone_fusions:
         notes.append("split fusions TF.js cannot run: " + ", ".join(sorted(set(prepared.undone_fusions))))
+    if past_wasm(written.bytes):
+        notes.append(wasm_note(written.bytes))
     if job.model.frozen.references:
         notes.append(
             f"a large model: {len(job.model.frozen.references)} weight(s) read from the SavedModel's variables "

@@ -141,7 +141,7 @@ class TFJSBrowserRuntime(Runtime):
     def _run(
         self, artifact: Path, settings: RuntimeSettings, request: dict[str, Any], feeds: list[Feeds]
     ) -> tuple[dict[str, Any], int]:
-        backend = pick_backend(settings, BACKENDS, self.name)
+        backend = pick_backend(settings, BACKENDS, self.name, artifact)
         availability = self.availability()
         if not availability.available:
             raise RuntimeUnavailable(f"runtime {self.name} unavailable: {availability.reason}")

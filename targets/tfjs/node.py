@@ -106,7 +106,7 @@ class TFJSNodeRuntime(Runtime):
         return raw_timings(report, peak_rss_bytes=report.get("peak_rss_bytes", 0), version=version)
 
     def _request(self, artifact: Path, settings: RuntimeSettings, *, mode: str) -> dict[str, Any]:
-        backend = pick_backend(settings, BACKENDS, self.name)
+        backend = pick_backend(settings, BACKENDS, self.name, artifact)
         return {"mode": mode, "model": str(artifact), "backend": backend, "threads": int(settings.threads)}
 
     def _run(self, request: dict[str, Any], feeds: list[Feeds], *, timeout: float) -> tuple[dict, list[Feeds]]:

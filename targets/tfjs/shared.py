@@ -26,9 +26,17 @@ def program_version(program: str) -> str:
     return lines[0].strip() if done.returncode == 0 and lines else ""
 
 
-def pick_backend(settings: RuntimeSettings, choices: tuple[str, ...], runtime: str) -> str:
-    """settings.backend, lower-cased; None means the first choice (wasm)."""
-    backend = (settings.backend or choices[0]).strip().lower()
+def pick_backend(
+    settings: RuntimeSettings, choices: tuple[str, ...], runtime: str, artifact: Path | None = None
+) -> str:
+    """settings.backend, lower-cased; None means the first choice (wasm), or cpu for a model whose weights
+    tfjs-backend-wasm does not compute right (edgeport.formats.tfjs.heap)."""
+    from edgeport.formats.tfjs.heap import past_wasm, weight_bytes
+
+    default = choices[0]
+    if settings.backend is None and artifact is not None and "cpu" in choices and past_wasm(weight_bytes(artifact)):
+        default = "cpu"
+    backend = (settings.backend or default).strip().lower()
     if backend not in choices:
         raise UsageError(f"runtime {runtime} has no backend {settings.backend!r}; use one of {', '.join(choices)}")
     return backend

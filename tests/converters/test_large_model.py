@@ -116,3 +116,33 @@ def test_flags_win_over_the_config_sample_count(tmp_path):
         result = run_cli("convert", "--config", config, "-o", out, "--no-bench", *extra)
         assert result.returncode == 0, result.stderr
         assert json.loads((out / "report.json").read_text())["samples"]["count"] == expected
+
+
+def test_a_tfjs_model_past_2_gib_is_checked_on_cpu_unless_a_backend_is_chosen(tmp_path):
+    """tfjs-backend-wasm computes wrong outputs past a 2 GiB heap (measured in benchmarks/bench_scale.py): the
+    runtimes default to cpu for such a model, a chosen backend wins, and the note says why. The shard is a
+    sparse file of 2 GiB: its size is what the runtimes read."""
+    import re
+
+    from edgeport.data import RuntimeSettings
+    from edgeport.formats.tfjs.heap import WASM_HEAP_MAX_BYTES, wasm_note
+    from edgeport.formats.tfjs.packages import node_modules
+    from edgeport.targets.tfjs.shared import pick_backend
+
+    def model(folder, size: int):
+        folder.mkdir()
+        with (folder / "group1-shard1of1.bin").open("wb") as shard:
+            shard.truncate(size)
+        manifest = [{"paths": ["group1-shard1of1.bin"], "weights": []}]
+        (folder / "model.json").write_text(json.dumps({"weightsManifest": manifest}))
+        return folder / "model.json"
+
+    big, small = model(tmp_path / "big", 1 << 31), model(tmp_path / "small", 1 << 20)
+    choices = ("wasm", "cpu")
+    assert pick_backend(RuntimeSettings(), choices, "tfjs-node", big) == "cpu"
+    assert pick_backend(RuntimeSettings(backend="wasm"), choices, "tfjs-node", big) == "wasm"
+    assert pick_backend(RuntimeSettings(), choices, "tfjs-node", small) == "wasm"
+    assert "computes wrong outputs" in wasm_note(1 << 31) and "cpu backend" in wasm_note(1 << 31)
+    assert "cannot load it" in wasm_note(WASM_HEAP_MAX_BYTES)
+    built = (node_modules() / "@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-simd.js").read_text()
+    assert [int(n) for n in re.findall(r"getHeapMax\(\)\{return (\d+)", built)] == [WASM_HEAP_MAX_BYTES]
