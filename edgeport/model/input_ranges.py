@@ -74,7 +74,8 @@ def graph_input_ranges(graph_def: Any, input_tensors: Mapping[str, str], dtypes:
             users = list(_first_users(_node_name(tensor), consumers))
             found = _pixels(users, nodes) or _standardized(users, consumers, nodes)
         elif "int" in dtype:
-            found = _ids(_node_name(tensor), consumers, nodes)
+            tables = {_node_name(t) for t in input_tensors.values()}  # not tables: the signature's inputs
+            found = _ids(_node_name(tensor), consumers, nodes, tables)
         if found is not None:
             ranges[name] = found
     return ranges
@@ -178,10 +179,13 @@ def _scale(node: Any, nodes: Mapping[str, Any]) -> float | None:
     return 1 / value if node.op == "RealDiv" else value
 
 
-def _ids(start: str, consumers: Mapping[str, list[Any]], nodes: Mapping[str, Any]) -> InferredRange | None:
+def _ids(
+    start: str, consumers: Mapping[str, list[Any]], nodes: Mapping[str, Any], inputs: set[str]
+) -> InferredRange | None:
     """The rows of the constant tables the input indexes, through at most ID_DEPTH of INDEX_OPS (Keras 3's
     Embedding first wraps negative ids: Less, AddV2, SelectV2, then GatherV2); a table lookup (Equal against
-    its keys) is no index."""
+    its keys) is no index. A table may be a large model's weight kept by reference: a Placeholder that is
+    not one of the signature's `inputs` (model/weight_references.py)."""
     rows: dict[int, str] = {}
     seen, frontier = {start}, [(start, 0)]
     while frontier:
@@ -191,7 +195,7 @@ def _ids(start: str, consumers: Mapping[str, list[Any]], nodes: Mapping[str, Any
                 continue
             seen.add(user.name)
             if user.op in GATHER_OPS and len(user.input) >= 2 and _node_name(user.input[1]) in seen | {name}:
-                shape = _const_shape(_const(user.input[0], nodes))
+                shape = _const_shape(_const(user.input[0], nodes, inputs))
                 if shape:
                     rows.setdefault(shape[0], user.name)
             elif depth < ID_DEPTH and user.op in INDEX_OPS:
@@ -202,11 +206,14 @@ def _ids(start: str, consumers: Mapping[str, list[Any]], nodes: Mapping[str, Any
     return InferredRange(0, smallest, f"ids: they index a table of {smallest} rows ({rows[smallest]})")
 
 
-def _const(tensor: str, nodes: Mapping[str, Any]) -> Any:
-    """The Const node behind `tensor`, through pass-through nodes (a frozen variable is Identity(Const))."""
+def _const(tensor: str, nodes: Mapping[str, Any], inputs: set[str] | None = None) -> Any:
+    """The Const node behind `tensor`, through pass-through nodes (a frozen variable is Identity(Const));
+    with `inputs`, also a Placeholder that is none of them (a weight kept by reference)."""
     node = nodes.get(_node_name(tensor))
     while node is not None and node.op in PASS_THROUGH_OPS and node.input:
         node = nodes.get(_node_name(node.input[0]))
+    if node is not None and inputs is not None and node.op == "Placeholder" and node.name not in inputs:
+        return node
     return node if node is not None and node.op == "Const" else None
 
 
@@ -224,7 +231,8 @@ def _scalar(node: Any) -> float | None:
 def _const_shape(node: Any) -> tuple[int, ...] | None:
     if node is None:
         return None
-    dims = node.attr["value"].tensor.tensor_shape.dim
+    shape = node.attr["shape"].shape if node.op == "Placeholder" else node.attr["value"].tensor.tensor_shape
+    dims = shape.dim
     return tuple(int(d.size) for d in dims) or None
 
 

@@ -119,11 +119,11 @@ class ModelService:
 
     def _input_ranges(self) -> dict[str, InferredRange]:
         """Read from the shared frozen graph, which every converter builds anyway; not for a large model
-        (the converters do not freeze it: reading it would cost a freeze)."""
+        loaded in a v1 session (its freeze folds every weight into the graph: reading it would cost that)."""
         from edgeport.model.input_ranges import graph_input_ranges
 
         model = self.model
-        if model.large:
+        if model.large and model.mode != "tf2":
             return {}
         try:
             frozen = model.frozen

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from edgeport.data import Signature, TensorSpec
 from edgeport.model.input_ranges import InferredRange
 from edgeport.model.samples import SampleRequest, synthetic_samples
+from edgeport.model.savedmodel import LARGE_MODEL_ENV
 from edgeport_testing import run_cli
 
 
@@ -30,9 +32,12 @@ def _save_rescaling_embedding(path):
     return path
 
 
-def test_pixels_and_ids_are_drawn_from_what_the_graph_says_and_said(tmp_path):
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_pixels_and_ids_are_drawn_from_what_the_graph_says_and_said(tmp_path, large):
+    """Large: the embedding is a weight kept by reference (a placeholder) and still read as a table."""
     model = _save_rescaling_embedding(tmp_path / "model")
-    result = run_cli("convert", model, "-t", "tflite", "-o", tmp_path / "out", "--no-bench", "--no-history")
+    env = {LARGE_MODEL_ENV: "1"} if large else {}
+    result = run_cli("convert", model, "-t", "tflite", "-o", tmp_path / "out", "--no-bench", "--no-history", env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     source = report["samples"]["source"]
