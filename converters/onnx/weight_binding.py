@@ -4,7 +4,8 @@ tf2onnx converts the frozen graph with each weight kept by reference as one more
 input becomes an initializer. Written straight to ONNX external data (`location`, page-aligned `offset`,
 `length`), one variable at a time, so the weights never sit in the ModelProto and no GraphDef or protobuf
 holds them (protobuf stops at 2 GB). A Transpose tf2onnx put on a weight alone (a convolution's kernel to
-OIHW) is applied to the values as they are written. For the variants that rewrite the weights in memory
+OIHW) is applied to the values as they are written; any other weight is streamed in slices of its
+variable (WeightReference.chunks). For the variants that rewrite the weights in memory
 (fp16, int8) the initializers are bound in memory instead.
 """
 
@@ -22,35 +23,60 @@ def bind_weights(model, references: Sequence, *, data_file: Path | None) -> int:
     """Replace the graph inputs named like `references` (WeightReference) by initializers of their values.
 
     `data_file`: write the values there as external data (its name is the `location`); None: in memory.
-    Returns the bytes written.
+    Returns the bytes written to `data_file`.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import numpy_helper
 
     by_input = {ref.tensor: ref for ref in references}
     bound = [value for value in model.graph.input if value.name in by_input]
     for value in bound:
         model.graph.input.remove(value)
-    written = 0
-    with data_file.open("wb") if data_file else _NoFile() as sink:
+    if data_file is None:
         for value in bound:
-            array = by_input[value.name].value()
-            name, array = _folded_transposes(model.graph, value.name, array)
-            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-            if data_file is None:
-                model.graph.initializer.append(numpy_helper.from_array(array, name))
-                continue
+            name, array = _value(model.graph, value.name, by_input[value.name])
+            model.graph.initializer.append(numpy_helper.from_array(array, name))
+        return 0
+    written = 0
+    with data_file.open("wb") as sink:
+        for value in bound:
             offset = -(-written // ALIGNMENT) * ALIGNMENT
             sink.write(b"\0" * (offset - written))
-            sink.write(array.reshape(-1).data.cast("B"))
-            written = offset + array.nbytes
-            tensor = helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
-            initializer = TensorProto(name=name, data_type=tensor.type.tensor_type.elem_type, dims=array.shape)
-            initializer.data_location = TensorProto.EXTERNAL
-            for key, entry in (("location", data_file.name), ("offset", offset), ("length", array.nbytes)):
-                initializer.external_data.add(key=key, value=str(entry))
-            model.graph.initializer.append(initializer)
-            del array
+            reference = by_input[value.name]
+            if _consumers(model.graph, value.name) == ["Transpose"]:  # applied to the whole value as written
+                name, array = _value(model.graph, value.name, reference)
+                sink.write(array.reshape(-1).data.cast("B"))
+                length, dtype, dims = array.nbytes, array.dtype, array.shape
+                del array
+            else:  # streamed in slices: never the whole variable at once
+                name, length = value.name, 0
+                for chunk in reference.chunks():
+                    chunk = np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<"))
+                    sink.write(chunk.reshape(-1).data.cast("B"))
+                    length += chunk.nbytes
+                dtype, dims = np.dtype(reference.dtype), reference.shape
+            model.graph.initializer.append(_external(name, dtype, dims, data_file.name, offset, length))
+            written = offset + length
     return written
+
+
+def _consumers(graph, name: str) -> list[str]:
+    return [node.op_type for node in graph.node if name in node.input]
+
+
+def _value(graph, name: str, reference) -> tuple[str, np.ndarray]:
+    """(initializer name, little-endian contiguous value) of one weight, its lone Transposes applied."""
+    name, array = _folded_transposes(graph, name, reference.value())
+    return name, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+
+
+def _external(name: str, dtype: np.dtype, dims, location: str, offset: int, length: int):
+    from onnx import TensorProto, helper
+
+    initializer = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(dtype), dims=dims)
+    initializer.data_location = TensorProto.EXTERNAL
+    for key, entry in (("location", location), ("offset", offset), ("length", length)):
+        initializer.external_data.add(key=key, value=str(entry))
+    return initializer
 
 
 def _folded_transposes(graph, name: str, array: np.ndarray) -> tuple[str, np.ndarray]:
@@ -66,11 +92,3 @@ def _folded_transposes(graph, name: str, array: np.ndarray) -> tuple[str, np.nda
         graph.node.remove(node)
         name = node.output[0]
     return name, array
-
-
-class _NoFile:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None

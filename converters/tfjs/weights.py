@@ -10,10 +10,10 @@ Weights are encoded and written to the shard files one at a time, as they come (
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class WrittenWeights:
     quantized: int  # how many float tensors were stored compressed
 
 
-Value = np.ndarray | Callable[[], np.ndarray]  # a constant's value, or a reader of a variable's
+Value = Any  # a constant's value (np.ndarray), or a WeightReference (model/weight_references.py)
 
 
 def take_constants(graph_def) -> list[tuple[str, np.ndarray]]:
@@ -99,7 +99,7 @@ def _rename_references(function, renames: dict[str, str]) -> None:
 
 def take_references(graph_def, references) -> list[tuple[str, Value]]:
     """Placeholders standing for weights kept by reference become value-less Const nodes, like every constant
-    once taken; returns (weight name, reader of the variable's value) for those still in the graph."""
+    once taken; returns (weight name, reference) for those still in the graph."""
     by_node = {ref.node: ref for ref in references}
     taken: list[tuple[str, Value]] = []
     for node in graph_def.node:
@@ -108,7 +108,7 @@ def take_references(graph_def, references) -> list[tuple[str, Value]]:
             node.op = "Const"
             node.ClearField("attr")
             node.attr["dtype"].type = dtype
-            taken.append((node.name, by_node[node.name].value))
+            taken.append((node.name, by_node[node.name]))
     return taken
 
 
@@ -120,7 +120,14 @@ def write_weights(
     entries, warnings, quantized = [], [], 0
     with ShardWriter(folder, shard_size_bytes) as writer:
         for name, value in constants:
-            weight, warning = _encode(name, value() if callable(value) else value, compress)
+            if isinstance(value, np.ndarray):
+                weight, warning = _encode(name, value, compress)
+            elif compress is None and value.dtype == "float32":  # a reference, streamed slice by slice
+                for chunk in value.chunks():
+                    writer.write(_little_endian_bytes(chunk))
+                weight, warning = Weight(name, "float32", tuple(value.shape), b""), None
+            else:  # compressed: quantize() takes the whole tensor's range
+                weight, warning = _encode(name, value.value(), compress)
             writer.write(weight.data)
             entries.append(weight.manifest_entry())
             quantized += weight.quantization is not None

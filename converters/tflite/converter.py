@@ -104,6 +104,9 @@ class TFLiteConverter(Converter):
         return findings
 
     def convert(self, job: ConversionJob) -> Artifact:
+        bound, said = self._with_bound_weights(job)
+        if bound is not None:
+            return bound
         conversion = convert_to_tflite(
             job.model,
             job.target.variant,
@@ -115,9 +118,33 @@ class TFLiteConverter(Converter):
         )
         flatbuffer = conversion.flatbuffer
         (job.workdir / MAIN_FILE).write_bytes(flatbuffer)
+        return self._artifact(job, flatbuffer, conversion.warnings, (*said, *conversion.notes), conversion)
+
+    def _with_bound_weights(self, job: ConversionJob) -> tuple[Artifact | None, tuple[str, ...]]:
+        """A large model's fp32/fp16 artifact with its weights bound by edgeport (formats/tflite/bound_weights),
+        or (None, the notes to carry): none where it does not apply, the reason where it failed (the conversion
+        then goes on from the SavedModel directory)."""
+        from edgeport.errors import first_line
+        from edgeport.formats.tflite.bound_weights import VARIANTS, convert_with_bound_weights
+
+        variant = job.target.variant
+        if not job.model.frozen.references or variant not in VARIANTS or job.float_layers:
+            return None, ()
+        path = job.workdir / MAIN_FILE
+        try:
+            flatbuffer, warnings, notes = convert_with_bound_weights(
+                job.model, variant, path, allow_tf_ops=job.options.allow_tf_ops
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure: the converter's own path, said
+            path.unlink(missing_ok=True)
+            reason = f"{type(exc).__name__}: {first_line(exc, 200)}"
+            return None, (f"edgeport could not bind the weights itself ({reason}), so the converter's loader ran",)
+        return self._artifact(job, flatbuffer, warnings, notes), ()
+
+    def _artifact(self, job: ConversionJob, flatbuffer: bytes, warnings, notes_said, conversion=None) -> Artifact:
         flex = flex_ops(flatbuffer)
         custom = custom_ops(flatbuffer)
-        notes = list(conversion.notes)
+        notes = list(notes_said)
         if flex:
             notes.append(f"uses Flex ops (TensorFlow kernels): {', '.join(flex)}")
         if custom:
@@ -127,14 +154,17 @@ class TFLiteConverter(Converter):
             precision=tflite_precision(job.target.variant),
             runtime=self.default_runtime,
             files=(MAIN_FILE,),
-            warnings=conversion.warnings,
+            warnings=tuple(warnings),
             notes=tuple(notes),
             not_checkable=f"needs Flex ops {', '.join(flex)} (no Flex delegate for LiteRT in Python)" if flex else None,
             details={
                 "flex_ops": flex,
                 "custom_ops": custom,
                 "io_type": job.options.io_type,
-                "fixed_shapes": {name: list(shape) for name, shape in conversion.fixed_shapes.items()},
-                **({"float_nodes": _lists(conversion.float_nodes)} if job.float_layers else {}),
+                "fixed_shapes": {name: list(shape) for name, shape in conversion.fixed_shapes.items()}
+                if conversion
+                else {},
+                "weights_bound_by_edgeport": conversion is None,
+                **({"float_nodes": _lists(conversion.float_nodes)} if conversion and job.float_layers else {}),
             },
         )

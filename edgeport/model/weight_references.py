@@ -15,13 +15,14 @@ the TF2 loader's graphs are frozen this way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 REFERENCE_MIN_BYTES = 1 << 20  # smaller variables are frozen to constants as usual
+CHUNK_BYTES = 16 << 20  # WeightReference.chunks: the most of a variable read at a time
 READS = frozenset({"ReadVariableOp", "ResourceGather"})  # what may read a variable kept by reference
 
 
@@ -46,6 +47,17 @@ class WeightReference:
         """The variable's value (a copy of this one variable, for as long as the caller keeps it); eager: call it
         outside graph building and sessions."""
         return self.variable.numpy()
+
+    def chunks(self, max_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
+        """The value in slices along its first axis of at most `max_bytes` (one row at least), in order: a
+        writer that streams it holds one slice, not a copy of the whole (an embedding of 262 MB cost that)."""
+        if not self.shape or self.nbytes <= max_bytes:
+            yield self.value()
+            return
+        row = max(1, self.nbytes // self.shape[0])
+        step = max(1, max_bytes // row)
+        for start in range(0, self.shape[0], step):
+            yield self.variable[start : start + step].numpy()
 
 
 def freeze_by_reference(function, min_bytes: int = REFERENCE_MIN_BYTES):
@@ -98,10 +110,10 @@ def _captured_variables(function) -> dict[str, Any]:
     return found
 
 
-def _variables_to_keep(graph_def, variables: dict[str, Any], min_bytes: int) -> dict[str, tuple[str, ...]]:
-    """{name: the nodes its handle flows through} for the captured variables of at least `min_bytes` that the
-    main graph only reads (the handle through Identity ops, the inlined calls' inputs, into ReadVariableOp)
-    and no function body names: those can stand as plain placeholders."""
+def _variables_to_keep(graph_def, variables: dict[str, Any], min_bytes: int) -> dict[str, Any]:
+    """{capture placeholder name: variable} for the captured variables of at least `min_bytes` that the main
+    graph only reads (the handle through Identity ops, the inlined calls' inputs, into READS) and no function
+    body names: those can stand as plain placeholders."""
     consumers: dict[str, list[Any]] = {}
     for node in graph_def.node:
         for source in node.input:
@@ -120,8 +132,7 @@ def _variables_to_keep(graph_def, variables: dict[str, Any], min_bytes: int) -> 
         size = int(np.prod(variable.shape.as_list(), dtype=np.int64)) * dtype.size
         if size < min_bytes or name in in_functions:
             continue
-        chain = _handle_chain(name, consumers)
-        if chain is not None:
+        if _handle_chain(name, consumers) is not None:
             kept[name] = variable
     return kept
 
@@ -161,7 +172,7 @@ def _reference(tf, graph_def, name: str, variable) -> WeightReference:
             node.ClearField("attr")
             node.attr["T"].type = dtype.as_datatype_enum
     return WeightReference(
-        node=name, dtype=dtype.as_numpy_dtype().dtype.name, shape=tuple(variable.shape.as_list()), variable=variable
+        node=name, dtype=np.dtype(dtype.as_numpy_dtype).name, shape=tuple(variable.shape.as_list()), variable=variable
     )
 
 

@@ -17,26 +17,33 @@ from edgeport.model.savedmodel import LARGE_MODEL_BYTES, LARGE_MODEL_ENV, large_
 from edgeport_testing import run_cli, save_planted
 
 SAID = "converted from the SavedModel directory by the converter's own loader"
+BOUND = "weight(s) written by edgeport from the SavedModel's variables after the flatbuffer"
 
 
-def test_every_tflite_variant_and_tflm_take_the_large_model_path(tmp_path):
+def test_every_target_takes_the_large_model_path(tmp_path):
     model, images, _ = save_planted(tmp_path / "m", 1.0)
     np.savez(tmp_path / "data.npz", image=images)
     out = tmp_path / "out"
     result = run_cli(
-        "convert", model, "--data", tmp_path / "data.npz", "-t", "tflite", "-t", "tflite:fp16", "-t", "tflite:int8",
-        "-t", "tflm", "-t", "onnx", "-t", "onnx:fp16", "-t", "tfjs", "-o", out, "--no-bench",
+        "convert", model, "--data", tmp_path / "data.npz", "-t", "tflite", "-t", "tflite:fp16", "-t", "tflite:dynamic",
+        "-t", "tflite:int8", "-t", "tflm", "-t", "onnx", "-t", "onnx:fp16", "-t", "tfjs", "-o", out, "--no-bench",
         env={LARGE_MODEL_ENV: "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "report.json").read_text())
     targets = {t["name"]: t for t in report["targets"]}
-    for name in ("tflite", "tflite:fp16", "tflite:int8", "tflm"):
-        assert report["verdicts"][name] == "passed"
+    assert all(verdict == "passed" for verdict in report["verdicts"].values()), report["verdicts"]
+    for name in ("tflite", "tflite:fp16"):  # weights bound by edgeport after the converter's weightless model
+        assert targets[name]["details"]["weights_bound_by_edgeport"], name
+        assert any(BOUND in note for note in targets[name]["notes"]), targets[name]["notes"]
+        assert targets[name]["accuracy"]["outputs"][0]["cosine"] > 0.9999, name
+    assert any("stored as float16, each with a DEQUANTIZE" in n for n in targets["tflite:fp16"]["notes"])
+    assert any("transposed as written" in note for note in targets["tflite"]["notes"])  # the conv kernels
+    for name in ("tflite:dynamic", "tflite:int8", "tflm"):  # the converter's own loader, from the directory
         assert any(note.startswith(SAID) and "large-model threshold" in note for note in targets[name]["notes"])
     assert targets["tflite:int8"]["accuracy"]["outputs"][0]["cosine"] > 0.99  # calibrated through that path too
     offset = {name: any("buffer-offset mode" in note for note in targets[name]["notes"]) for name in targets}
-    assert offset == {**dict.fromkeys(targets, False), "tflite": True, "tflite:fp16": True}  # LiteRT checked them
+    assert offset == {**dict.fromkeys(targets, False), "tflite:dynamic": True}  # LiteRT checked it
     assert not any(SAID in note for note in targets["onnx"]["notes"])
     assert any("without tf2onnx's graph optimizers" in note for note in targets["onnx"]["notes"])
     for name in ("onnx", "onnx:fp16", "tfjs"):
@@ -50,6 +57,32 @@ def test_every_tflite_variant_and_tflm_take_the_large_model_path(tmp_path):
     assert external and all(not t.raw_data for t in external)
     assert {value.name for value in onnx_model.graph.input} == {"image"}  # no weight left as an input
     assert any("read from the SavedModel's variables" in note for note in targets["tfjs"]["notes"])
+
+
+def test_weights_edgeport_cannot_bind_go_through_the_converters_loader_said(tmp_path):
+    """A fake-quant range held in variables (kept by reference at this threshold) must be constant for the
+    TFLite converter: binding fails, the converter's own loader converts it, the report says both."""
+    import tensorflow as tf
+
+    class FakeQuant(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(np.random.default_rng(0).normal(0, 0.3, (8, 4)).astype(np.float32))
+            self.low, self.high = tf.Variable(-1.0), tf.Variable(1.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.matmul(tf.quantization.fake_quant_with_min_max_vars(x, self.low, self.high), self.w)}
+
+    module = FakeQuant()
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
+    out = tmp_path / "out"
+    result = run_cli("convert", tmp_path / "m", "-t", "tflite", "-o", out, "--no-bench", env={LARGE_MODEL_ENV: "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    target = json.loads((out / "report.json").read_text())["targets"][0]
+    assert target["details"]["weights_bound_by_edgeport"] is False
+    assert "FakeQuantWithMinMaxVars" in target["notes"][0] and "could not bind the weights itself" in target["notes"][0]
+    assert target["notes"][1].startswith(SAID)
+    assert target["accuracy"]["outputs"][0]["cosine"] > 0.9999
 
 
 def test_weights_by_reference_freeze_runs_like_the_savedmodel(tmp_path):
@@ -75,6 +108,13 @@ def test_weights_by_reference_freeze_runs_like_the_savedmodel(tmp_path):
         got = session.run(outputs, {inputs[0]: images[0], **weights})
     expected = function(image=tf.constant(images[0]))
     np.testing.assert_allclose(got[0], next(iter(expected.values())).numpy(), rtol=1e-5, atol=1e-6)
+    for ref in references:  # what the writers stream: slices of at most 100 bytes (a row at least), in order
+        chunks = list(ref.chunks(max_bytes=100))
+        row = ref.nbytes // ref.shape[0]
+        assert all(chunk.nbytes <= max(100, row) for chunk in chunks)
+        rows_per_chunk = max(1, 100 // row)
+        assert len(chunks) == (1 if ref.nbytes <= 100 else -(-ref.shape[0] // rows_per_chunk))
+        np.testing.assert_array_equal(np.concatenate(chunks), ref.value())
 
 
 def test_the_threshold_and_its_override(monkeypatch):

@@ -291,6 +291,20 @@ def _convert(
     raise _Failed(_conversion_error(variant, failure, captured.lines, allow_tf_ops=allow_tf_ops), text)
 
 
+def convert_function(function, owner, variant: str, *, allow_tf_ops: bool) -> tuple[bytes, tuple[str, ...]]:
+    """One converter call on a signature function, for a float variant ("", fp16, dynamic): (flatbuffer, warnings);
+    a failure is the one-line ConversionError of any conversion."""
+    from edgeport.model.tf_quiet import import_tensorflow
+
+    try:
+        return _convert(
+            import_tensorflow(), function, owner, variant=variant, calibration=None, allow_tf_ops=allow_tf_ops,
+            io_type="float",
+        )  # fmt: skip
+    except _Failed as failure:
+        raise failure.error from None
+
+
 def _calibrate_around_the_calibrator(tf, converter, calibration: SampleSet, said: list[str]) -> None:
     """On this converter only, between its float model and its calibration: copy WHILE bodies' pass-through
     loop variables (formats.tflite.while_passthrough: the calibrator crashes on them), and calibrate a model

@@ -63,7 +63,7 @@ def _copy(model: Any, subgraph: Any, source: int, schema: Any) -> int:
     options = schema.ConcatenationOptionsT()
     options.axis = 0
     operator = schema.OperatorT()
-    operator.opcodeIndex = _opcode(model, schema, schema.BuiltinOperator.CONCATENATION)
+    operator.opcodeIndex = opcode_index(model, schema, schema.BuiltinOperator.CONCATENATION)
     operator.inputs = [source]
     operator.outputs = [len(subgraph.tensors) - 1]
     operator.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
@@ -72,7 +72,8 @@ def _copy(model: Any, subgraph: Any, source: int, schema: Any) -> int:
     return len(subgraph.tensors) - 1
 
 
-def _opcode(model: Any, schema: Any, builtin: int) -> int:
+def opcode_index(model: Any, schema: Any, builtin: int) -> int:
+    """The index of `builtin`'s operator code in the model (ModelT), added if missing."""
     for index, code in enumerate(model.operatorCodes):
         if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
             return index
