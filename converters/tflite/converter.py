@@ -128,10 +128,12 @@ class TFLiteConverter(Converter):
         from edgeport.formats.tflite.bound_weights import VARIANTS, convert_with_bound_weights
 
         variant = job.target.variant
-        if not job.model.frozen.references or variant not in VARIANTS or job.float_layers:
+        if not job.model.large or variant not in VARIANTS or job.float_layers:
             return None, ()
         path = job.workdir / MAIN_FILE
         try:
+            if not job.model.frozen.references:  # a v1-session model, or weights all under 1 MB
+                return None, ()
             flatbuffer, warnings, notes = convert_with_bound_weights(
                 job.model, variant, path, allow_tf_ops=job.options.allow_tf_ops
             )

@@ -50,8 +50,10 @@ def convert_with_bound_weights(model, variant: str, path: Path, *, allow_tf_ops:
     function, owner = signature_with_weight_inputs(import_tensorflow(), frozen, model.signature)
     converted, warnings = convert_function(function, owner, variant, allow_tf_ops=allow_tf_ops)
     flatbuffer, bound = bind(converted, frozen.references, variant)
-    if not read_model(flatbuffer).signatureDefs:
-        raise ConversionError("the bound model lost its signature")
+    signatures = read_model(flatbuffer).signatureDefs
+    inputs = {entry.name.decode() for entry in signatures[0].inputs} if signatures else set()
+    if inputs != {spec.name for spec in model.signature.inputs}:
+        raise ConversionError(f"the bound model's signature takes {sorted(inputs)}, not the SavedModel's inputs")
     write(path, flatbuffer, bound)
     transposed = sum(weight.perm is not None for weight in bound)
     note = (
