@@ -36,26 +36,21 @@ def bind_weights(model, references: Sequence, *, data_file: Path | None) -> int:
             name, array = _value(model.graph, value.name, by_input[value.name])
             model.graph.initializer.append(numpy_helper.from_array(array, name))
         return 0
+    from edgeport.model.weight_references import write_aligned
+
     written = 0
     with data_file.open("wb") as sink:
         for value in bound:
-            offset = -(-written // ALIGNMENT) * ALIGNMENT
-            sink.write(b"\0" * (offset - written))
             reference = by_input[value.name]
             if _consumers(model.graph, value.name) == ["Transpose"]:  # applied to the whole value as written
                 name, array = _value(model.graph, value.name, reference)
-                sink.write(array.reshape(-1).data.cast("B"))
-                length, dtype, dims = array.nbytes, array.dtype, array.shape
-                del array
+                dtype, dims, pieces = array.dtype, array.shape, [array]
             else:  # streamed in slices: never the whole variable at once
-                name, length = value.name, 0
-                for chunk in reference.chunks():
-                    chunk = np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<"))
-                    sink.write(chunk.reshape(-1).data.cast("B"))
-                    length += chunk.nbytes
-                dtype, dims = np.dtype(reference.dtype), reference.shape
+                name, dtype, dims, pieces = value.name, np.dtype(reference.dtype), reference.shape, reference.chunks()
+            offset, length = write_aligned(sink, written, pieces, dtype, ALIGNMENT)
             model.graph.initializer.append(_external(name, dtype, dims, data_file.name, offset, length))
             written = offset + length
+            del pieces
     return written
 
 

@@ -84,7 +84,8 @@ def freeze_by_reference(function, min_bytes: int = REFERENCE_MIN_BYTES):
     data = _LeavingLargeVariables(func=function, lower_control_flow=False, aggressive_inlining=True)
     graph_def, _ = freezing._replace_variables_by_constants(converter_data=data)  # noqa: SLF001
     kept = data.kept or {}
-    references = tuple(_reference(tf, graph_def, name, variable) for name, variable in kept.items())
+    consumers = _consumers(graph_def)
+    references = tuple(_reference(graph_def, consumers, name, variable) for name, variable in kept.items())
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
@@ -92,6 +93,19 @@ def freeze_by_reference(function, min_bytes: int = REFERENCE_MIN_BYTES):
     inputs = [t.name for t in function.inputs if t.dtype != tf.resource and t.name not in captured]
     outputs = [t.name for t in function.outputs]
     return graph.as_graph_def(add_shapes=True), inputs, outputs, references
+
+
+def write_aligned(sink, position: int, pieces: Iterable[np.ndarray], dtype, alignment: int) -> tuple[int, int]:
+    """Pad `sink` (at `position`) to `alignment`, then write each piece as little-endian `dtype`, in order;
+    returns (the offset the data starts at, its length). The writers of weights kept by reference share it."""
+    offset = -(-position // alignment) * alignment
+    sink.write(b"\0" * (offset - position))
+    length = 0
+    for piece in pieces:
+        data = np.ascontiguousarray(piece, dtype=np.dtype(dtype).newbyteorder("<"))
+        sink.write(data.reshape(-1).data.cast("B"))
+        length += data.nbytes
+    return offset, length
 
 
 def reference_feeds(references: Iterable[WeightReference]) -> dict[str, np.ndarray]:
@@ -114,10 +128,7 @@ def _variables_to_keep(graph_def, variables: dict[str, Any], min_bytes: int) -> 
     """{capture placeholder name: variable} for the captured variables of at least `min_bytes` that the main
     graph only reads (the handle through Identity ops, the inlined calls' inputs, into READS) and no function
     body names: those can stand as plain placeholders."""
-    consumers: dict[str, list[Any]] = {}
-    for node in graph_def.node:
-        for source in node.input:
-            consumers.setdefault(source.lstrip("^").split(":")[0], []).append(node)
+    consumers = _consumers(graph_def)
     in_functions = {
         source.lstrip("^").split(":")[0]
         for function in graph_def.library.function
@@ -150,14 +161,19 @@ def _handle_chain(name: str, consumers: dict[str, list[Any]]) -> tuple[str, ...]
     return tuple(chain) if chain else None
 
 
-def _reference(tf, graph_def, name: str, variable) -> WeightReference:
-    """Turn the capture placeholder `name` into a Placeholder of the variable's value, the Identity ops its
-    handle flows through into Identity ops of that value, its reads into Identity ops too; return its reference."""
-    dtype = variable.dtype
+def _consumers(graph_def) -> dict[str, list[Any]]:
+    """{node name: the main-graph nodes that take it as an input, data or control}."""
     consumers: dict[str, list[Any]] = {}
     for node in graph_def.node:
         for source in node.input:
             consumers.setdefault(source.lstrip("^").split(":")[0], []).append(node)
+    return consumers
+
+
+def _reference(graph_def, consumers: dict[str, list[Any]], name: str, variable) -> WeightReference:
+    """Turn the capture placeholder `name` into a Placeholder of the variable's value, the Identity ops its
+    handle flows through into Identity ops of that value, its reads into Identity ops too; return its reference."""
+    dtype = variable.dtype
     chain = set(_handle_chain(name, consumers) or ())
     for node in graph_def.node:
         if node.name == name:

@@ -132,17 +132,14 @@ def bind(flatbuffer: bytes, references: Sequence, variant: str) -> tuple[bytes, 
 
 def write(path: Path, flatbuffer: bytes, bound: Sequence[BoundWeight]) -> None:
     """The flatbuffer, then each weight at its buffer's offset, streamed from its variable."""
+    from edgeport.model.weight_references import write_aligned
+
     with path.open("wb") as sink:
         sink.write(flatbuffer)
         written = len(flatbuffer)
         for weight in bound:
-            start = _aligned(written)
-            sink.write(b"\0" * (start - written))
-            written = start
-            for piece in _pieces(weight):
-                data = np.ascontiguousarray(piece, dtype=np.dtype(weight.stored).newbyteorder("<"))
-                sink.write(data.reshape(-1).data.cast("B"))
-                written += data.nbytes
+            offset, length = write_aligned(sink, written, _pieces(weight), weight.stored, ALIGNMENT)
+            written = offset + length
 
 
 def _pieces(weight: BoundWeight):
