@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from edgeport.checks.timing import Session, time_session
 from edgeport.data import (
     Artifact,
     Availability,
-    ConversionJob,
     Event,
     Feeds,
     Finding,
@@ -100,6 +100,19 @@ def availability_of(name: str, requirements: tuple[Requirement, ...]) -> Availab
     return Availability(False, f"{', '.join(missing)} not installed; run: edgeport setup --target {name}")
 
 
+@dataclasses.dataclass(frozen=True)
+class ConversionJob:
+    """What a converter is given. `workdir` is a private staging folder: write the artifact there."""
+
+    model: LoadedModel
+    target: TargetSpec
+    options: Any  # the converter's own frozen Options dataclass
+    calibration: SampleSet
+    workdir: Path
+    float_layers: tuple[str, ...] = ()  # TF layer names to keep in float (-O quant_fallback=auto; see
+    # Converter.float_fallback): the converter maps them to its own nodes and says which it kept
+
+
 class Converter(ABC):
     """Turns the loaded SavedModel into one artifact folder, for one variant."""
 
@@ -144,30 +157,6 @@ class Converter(ABC):
 
     @abstractmethod
     def convert(self, job: ConversionJob) -> Artifact: ...
-
-
-class Session(ABC):
-    """One loaded artifact on a runtime.
-
-    The timing protocol prepares every feed once, before the clock starts (`prepare`), and times
-    `run_prepared` only: a session whose `run` converts feeds (quantizes int8 inputs, dequantizes outputs)
-    overrides both, so that the conversion is not timed. `run` must equal `run_prepared(prepare(feeds))` in
-    real values.
-    """
-
-    @abstractmethod
-    def run(self, feeds: Feeds) -> Feeds: ...
-
-    def prepare(self, feeds: Feeds) -> Any:
-        """Feeds as the timed call takes them (default: as they are)."""
-        return feeds
-
-    def run_prepared(self, prepared: Any) -> Any:
-        """The timed call: one inference on prepared feeds; its outputs may stay in the model's own dtypes."""
-        return self.run(prepared)
-
-    def close(self) -> None:
-        pass
 
 
 class Runtime(ABC):
@@ -242,6 +231,4 @@ class Runtime(ABC):
     def benchmark(
         self, artifact: Path, samples: SampleSet, settings: RuntimeSettings, protocol: TimingProtocol
     ) -> RawTimings:
-        from edgeport.checks.latency import time_session
-
         return time_session(lambda: self.open(artifact, settings), samples, protocol, self.version())

@@ -8,13 +8,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from edgeport.model.savedmodel import LoadedModel
 
 DEFAULT_SYNTHETIC_COUNT = 32  # samples; enough for a 90 % agreement gate to mean something (checks/accuracy.py)
 LARGE_MODEL_SYNTHETIC_COUNT = 2  # a large model's default (model/savedmodel.large_model_threshold): each sample
@@ -99,19 +97,6 @@ class SampleSet:
 
     def feeds(self) -> list[Feeds]:
         return [self.feed(i) for i in range(self.count)]
-
-
-@dataclass(frozen=True)
-class ConversionJob:
-    """What a converter is given. `workdir` is a private staging folder: write the artifact there."""
-
-    model: LoadedModel
-    target: TargetSpec
-    options: Any  # the converter's own frozen Options dataclass
-    calibration: SampleSet
-    workdir: Path
-    float_layers: tuple[str, ...] = ()  # TF layer names to keep in float (-O quant_fallback=auto; see
-    # Converter.float_fallback): the converter maps them to its own nodes and says which it kept
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
   another's package: what a converter and a runtime of one format share lives in `edgeport.formats.<format>`.
 - The core (`edgeport.*` outside converters and targets) knows no plug-in by module: only the registry finds them.
 - A `formats` module serves one format and imports no plug-in.
-- No import cycles between modules (function-level imports count; `if TYPE_CHECKING:` ones do not).
+- No import cycles between modules (function-level and `if TYPE_CHECKING:` imports count).
 - No private name (`_x`) is imported from another module.
 """
 
@@ -131,10 +131,40 @@ def test_the_walk_catches_a_converter_importing_a_runtime():
     assert violations(shared) is None
 
 
+# What each core package may import (its __init__ docstring says the same in words): a package's outward
+# edges are the architecture; a new edge is a decision to make here, not an accident.
+MAY_IMPORT = {
+    "checks": {"data", "errors", "model", "report"},
+    "report": {"checks", "errors"},
+    "model": {"data", "errors", "report", "run"},
+    "formats": {"data", "errors", "model", "checks", "report", "run"},
+    "fleet": {"checks", "cli", "errors", "model", "report", "run", "data", "contracts"},
+}
+NEVER_FROM_RUN = {"model": {"edgeport.model.inspection"}}  # `inspect` starts a model service; nothing else may
+
+
+def core_package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_each_core_package_imports_only_what_its_docstring_allows():
+    problems = []
+    for imp in all_imports():
+        source, target = core_package(imp.module), core_package(imp.target)
+        if source == target or source not in MAY_IMPORT:
+            continue
+        if target not in MAY_IMPORT[source] and target != "":
+            problems.append(f"{imp.module}:{imp.line} imports {imp.target}")
+        if target == "run" and source in NEVER_FROM_RUN and imp.module not in NEVER_FROM_RUN[source]:
+            problems.append(f"{imp.module}:{imp.line} imports {imp.target}: only inspection may")
+    assert not problems, "\n".join(problems)
+
+
 def test_no_import_cycles():
     graph: dict[str, set[str]] = {}
     for imp in all_imports():
-        if not imp.type_only and imp.target != imp.module:
+        if imp.target != imp.module:
             graph.setdefault(imp.module, set()).add(imp.target)
     cycles = [component for component in strongly_connected(graph) if len(component) > 1]
     assert not cycles, cycles

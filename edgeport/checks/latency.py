@@ -17,19 +17,12 @@ import os
 import platform
 import resource
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeport.data import RawTimings, SampleSet, TimingProtocol
+from edgeport.data import RawTimings, TimingProtocol
 from edgeport.errors import RuntimeFailure
-
-if TYPE_CHECKING:  # pragma: no cover
-    from edgeport.contracts import Session
-
 
 MAX_KEPT_RUNS = 1000
 
@@ -61,51 +54,6 @@ class LatencyStats:
             f"timed runs cut at max_seconds: {self.runs} of the {self.min_runs} min_runs asked for; "
             "p99 not gated (raise --max-seconds or lower --min-runs)"
         )
-
-
-def time_session(
-    open_session: Callable[[], Session], samples: SampleSet, protocol: TimingProtocol, version: str
-) -> RawTimings:
-    """Run the protocol on a Python session. Call it in a fresh process (the pipeline does)."""
-    clock = time.perf_counter
-    start = clock()
-    session = open_session()
-    load_ms = (clock() - start) * 1e3
-    try:
-        feeds = [session.prepare(feed) for feed in samples.feeds()]  # int8 I/O: quantized here, not timed
-        start = clock()
-        session.run_prepared(feeds[0])
-        first_ms = (clock() - start) * 1e3
-        began = clock()
-        deadline, warm_until = began + protocol.max_seconds, began + protocol.max_seconds / 2
-        warm = 0
-        while (warm < protocol.warmup_runs or clock() - began < protocol.warmup_seconds) and clock() < warm_until:
-            session.run_prepared(feeds[warm % len(feeds)])
-            warm += 1
-        times: list[float] = []
-        timed_from = clock()
-        while clock() < deadline:
-            feed = feeds[len(times) % len(feeds)]
-            t0 = clock()
-            session.run_prepared(feed)
-            times.append((clock() - t0) * 1e3)
-            if len(times) >= protocol.min_runs and clock() - timed_from >= protocol.min_seconds:
-                break
-    finally:
-        session.close()
-    if not times:
-        raise RuntimeFailure(
-            f"no timed run within max_seconds {protocol.max_seconds:g}: the first run took {first_ms:.0f} ms and "
-            f"{warm} warm-up run(s) {(timed_from - began) * 1e3:.0f} ms; raise --max-seconds"
-        )
-    return RawTimings(
-        load_ms=load_ms,
-        first_inference_ms=first_ms,
-        warmup_runs=warm,
-        run_ms=tuple(times),
-        peak_rss_bytes=peak_rss_bytes(),
-        runtime_version=version,
-    )
 
 
 def vm_hwm_bytes(pid: int | str = "self") -> int | None:

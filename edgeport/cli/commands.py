@@ -292,7 +292,7 @@ def check_artifact(
     from edgeport.checks.accuracy import DEFAULT_TOLERANCES, compare, default_tolerance
     from edgeport.errors import RuntimeFailure, StageTimedOut, WorkerDied
     from edgeport.run.isolation import PluginCrash, call_isolated
-    from edgeport.run.stages import run_check
+    from edgeport.run.runtime_calls import run_check
 
     if precision not in DEFAULT_TOLERANCES:
         raise UsageError(
@@ -382,7 +382,7 @@ def bench_artifact(
     from edgeport.model.samples import read_npz
     from edgeport.run.isolation import call_isolated
     from edgeport.run.request import check_limits
-    from edgeport.run.stages import run_bench
+    from edgeport.run.runtime_calls import run_bench
 
     timeouts = timeouts or StageTimeouts()
     protocol = TimingProtocol(**{k: v for k, v in protocol_overrides.items() if v is not None})

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeport.contracts import Converter, Session
+from edgeport.contracts import ConversionJob, Converter, Session
 from edgeport.data import (
     Artifact,
-    ConversionJob,
     Feeds,
     Finding,
     RawTimings,
@@ -150,7 +149,7 @@ class ModelService:
         """
         from importlib.metadata import version
 
-        from edgeport.checks.latency import time_session
+        from edgeport.checks.timing import time_session
 
         run = self.model.session_runner()
         raw = time_session(lambda: _Runner(run), samples, protocol, f"tensorflow {version('tensorflow')}")

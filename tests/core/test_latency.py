@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from edgeport.checks.latency import MAX_KEPT_RUNS, summarize, time_session
+from edgeport.checks.latency import MAX_KEPT_RUNS, summarize
+from edgeport.checks.timing import time_session
 from edgeport.contracts import RawTimings, SampleSet, Session, TimingProtocol
 from edgeport.errors import RuntimeFailure
 
@@ -138,7 +139,7 @@ def test_runtime_notes_reach_the_statistics():
 
 
 def test_a_truncated_benchmark_does_not_gate_p99_and_says_so():
-    from edgeport.run.pipeline import latency_notes
+    from edgeport.run.bench import latency_notes
 
     raw = RawTimings(1, 1, 1, tuple(float(t) for t in range(1, 8)), 1, "v")
     protocol = TimingProtocol(min_runs=50)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from edgeport.cli.progress import ProgressPrinter, RunShape
 from edgeport.contracts import TimingProtocol
-from edgeport.run.pipeline import Event
+from edgeport.data import Event
 
 SHAPE = RunShape(
     targets=("tflite", "tflite:int8", "onnx"),

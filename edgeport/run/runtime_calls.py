@@ -1,4 +1,4 @@
-"""The check and bench stages' work, run in a fresh process each (see isolation.call_isolated)."""
+"""What the check, bench and per-layer stages run inside a fresh runtime process (see isolation.call_isolated)."""
 
 from __future__ import annotations
 
