@@ -145,6 +145,10 @@ class Converter(ABC):
         """Whether one variant converts here; default: the converter's. Override when a variant needs more."""
         return self.availability()
 
+    def validate_options(self, variant: str, options: Any) -> None:
+        """Checks of the options alone, for this variant (no model needed): run before the model service
+        starts, so a bad flag costs no load. Raise UsageError (exit 2)."""
+
     def validate(self, model: LoadedModel, variant: str, options: Any) -> None:
         """Checks of the options against the model and the installed tools, before any target converts.
 

@@ -117,6 +117,7 @@ class Artifact:
     measurements: Mapping[str, float] = field(default_factory=dict)  # gated by budgets `max_<key>`
     budgets: Mapping[str, float] = field(default_factory=dict)  # budgets the converter's options set (a board's
     # RAM/flash); the user's per-target budgets win over these
+    stored_bytes: int | None = None  # the bytes a device stores (TFLM: the model's flash); None: the folder's files
 
 
 @dataclass(frozen=True)
@@ -134,16 +135,22 @@ class Availability:
 
 @dataclass(frozen=True)
 class TimingProtocol:
-    """After the first (cold) inference: warm-up runs (at least `warmup_runs` and `warmup_seconds`, ended at
-    half of `max_seconds` at the latest), then timed runs until both `min_runs` and `min_seconds` are met.
-    One deadline, `max_seconds` after the first inference, ends warm-up and timed runs together; timed runs cut
-    below `min_runs` by it are flagged (`LatencyStats.truncated`)."""
+    """The timing protocol (the full spec: checks/timing.py). After the first (cold) inference, warm-up until
+    the rolling median settles (at least `warmup_runs` and `warmup_seconds`; then until the median of the last
+    `warmup_window` runs is within `warmup_tolerance` of the window before; at half of `max_seconds` at the
+    latest), then timed runs until the p50's 95 % interval is within ±`ci_half_width` of it, with at least
+    `min_runs` runs and `min_seconds` (0: no fixed budget). One deadline, `max_seconds` after the first
+    inference, ends warm-up and timed runs together; timed runs cut below `min_runs` by it are flagged
+    (`LatencyStats.truncated`), an interval still wider than asked is said (`LatencyStats.ci_met`)."""
 
     warmup_runs: int = 3
-    warmup_seconds: float = 0.2
-    min_runs: int = 20
-    min_seconds: float = 1.0
+    warmup_seconds: float = 0.1
+    warmup_window: int = 5
+    warmup_tolerance: float = 0.05
+    min_runs: int = 10
+    min_seconds: float = 0.0
     max_seconds: float = 20.0
+    ci_half_width: float = 0.02  # the p50's 95 % interval, relative, to stop at (0: stop at min_runs and min_seconds)
 
 
 @dataclass(frozen=True)

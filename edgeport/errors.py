@@ -6,6 +6,7 @@ Every message is one line that says what is wrong, where, and what to do.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 
@@ -17,10 +18,41 @@ class ExitCode(enum.IntEnum):
     INFRASTRUCTURE = 4  # fleet: a model's task was lost with its worker or node on every attempt
 
 
+_HEADERS = ("Graph execution error:", "in user code:")  # TensorFlow's first lines; the op's message comes later
+_TF_NOISE = ("Detected at node ", "<stack traces unavailable>", "Node: ", "File ")
+_EXCEPTION_LINE = re.compile(r"(?:\w+\.)*\w*(?:Error|Exception): \S")
+
+
 def first_line(exc: BaseException, limit: int = 400) -> str:
-    """The first non-empty line of an exception's message (its type name if it has none), at most `limit` long."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+    """The first non-empty line of an exception's message (its type name if it has none), at most `limit` long.
+
+    TensorFlow's run-time errors open with a header line ("Graph execution error:") and put the op's message
+    below the stack of where the op was defined; that message is kept: "Graph execution error at node ReadFile:
+    /data/vocab.txt; No such file or directory"."""
+    raw = [line.rstrip() for line in str(exc).splitlines() if line.strip()]
+    if not raw:
+        return type(exc).__name__[:limit]
+    head = raw[0].strip()
+    if head in _HEADERS and len(raw) > 1:
+        return _tensorflow_line(head, raw[1:])[:limit]
+    return head[:limit]
+
+
+def _tensorflow_line(head: str, rest: list[str]) -> str:
+    """The header with the op's message: the first line that is neither the stack nor TensorFlow's node notes."""
+    detected = [line.split() for line in rest if line.startswith("Detected at node ")]
+    node = detected[0][3] if detected and len(detected[0]) > 3 else ""
+    if head == "in user code:":  # a function traced from Python: the exception's own line, indented in the stack
+        message = next((line.strip() for line in rest if _EXCEPTION_LINE.match(line.strip())), "")
+    else:  # the message sits at the left margin; the stack's lines and the [[{{node ...}}]] note are indented
+        message = next(
+            (line for line in rest if not line[0].isspace() and not line.startswith(_TF_NOISE)),
+            "",
+        )
+        if re.fullmatch(r"\d+ root error\(s\) found\.", message):  # a v1 session: the first root error below
+            message = next((line.strip() for line in rest[rest.index(message) + 1 :] if line[0].isspace()), message)
+    where = f" at node {node}" if node else ""
+    return f"{head[:-1]}{where}: {message}" if message else head
 
 
 class EdgeportError(Exception):

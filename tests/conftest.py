@@ -18,6 +18,21 @@ from edgeport_testing import (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_history(tmp_path_factory):
+    """Every run of the suite records into a history of its own, never the user's per-user one."""
+    import os
+
+    folder = tmp_path_factory.mktemp("xdg-data")
+    saved = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("models")

@@ -2,9 +2,13 @@
 
 From the frozen graph the run already holds (never the SavedModel again), through tf2onnx's Python API, at
 the highest opset both tf2onnx and the installed onnxruntime support unless `opset` says otherwise. Inputs
-and outputs carry the signature's names. The artifact's main file is the onnxruntime-optimized graph at a
-portable level, spatial means rewritten as GlobalAveragePool (rewrite.py); `ort_format` adds the .ort file
-ORT Mobile loads (same graph; model.onnx is the one checked and benchmarked). The stages live in
+and outputs carry the signature's names. The artifact's main file is standard ONNX (default domain and
+ai.onnx.ml only, checked with onnx.checker's full check, else the conversion fails), simplified offline by
+onnxruntime's basic level (constant folding, standard fusions), spatial means rewritten as GlobalAveragePool
+(rewrite.py), so TensorRT, OpenVINO, ONNX Runtime Web and the rest load it. `ort_optimized` writes
+onnxruntime's extended level instead: com.microsoft fused ops that only ONNX Runtime loads, said in the
+report (ONNX Runtime fuses the standard file the same way when a session starts). `ort_format` adds the
+.ort file ORT Mobile loads (same graph; model.onnx is the one checked and benchmarked). The stages live in
 opsets, export, precision, rewrite and files (this package).
 """
 
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgeport.contracts import Artifact, ConversionJob, Converter, Finding, Signature, option, quant_fallback_option
-from edgeport.converters.onnx.files import OPTIMIZATION_LEVELS
+from edgeport.converters.onnx.files import OPTIMIZATION_LEVELS, ORT_OPTIMIZED_LEVEL
 from edgeport.errors import ConversionError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +60,15 @@ class ONNXOptions:
         help="Keep ops with no standard handler as com.microsoft / ai.onnx.contrib custom ops.",
     )
     optimization_level: str = option(
-        "extended", choices=OPTIMIZATION_LEVELS, help="onnxruntime's offline optimization of the written graph."
+        "basic",
+        choices=OPTIMIZATION_LEVELS,
+        help="onnxruntime's offline simplification of the standard ONNX graph (none or basic).",
+    )
+    ort_optimized: bool = option(
+        False,
+        flag="--ort-optimized",
+        help="Write onnxruntime's extended-level graph instead: com.microsoft fused ops (FusedConv, FusedGemm, "
+        "QLinear*) that only ONNX Runtime loads.",
     )
     ort_format: bool = option(False, flag="--ort-format", help="Also write model.ort for ORT Mobile.")
     external_data_threshold_bytes: int = option(
@@ -78,11 +90,18 @@ def target_name(variant: str) -> str:
 def validate_options(options: ONNXOptions, signature: Signature, variant: str) -> None:
     """Cheap checks before any heavy import; each failure is one UsageError line."""
     target = target_name(variant)
+    if options.optimization_level == ORT_OPTIMIZED_LEVEL:
+        raise UsageError(
+            f"{target}: optimization_level={ORT_OPTIMIZED_LEVEL!r} writes com.microsoft ops only ONNX Runtime "
+            "loads; pass ort_optimized=true (--ort-optimized) for that file"
+        )
     if options.optimization_level not in OPTIMIZATION_LEVELS:
         raise UsageError(
             f"{target}: optimization_level={options.optimization_level!r}; use one of "
             f"{', '.join(OPTIMIZATION_LEVELS)} (the 'all' level is machine specific, applied at load)"
         )
+    if options.ort_optimized and options.optimization_level == "none":
+        raise UsageError(f"{target}: ort_optimized=true and optimization_level='none' contradict each other; drop one")
     if (
         isinstance(options.external_data_threshold_bytes, bool)
         or not isinstance(options.external_data_threshold_bytes, int)
@@ -115,7 +134,7 @@ class ONNXConverter(Converter):
     variants = ("", "fp16", "int8")
     default_runtime = "onnxruntime"
     Options = ONNXOptions
-    description = "ONNX via tf2onnx, optimized for onnxruntime: fp32, fp16, int8 (static QDQ or dynamic)"
+    description = "standard ONNX via tf2onnx: fp32, fp16, int8 (static QDQ or dynamic); ORT fusions on request"
 
     def precision(self, variant: str) -> str:
         return variant or "fp32"
@@ -181,13 +200,15 @@ class ONNXConverter(Converter):
     def _convert(self, job: ConversionJob, target: str, staging) -> Artifact:
         from edgeport.converters.onnx import files as onnx_files
         from edgeport.converters.onnx.export import export_onnx
-        from edgeport.converters.onnx.opsets import onnxruntime_version, resolve_opset
+        from edgeport.converters.onnx.opsets import CUSTOM_DOMAINS, onnxruntime_version, resolve_opset
         from edgeport.formats.onnx.conventions import INPUT_PERMUTATIONS_KEY, OUTPUT_PERMUTATIONS_KEY
+        from edgeport.model.graph_rewrites import with_real_spectra
         from edgeport.model.savedmodel import large_model_threshold
 
         options = job.options
         opset = resolve_opset(options.opset)
         frozen, erfc_rewrites = without_erfc(job.model.frozen)
+        frozen, spectra_notes = with_real_spectra(frozen)  # ComplexAbs/RFFT: edgeport.model.graph_rewrites
         frozen, tables = with_tables(frozen, job.model)
         optimize = not job.model.large or (
             bool(frozen.references) and frozen.graph_def.ByteSize() < large_model_threshold()
@@ -209,7 +230,7 @@ class ONNXConverter(Converter):
         if output_permutations:
             model.metadata_props.add(key=OUTPUT_PERMUTATIONS_KEY, value=json.dumps(output_permutations))
         streamed = bool(frozen.references) and not job.target.variant  # fp32: weights straight to external data
-        level = "none" if streamed else options.optimization_level
+        level = "none" if streamed else ORT_OPTIMIZED_LEVEL if options.ort_optimized else options.optimization_level
         rewrites = 0
         if streamed:
             written = onnx_files.write_by_reference(
@@ -239,8 +260,15 @@ class ONNXConverter(Converter):
                 ort_format=options.ort_format,
                 target=target,
             )
-        optimized = f"onnxruntime-optimized at the {level} level" if level != "none" else "not optimized offline"
-        notes = [f"opset {opset}; {optimized}"]
+        main_path = job.workdir / written.main_file
+        if level == ORT_OPTIMIZED_LEVEL:
+            ort_ops = onnx_files.ort_only_ops(main_path)
+        else:
+            custom = CUSTOM_DOMAINS if options.allow_custom_ops else ()
+            ort_ops = onnx_files.finish_standard(main_path, allowed_domains=custom, target=target)
+        notes = [f"opset {opset}; {_said_level(level, ort_ops)}"]
+        if options.ort_optimized and level != ORT_OPTIMIZED_LEVEL:
+            notes.append("ort_optimized not applied: a large model's weights are streamed, not optimized offline")
         if written.external_data_file:
             notes.append(f"weights in {written.external_data_file} (keep it beside {written.main_file})")
         if written.ort_file:
@@ -265,6 +293,7 @@ class ONNXConverter(Converter):
                     else f"onnxruntime's offline optimization ({level}) ran on it"
                 )
             )
+        notes.extend(spectra_notes)
         if erfc_rewrites:
             notes.append(f"{erfc_rewrites} Erfc op(s) written as 1 - Erf (tf2onnx has no Erfc; ONNX has Erf)")
         if input_permutations:
@@ -284,6 +313,8 @@ class ONNXConverter(Converter):
             details={
                 "opset": opset,
                 "optimization_level": level,
+                "standard_onnx": not ort_ops and level != ORT_OPTIMIZED_LEVEL,
+                "ort_only_ops": dict(sorted(ort_ops.items())),
                 "weights_by_reference": len(frozen.references),
                 "checked_file": written.main_file,
                 "ort_file": written.ort_file,
@@ -297,6 +328,26 @@ class ONNXConverter(Converter):
                 **({"float_nodes": float_nodes} if job.float_layers else {}),
             },
         )
+
+
+def _said_level(level: str, ops) -> str:
+    """The artifact's kind, as the report says it."""
+    listed = ", ".join(f"{op.rsplit('.', 1)[1]} x{n}" for op, n in sorted(ops.items()))
+    if level == ORT_OPTIMIZED_LEVEL:
+        if any(op.startswith("com.microsoft.") for op in ops):
+            return (
+                f"ONNX Runtime-only: com.microsoft ops ({listed}) from onnxruntime's extended level "
+                "(ort_optimized); other runtimes cannot load it"
+            )
+        return (
+            "ONNX Runtime-only: onnxruntime's extended level (ort_optimized) found nothing to fuse here, but the "
+            "file imports ONNX Runtime's own domains (com.microsoft...)"
+        )
+    kind = "standard ONNX (default domain and ai.onnx.ml, onnx.checker full check passed)"
+    if ops:
+        kind = f"ONNX with custom ops ({listed}, allow_custom_ops): not standard"
+    simplified = "simplified offline by onnxruntime's basic level" if level != "none" else "not optimized offline"
+    return f"{kind}; {simplified}"
 
 
 def with_tables(frozen: FrozenGraph, model) -> tuple[FrozenGraph, tuple]:

@@ -13,10 +13,10 @@ take, so the same steps are run here: import, tf_optimize, process_tf_graph, opt
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 from edgeport.converters.onnx.opsets import CUSTOM_DOMAINS, ML_DOMAIN, ONNX_DOMAINS, op_support, tf2onnx_max_opset
 from edgeport.errors import ConversionError, first_line
+from edgeport.formats.onnx.conventions import all_nodes
 from edgeport.model.lookup_tables import TableContents
 from edgeport.model.savedmodel import FrozenGraph
 from edgeport.run.capture import capture_output
@@ -66,7 +66,7 @@ def export_onnx(
         except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types; each becomes one line
             raise ConversionError(f"{target}: tf2onnx failed at opset {opset}: {first_line(exc)}") from None
     unconverted = sorted(
-        {node.op_type for node in _all_nodes(model.graph) if not _is_runnable(node, opset, allow_custom_ops)}
+        {node.op_type for node in all_nodes(model.graph) if not _is_runnable(node, opset, allow_custom_ops)}
         | {m.group(1) for line in captured.lines for m in _UNSUPPORTED_LOG.finditer(line)}
     )
     if unconverted:
@@ -120,16 +120,6 @@ def _is_runnable(node, opset: int, allow_custom_ops: bool) -> bool:
     if node.domain == ML_DOMAIN:
         return defs.has(node.op_type, ML_DOMAIN)
     return allow_custom_ops and node.domain in CUSTOM_DOMAINS
-
-
-def _all_nodes(graph) -> Iterator:
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _all_nodes(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _all_nodes(subgraph)
 
 
 def _check_names(model, frozen: FrozenGraph, target: str) -> None:

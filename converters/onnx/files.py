@@ -1,13 +1,19 @@
-"""Write the artifact's files: the onnxruntime-optimized .onnx, its external weights, the optional .ort.
+"""Write the artifact's files: the .onnx, its external weights, the optional .ort; then check the .onnx.
 
-onnxruntime optimizes the graph once here (constant folding, node fusions) at a portable level, "basic" or
-"extended": never the layout level, whose NCHWc rewrite is specific to this machine's CPU. Past the
-external-data threshold, weights go to `model.onnx.data` beside the model (ONNX's external data format;
-protobuf caps a single file at 2 GB).
+onnxruntime optimizes the graph once here at its "basic" level (constant folding, redundant nodes removed,
+Conv+BatchNorm/Add/Mul folded): standard ONNX ops only. Its "extended" level (`ort_optimized`) fuses into
+com.microsoft contrib ops (FusedConv, FusedGemm, QLinearSoftmax, DynamicQuantizeMatMul) that only ONNX
+Runtime loads; never the layout level, whose NCHWc rewrite is specific to this machine's CPU. onnxruntime
+imports all its own domains (com.microsoft.nchwc, org.pytorch.aten, ai.onnx.training...) into what it writes:
+`finish_standard` drops the imports no node uses and fails the conversion unless the file is standard ONNX
+(`formats.onnx.conventions.STANDARD_DOMAINS`) that `onnx.checker.check_model(full_check=True)` accepts.
+Past the external-data threshold, weights go to `model.onnx.data` beside the model (ONNX's external data
+format; protobuf caps a single file at 2 GB).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +23,8 @@ from edgeport.run.capture import capture_output
 MAIN_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 ORT_FILE = "model.ort"
-OPTIMIZATION_LEVELS = ("none", "basic", "extended")
+OPTIMIZATION_LEVELS = ("none", "basic")  # standard ONNX; ort_optimized writes the "extended" level
+ORT_OPTIMIZED_LEVEL = "extended"
 EXTERNAL_MIN_TENSOR_BYTES = 1024  # smaller tensors stay inside the .onnx
 
 
@@ -115,6 +122,51 @@ def write_by_reference(model, references, *, workdir: Path, ort_format: bool, ta
     return WrittenFiles(
         main_file=MAIN_FILE, files=files, ort_file=ort_file, external_data_file=EXTERNAL_DATA_FILE, warnings=warnings
     )
+
+
+def finish_standard(path: Path, *, allowed_domains: tuple[str, ...], target: str) -> Counter[str]:
+    """Make `path` standard ONNX or fail: drop the opset imports no node uses (onnxruntime imports all of its
+    domains into what it writes), refuse nodes or imports outside the standard domains (`allowed_domains`:
+    the custom ones `allow_custom_ops` asked for), then `onnx.checker.check_model(full_check=True)` on the
+    file (by path: external data and models past 2 GB included). Returns the custom-domain ops left."""
+    import onnx
+
+    from edgeport.formats.onnx.conventions import STANDARD_DOMAINS, domain_ops, used_domains
+
+    model = onnx.load(str(path), load_external_data=False)
+    used = used_domains(model) | {""}
+    unused = [o for o in model.opset_import if o.domain not in used and o.domain != "ai.onnx"]
+    if unused:
+        kept = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+        path.write_bytes(model.SerializeToString())  # the initializers' external data references are unchanged
+    allowed = STANDARD_DOMAINS | set(allowed_domains)
+    ops = domain_ops(model)
+    outside = {op: n for op, n in ops.items() if op.rsplit(".", 1)[0] not in allowed}
+    imports = sorted({o.domain for o in model.opset_import} - allowed)
+    if outside or imports:
+        said = ", ".join(f"{op} x{n}" for op, n in sorted(outside.items())) or f"imports {', '.join(imports)}"
+        raise ConversionError(
+            f"{target}: {path.name} is not standard ONNX ({said}); please report it, or pass ort_optimized=true "
+            "for an ONNX Runtime-only file"
+        )
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError, InferenceError...
+        raise ConversionError(
+            f"{target}: {path.name} fails onnx.checker.check_model(full_check=True): {first_line(exc)}"
+        ) from None
+    return ops
+
+
+def ort_only_ops(path: Path) -> Counter[str]:
+    """The ops outside the standard domains in `path` (an ORT-optimized file's com.microsoft fusions)."""
+    import onnx
+
+    from edgeport.formats.onnx.conventions import domain_ops
+
+    return domain_ops(onnx.load(str(path), load_external_data=False))
 
 
 def _load(path: Path):

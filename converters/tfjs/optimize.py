@@ -26,6 +26,7 @@ from edgeport.converters.tfjs.hash_tables import TableContents, materialize_tabl
 from edgeport.converters.tfjs.lower_einsum import lower_einsums
 from edgeport.converters.tfjs.rewrite_ops import rewrite_missing_ops, write_loop_outputs_to_lists
 from edgeport.converters.tfjs.strip import strip_bookkeeping_attrs, strip_debug_ops
+from edgeport.converters.tfjs.transposed_conv3d import lower_transposed_conv3d
 from edgeport.formats.tfjs.ops import RuntimeOps
 from edgeport.model.grappler import REMAP, SIMPLIFY, run_grappler
 
@@ -65,6 +66,8 @@ def prepare_graph(model, *, optimize: bool, runtime: RuntimeOps) -> PreparedGrap
     rewrite_missing_ops(graph_def, runtime.ops)
     lower_einsums(graph_def, protected)
     split_grouped_convolutions(graph_def)
+    if "Conv3DBackpropInputV2" not in runtime.ops:
+        lower_transposed_conv3d(graph_def)
     folded, undone = 0, []
     if optimize:
         weights = [ref.node for ref in frozen.references]  # a large model's, kept by reference

@@ -5,16 +5,21 @@ the runtime lacks the op. Also here: `write_loop_outputs_to_lists`, a rewrite fo
 
 from __future__ import annotations
 
-from edgeport.model.graph_rewrites import rewrite_erfc
+from edgeport.model.graph_rewrites import rewrite_complex_abs, rewrite_erfc
 
-REWRITTEN = ("Erfc",)
+REWRITTEN = ("Erfc", "ComplexAbs")
 
 
 def rewrite_missing_ops(graph_def, runtime_ops: frozenset[str]) -> int:
-    """Rewrites every op of REWRITTEN the runtime cannot run; returns how many nodes were rewritten."""
+    """Rewrites every op of REWRITTEN the runtime cannot run; returns how many nodes were rewritten.
+
+    ComplexAbs (an STFT's magnitude) is always rewritten, with its RFFT as a real DFT: TF.js's op table lists
+    RFFT and ComplexAbs, but the wasm backend has no Complex kernel ("Kernel 'Complex' not registered").
+    """
+    count = rewrite_complex_abs(graph_def)[0]
     if "Erfc" in runtime_ops or "Erf" not in runtime_ops:
-        return 0
-    return rewrite_erfc(graph_def)
+        return count
+    return count + rewrite_erfc(graph_def)
 
 
 LIST_WRITES = {"TensorListSetItem": 2, "TensorListPushBack": 1}  # op -> index of the written item input

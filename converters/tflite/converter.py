@@ -86,7 +86,7 @@ class TFLiteConverter(Converter):
     def float_fallback(self, variant: str) -> str | None:
         return tflite_float_fallback(variant)
 
-    def validate(self, model, variant: str, options: TFLiteOptions) -> None:
+    def validate_options(self, variant: str, options: TFLiteOptions) -> None:
         validate_io_type(variant, options.io_type)
 
     def preflight(self, model, options: TFLiteOptions) -> list[Finding]:

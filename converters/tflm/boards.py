@@ -1,7 +1,8 @@
 """Device budgets for microcontrollers: sizes like "256KB" and board profiles, as `max_<measurement>` budgets.
 
 Independent of edgeport: errors are ValueError with a one-line message; the caller turns them into its
-own error type. A budget is `max_<measurement>` in bytes (`max_arena_bytes`, `max_flash_bytes`).
+own error type. A budget is `max_<measurement>` in bytes (`max_arena_bytes`, `max_flash_bytes`). A figure no
+public source gave is null in boards.json (and named in the board's `not_found`): no budget, never a guess.
 """
 
 from __future__ import annotations
@@ -46,9 +47,15 @@ def device_budgets(*, board: str | None, ram_limit: str | int | None, flash_limi
     budgets: dict[str, int] = {}
     if board:
         profile = board_profile(board)
-        budgets = {"max_arena_bytes": int(profile["ram_bytes"]), "max_flash_bytes": int(profile["flash_bytes"])}
+        figures = {"max_arena_bytes": profile.get("ram_bytes"), "max_flash_bytes": profile.get("flash_bytes")}
+        budgets = {key: int(value) for key, value in figures.items() if value is not None}  # null: not found
     if ram_limit is not None:
         budgets["max_arena_bytes"] = parse_size(ram_limit, what="ram_limit")
     if flash_limit is not None:
         budgets["max_flash_bytes"] = parse_size(flash_limit, what="flash_limit")
     return budgets
+
+
+def board_npu(name: str) -> str | None:
+    """The Ethos-U generation a board carries (`ethos-u55`...), or None."""
+    return board_profile(name).get("npu")

@@ -6,7 +6,15 @@ samples). It is then checked against the installed tflite-micro package: every o
 arena search; a kernel that refuses an op version or type fails here). Written: model.tflite, model_data.cc /
 model_data.h (the model as an alignas(16) byte array) and op_resolver.h (a MicroMutableOpResolver<N> with
 exactly the model's ops). Device budgets (`board`, `ram_limit`, `flash_limit`) go to Artifact.budgets, gated
-by the pipeline.
+by the pipeline. The model's flash is measured: model_data.cc compiled with arm-none-eabi-gcc for the board's
+core, text+data (firmware.py); without the compiler it is the flatbuffer's size, and the report says so.
+
+The variants `tflm:ethos-u55-128` ... `tflm:ethos-u85-2048` (vela.ACCELERATORS) add an Arm Ethos-U NPU: the
+checked int8 model goes through Vela (its system configuration and memory mode from the options, else the
+board's, else Vela's default for that generation); the C sources then hold Vela's optimized .tflite
+(model_vela.tflite, with the `ethos-u` custom op) and the report gives Vela's estimate and the operators left
+to the CPU with Vela's reasons. The NPU cannot run here: the check runs model.tflite, the int8 model that went
+into Vela, on TFLM's reference kernels, and every Vela figure is labelled estimated, not measured.
 """
 
 from __future__ import annotations
@@ -27,18 +35,27 @@ from edgeport.contracts import (
     option,
     quant_fallback_option,
 )
-from edgeport.converters.tflm.boards import board_profile, device_budgets
+from edgeport.converters.tflm import firmware, vela
+from edgeport.converters.tflm.boards import board_npu, board_profile, device_budgets
 from edgeport.converters.tflm.csource import c_identifier_problem, model_data_cc, model_data_h, op_resolver_h
 from edgeport.errors import ConversionError, EdgeportError, UsageError
 from edgeport.formats.tflite.conversion import MAIN_FILE, TFLiteConversion, convert_to_tflite
+from edgeport.report import wording
 
 TARGET = "tflm"
 IO_TYPES = ("int8", "float")
 C_FILES = ("model_data.cc", "model_data.h", "op_resolver.h")
+VELA_FILE = "model_vela.tflite"
+NPU_NOT_RUN = (
+    "the NPU's numerics were not run: the check ran model.tflite, the int8 model that went into Vela, on "
+    "TFLite Micro's reference kernels; Vela's figures are estimated, not measured"
+)
 PREFLIGHT_SAMPLES = 4
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 _NO_BUILTIN = re.compile(r"ops with no TFLite builtin: ([\w, ]+)")
 INSTALL = "run: edgeport setup --target tflm (or pip install 'edgeport[tflm]')"
+# Vela's supported-ops table depends on the NPU generation only: the pre-flight names any configuration of it.
+_SMALLEST_MACS = {"ethos-u55": 32, "ethos-u65": 256, "ethos-u85": 128}
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,20 @@ class TFLMOptions:
     flash_limit: str | int | None = option(
         None, flag="--flash-limit", metavar="SIZE", help="Model size budget, e.g. 1MB (wins over the board's)."
     )
+    vela_system_config: str | None = option(
+        None,
+        flag="--vela-system-config",
+        metavar="NAME",
+        help="tflm:ethos-u*: Vela's system configuration (vela.ini), e.g. Ethos_U55_High_End_Embedded "
+        "(default: the board's, else Vela's default for the NPU generation).",
+    )
+    vela_memory_mode: str | None = option(
+        None,
+        flag="--vela-memory-mode",
+        metavar="NAME",
+        help="tflm:ethos-u*: Vela's memory mode (vela.ini), e.g. Shared_Sram (default: the board's, else "
+        "Vela's default for the NPU generation).",
+    )
     quant_fallback: str = quant_fallback_option()
 
     def __post_init__(self):
@@ -84,6 +115,15 @@ class TFLMOptions:
             return device_budgets(board=self.board, ram_limit=self.ram_limit, flash_limit=self.flash_limit)
         except ValueError as exc:
             raise UsageError(f"tflm: {exc}") from None
+
+    def vela_config(self, accelerator: str) -> tuple[str, str]:
+        """The Vela system configuration and memory mode for `accelerator`: the option, else the board's (when
+        it carries that NPU generation), else Vela's default for the generation."""
+        system, memory = vela.FAMILY_DEFAULTS[vela.family(accelerator)]
+        if self.board and board_npu(self.board) == vela.family(accelerator):
+            profile = board_profile(self.board)
+            system, memory = profile.get("vela_system_config") or system, profile.get("vela_memory_mode") or memory
+        return self.vela_system_config or system, self.vela_memory_mode or memory
 
 
 def tflm_version() -> str:
@@ -129,6 +169,12 @@ def signature_findings(signature: Signature) -> list[Finding]:
         elif spec.shape and spec.shape[0] is None:
             findings.append(Finding(TARGET, "info", f"input {spec.name!r}: dynamic batch is fixed to 1 on TFLM"))
     return findings
+
+
+def _sizes_said(sizes: dict[str, int], where: str) -> str:
+    """The arena and flash as a person reads them, each with its exact bytes (what budgets compare)."""
+    arena, flash = wording.size(sizes["arena_bytes"]), wording.size(sizes["flash_bytes"])
+    return f"tensor arena {arena} ({sizes['arena_bytes']:,} B, {where}), flash {flash} ({sizes['flash_bytes']:,} B)"
 
 
 def flatbuffer_findings(flatbuffer: bytes) -> list[Finding]:
@@ -251,12 +297,121 @@ def _arena(path: Path):
     return search
 
 
+def npu_findings(flatbuffer: bytes, accelerator: str) -> list[Finding]:
+    """Vela's supported-ops table against the int8 model's operators, without compiling: each operator type
+    Vela cannot map onto this NPU generation is a CPU fallback (a warning; the compile names every one, with
+    Vela's reason, including those its per-operator constraints refuse)."""
+    from edgeport.formats.tflite.flatbuffer import operator_uses
+
+    try:
+        supported = vela.supported_op_types(accelerator)
+    except (RuntimeError, OSError, ValueError) as exc:
+        return [Finding(TARGET, "warning", f"{accelerator}: {exc}; {vela.INSTALL}")]
+    uses = [use for use in operator_uses(flatbuffer) if use.count]
+    cpu = [f"{u.name} x{u.count}" for u in uses if u.custom or u.name not in supported]
+    generation = vela.family(accelerator).replace("ethos-u", "Ethos-U")
+    if not cpu:
+        return [Finding(TARGET, "info", f"{generation}: Vela's supported-ops table maps every operator type")]
+    return [
+        Finding(
+            TARGET,
+            "warning",
+            f"{generation}: CPU fallback for {', '.join(cpu)}: not in Vela {vela.vela_version()}'s supported-ops "
+            f"table for the {generation} (these run on the Cortex-M through TFLite Micro)",
+        )
+    ]
+
+
+def _flash(folder: Path, board: str | None, flatbuffer: bytes) -> tuple[int, dict, str]:
+    """The model's flash: model_data.cc compiled for the board's core (text+data), else the flatbuffer's size.
+
+    Returns (bytes, details, the note that says how it was found)."""
+    cpu, cpu_said = firmware.DEFAULT_CPU, f"{firmware.DEFAULT_CPU} (no board given)"
+    if board:
+        profile = board_profile(board)
+        cpu = profile.get("cpu")
+        cpu_said = cpu or ""
+        if cpu is None:
+            said = f"estimated from the flatbuffer size ({profile['title']} is not an Arm core)"
+            return len(flatbuffer), {"bytes": len(flatbuffer), "method": said}, f"model flash {said}"
+    try:
+        compiled = firmware.compile_sources(folder, ("model_data.cc",), cpu=cpu)
+    except RuntimeError as exc:
+        said = f"estimated from the flatbuffer size ({exc})"
+        return len(flatbuffer), {"bytes": len(flatbuffer), "method": said}, f"model flash {said}"
+    method = f"compiled with {compiled.compiler} for {cpu_said} (-Os), text+data of model_data.o"
+    details = {
+        "bytes": compiled.flash_bytes,
+        "text": compiled.text,
+        "data": compiled.data,
+        "bss": compiled.bss,
+        "method": method,
+        "not_included": firmware.NOT_INCLUDED,
+        "flatbuffer_bytes": len(flatbuffer),
+    }
+    note = (
+        f"model flash {wording.size(compiled.flash_bytes)} ({compiled.flash_bytes:,} B) {method}; "
+        f"{firmware.NOT_INCLUDED}"
+    )
+    return compiled.flash_bytes, details, note
+
+
+def _estimate_details(estimate: vela.VelaEstimate, board: str | None) -> tuple[dict, list[str]]:
+    """Vela's figures for report.json (every key says estimated) and the notes a person reads."""
+    clock = estimate.vela_clock_hz
+    clock_said = f"Vela's {estimate.system_config} clock"
+    board_clock = board_profile(board).get("npu_clock_hz") if board and board_npu(board) else None
+    if board_clock:
+        clock, clock_said = float(board_clock), f"the board's NPU clock ({board_profile(board)['title']})"
+    seconds = estimate.seconds_at(clock) if clock else estimate.inference_seconds
+    details = {
+        "basis": "estimated by Vela's performance model, not measured",
+        "accelerator": estimate.accelerator,
+        "system_config": estimate.system_config,
+        "memory_mode": estimate.memory_mode,
+        "vela": estimate.vela,
+        "clock_hz": clock,
+        "clock_source": clock_said,
+        "npu_cycles_estimated": estimate.cycles_npu,
+        "total_cycles_estimated": estimate.cycles_total,
+        "inference_ms_estimated": seconds * 1000,
+        "sram_bytes_estimated": estimate.sram_bytes,
+        "off_chip_flash_bytes_estimated": estimate.off_chip_flash_bytes,
+        "on_chip_flash_bytes_estimated": estimate.on_chip_flash_bytes,
+        "dram_bytes_estimated": estimate.dram_bytes,
+        "off_chip_bytes_per_inference_estimated": estimate.off_chip_bytes_per_inference,
+        "npu_operators": estimate.npu_ops,
+        "cpu_fallbacks": [{"op": f.op, "tensor": f.tensor, "reason": f.reason} for f in estimate.cpu_fallbacks],
+    }
+    name = estimate.accelerator.replace("ethos-u", "Ethos-U")
+    notes = [
+        f"{name} (Vela {estimate.vela}, {estimate.system_config}, {estimate.memory_mode}): "
+        f"{estimate.cycles_total:,} cycles ({estimate.cycles_npu:,} NPU), {wording.latency_ms(seconds * 1000)} per "
+        f"inference at {clock / 1e6:,.0f} MHz ({clock_said}) - estimated, not measured",
+        f"{name} memory: SRAM {wording.size(estimate.sram_bytes)}, off-chip flash "
+        f"{wording.size(estimate.off_chip_flash_bytes)}, DRAM {wording.size(estimate.dram_bytes)}, off-chip traffic "
+        f"{wording.size(estimate.off_chip_bytes_per_inference)} per inference - estimated, not measured",
+    ]
+    if estimate.cpu_fallbacks:
+        notes.append(
+            f"{name}: CPU fallback (Vela's reasons): "
+            + "; ".join(f"{f.op} '{f.tensor}': {f.reason}" for f in estimate.cpu_fallbacks)
+        )
+    else:
+        notes.append(f"{name}: every operator mapped to the NPU ({estimate.npu_ops} NPU operators)")
+    notes.append(NPU_NOT_RUN)
+    return details, notes
+
+
 class TFLMConverter(Converter):
     name = TARGET
-    variants = ("",)
+    variants = ("", *vela.ACCELERATORS)
     default_runtime = "tflm"
     Options = TFLMOptions
-    description = "TFLite Micro: int8 .tflite + C array + op resolver, arena measured, device budgets"
+    description = (
+        "TFLite Micro: int8 .tflite + C array + op resolver, arena and flash measured, device budgets; "
+        "tflm:ethos-u55-128 etc.: Vela for an Arm Ethos-U NPU (estimated)"
+    )
 
     def precision(self, variant: str) -> str:
         return "int8"
@@ -272,13 +427,51 @@ class TFLMConverter(Converter):
         )
 
     def requirements(self):
+        from edgeport.run.requirements import python_package, system_program
+
+        return (
+            python_package("tflite-micro", extra="tflm", why="kernel check and tensor arena search"),
+            system_program(
+                firmware.COMPILER,
+                apt_packages=(firmware.APT_PACKAGE,),
+                why="the model's flash, compiled for the board's core",
+            ),
+        )
+
+    def variant_availability(self, variant: str):
+        from edgeport.contracts import Availability
         from edgeport.run.requirements import python_package
 
-        return (python_package("tflite-micro", extra="tflm", why="kernel check and tensor arena search"),)
+        base = self.availability()
+        if not variant or not base.available:
+            return base
+        if python_package("ethos-u-vela", extra="npu").present:
+            return base
+        return Availability(False, f"ethos-u-vela not installed; run: {vela.INSTALL}")
+
+    def validate_options(self, variant: str, options: TFLMOptions) -> None:
+        if not variant:
+            if options.vela_system_config or options.vela_memory_mode:
+                raise UsageError(
+                    "tflm: vela_system_config and vela_memory_mode apply to an NPU variant only; "
+                    "use e.g. -t tflm:ethos-u55-128"
+                )
+            return
+        if options.board and board_npu(options.board) and board_npu(options.board) != vela.family(variant):
+            raise UsageError(
+                f"tflm:{variant}: board {options.board!r} carries an {board_npu(options.board)}, not an "
+                f"{vela.family(variant)}; pick a matching variant or board"
+            )
+        if vela.vela_version() is None:
+            return  # variant_availability says what to install
+        problem = vela.config_problem(*options.vela_config(variant))
+        if problem:
+            raise UsageError(f"tflm:{variant}: {problem}; pass --vela-system-config / --vela-memory-mode")
 
     def preflight(self, model, options: TFLMOptions) -> list[Finding]:
         """Signature and graph checks; then an int8 conversion with a few synthetic samples, checked op by op
-        against the installed TFLM kernels, its arena measured and the budgets compared."""
+        against the installed TFLM kernels, its arena measured and the budgets compared. A board with an
+        Ethos-U NPU adds Vela's supported-ops check (no compile): the operators that would fall back to the CPU."""
         from edgeport.model.samples import SampleRequest, synthetic_samples
 
         findings = signature_findings(model.signature)
@@ -290,6 +483,9 @@ class TFLMConverter(Converter):
             findings += flatbuffer_findings(flatbuffer)
             if any(f.severity == "error" for f in findings):
                 return findings
+            npu = board_npu(options.board) if options.board else None
+            if npu:
+                findings += npu_findings(flatbuffer, f"{npu}-{_SMALLEST_MACS[npu]}")
             with tempfile.TemporaryDirectory(prefix="edgeport-tflm-") as folder:
                 path = Path(folder) / MAIN_FILE
                 path.write_bytes(flatbuffer)
@@ -297,14 +493,13 @@ class TFLMConverter(Converter):
         except EdgeportError as exc:
             return [*findings, Finding(TARGET, "error", exc.message.removeprefix(f"{TARGET}: "))]
         sizes = {"arena_bytes": search.arena_bytes, "flash_bytes": len(flatbuffer)}
-        findings.append(
-            Finding(TARGET, "info", f"tensor arena {sizes['arena_bytes']:,} B (host), flash {sizes['flash_bytes']:,} B")
-        )
+        findings.append(Finding(TARGET, "info", _sizes_said(sizes, "host")))
         findings += [Finding(TARGET, "error", line) for line in budget_failures(sizes, options.budgets())]
         return findings
 
     def convert(self, job: ConversionJob) -> Artifact:
         options: TFLMOptions = job.options
+        accelerator = job.target.variant
         _raise_errors(signature_findings(job.model.signature))
         conversion = _int8_flatbuffer(job.model, options, job.calibration)
         flatbuffer, warnings = conversion.flatbuffer, conversion.warnings
@@ -313,25 +508,62 @@ class TFLMConverter(Converter):
         path = job.workdir / MAIN_FILE
         path.write_bytes(flatbuffer)
         search = _arena(path)
-        self._write_c_sources(job.workdir, options, flatbuffer, search.arena_bytes)
-        sizes = {"arena_bytes": search.arena_bytes, "flash_bytes": len(flatbuffer)}
+        files: tuple[str, ...] = (MAIN_FILE, *C_FILES)
+        firmware_model = flatbuffer
+        npu_notes: list[str] = []
+        npu_details: dict = {}
+        if accelerator:
+            findings += npu_findings(flatbuffer, accelerator)
+            firmware_model, npu_details, npu_notes = self._vela(job, options, path)
+            files = (MAIN_FILE, VELA_FILE, *C_FILES)
+        self._write_c_sources(job.workdir, options, firmware_model, search.arena_bytes)
+        flash_bytes, flash_details, flash_note = _flash(job.workdir, options.board, firmware_model)
+        sizes = {"arena_bytes": search.arena_bytes, "flash_bytes": flash_bytes}
         budgets = options.budgets()
         over = budget_failures(sizes, budgets)
+        details = {**self._details(job, options, flatbuffer, budgets), "flash": flash_details}
+        if npu_details:
+            details["ethos_u"] = npu_details
         return Artifact(
             main_file=MAIN_FILE,
             precision="int8",
             runtime=self.default_runtime,
-            files=(MAIN_FILE, *C_FILES),
+            files=files,
             warnings=warnings + tuple(f.message for f in findings if f.severity == "warning"),
             notes=(
-                f"tensor arena {sizes['arena_bytes']:,} B (host-measured), flash {sizes['flash_bytes']:,} B",
+                _sizes_said(sizes, "host-measured"),
+                flash_note,
+                *npu_notes,
                 *(f"over budget: {line}" for line in over),
                 *conversion.notes,
             ),
-            details=self._details(job, options, flatbuffer, budgets),
+            details=details,
             measurements={**sizes, "arena_search_probes": search.probes},
             budgets=budgets,
+            stored_bytes=flash_bytes,  # what the device stores is the model's flash, not the C sources beside it
         )
+
+    @staticmethod
+    def _vela(job: ConversionJob, options: TFLMOptions, model: Path) -> tuple[bytes, dict, list[str]]:
+        """Vela on the checked int8 model: its optimized .tflite (written as model_vela.tflite), the estimate
+        for report.json and the notes."""
+        accelerator = job.target.variant
+        system_config, memory_mode = options.vela_config(accelerator)
+        problem = vela.config_problem(system_config, memory_mode)
+        if problem:
+            raise UsageError(f"{TARGET}:{accelerator}: {problem}")
+        with tempfile.TemporaryDirectory(prefix="edgeport-vela-") as scratch:
+            try:
+                optimized, estimate = vela.compile_model(
+                    model, Path(scratch), accelerator=accelerator, system_config=system_config, memory_mode=memory_mode
+                )
+            except (RuntimeError, OSError) as exc:
+                raise ConversionError(f"{TARGET}:{accelerator}: {exc}") from None
+            data = optimized.read_bytes()
+        (job.workdir / VELA_FILE).write_bytes(data)
+        details, notes = _estimate_details(estimate, options.board)
+        details["file"] = VELA_FILE
+        return data, details, notes
 
     @staticmethod
     def _write_c_sources(folder: Path, options: TFLMOptions, flatbuffer: bytes, arena_bytes: int) -> None:

@@ -118,6 +118,7 @@ _METHOD_EXCEPTIONS = {
 CUSTOM_METHODS = {
     "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
     "CIRCULAR_BUFFER": "AddCircularBuffer",
+    "ethos-u": "AddEthosU",  # Vela's NPU subgraphs (tflm:ethos-u*)
 }
 BYTES_PER_LINE = 12
 

@@ -9,10 +9,17 @@ score interval, and its gate fails when the interval lies wholly below the gate 
 confidence, agreement under the gate). With the default 32 synthetic samples a 90 % gate fails at 25/32
 (78 %) agreement and passes at 26/32; with 8 samples it would pass 6/8, which is why the default is not 8.
 A gate that cannot apply to an output (top-1 on an output that is not [C] or [1, C]) is said in `notes`.
+
+The reference's own sensitivity is measured too: when every output of the SavedModel is the same on every
+sample (largest per-element std across the samples at most FLAT_OUTPUT of the output's mean magnitude), the
+samples test nothing (a float input cast to ids and drawn from [0, 1): every id 0) and any artifact that
+outputs that constant agrees with cosine 1. The result is then `inconclusive` (the reason said), which
+report/files makes a verdict of its own, never "passed"; an output constant beside others that vary is a note.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +75,7 @@ class OutputMetrics:
     top1_interval: tuple[float, float] | None = None  # 95 % Wilson interval of top1_agreement
     top5_interval: tuple[float, float] | None = None
     top1_ties: int = 0  # rows counted as agreeing because the artifact scores the reference's class as its top
+    reference_spread: float | None = None  # the reference's largest std across samples / its mean magnitude
 
 
 @dataclass(frozen=True)
@@ -79,12 +87,15 @@ class AccuracyResult:
     failures: tuple[str, ...]
     notes: tuple[str, ...] = ()  # gates that could not apply, and why
     task: TaskAccuracy | None = None  # against --labels (checks/task), on the first input size
+    inconclusive: str = ""  # why the comparison shows nothing (the reference barely varies), when it does not
 
     def worst(self) -> str:
         return self.failures[0] if self.failures else ""
 
 
 def _snr_db(reference: np.ndarray, error: np.ndarray) -> float:
+    if reference.size == 0:  # nothing compared: no ratio, never a pass
+        return float("nan")
     signal, noise = float(np.sum(reference**2)), float(np.sum(error**2))
     if noise == 0.0:
         return float("inf")
@@ -94,6 +105,8 @@ def _snr_db(reference: np.ndarray, error: np.ndarray) -> float:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0:  # nothing compared: undefined, not 1.0
+        return float("nan")
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     if norm == 0.0:
         return 1.0 if float(np.abs(a - b).max(initial=0.0)) == 0.0 else 0.0
@@ -138,7 +151,7 @@ def measure(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputMe
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
     error = np.abs(cand - ref)
-    rows = ref.reshape(-1, ref.shape[-1]) if ref.ndim >= 2 else ref.reshape(-1, 1)
+    rows = ref.reshape(-1, ref.shape[-1]) if ref.ndim >= 2 and ref.shape[-1] else ref.reshape(-1, 1)
     cand_rows = cand.reshape(rows.shape)
     classifier = is_classifier_like(tuple(int(d) for d in reference.shape[1:]))
     top1 = float(np.mean(_in_topk(rows, cand_rows, 1))) if classifier else None
@@ -167,6 +180,46 @@ def measure(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputMe
         top5_interval=interval(top5),
         top1_ties=_top1_ties(rows, cand_rows) if classifier else 0,
     )
+
+
+FLAT_OUTPUT = 1e-6  # a reference whose samples differ by less than this share of its magnitude tells nothing apart
+
+
+def reference_spread(reference: np.ndarray) -> tuple[float, float]:
+    """(largest per-element std across the samples (axis 0), mean magnitude) of one output's reference."""
+    if reference.shape[0] < 2 or reference.size == 0:
+        return float("nan"), float("nan")
+    values = reference.astype(np.float64)
+    return float(values.std(axis=0).max()), float(np.abs(values).mean())
+
+
+def _relative(spread: float, magnitude: float) -> float:
+    if not np.isfinite(spread):
+        return float("nan")
+    return spread / magnitude if magnitude > 0 else (0.0 if spread == 0 else float("inf"))
+
+
+def _flat(metrics: OutputMetrics) -> bool:
+    return metrics.reference_spread is not None and metrics.reference_spread <= FLAT_OUTPUT
+
+
+def _sensitivity(metrics: list[OutputMetrics], spreads: Mapping[str, tuple[float, float]], samples: int):
+    """(why the comparison is inconclusive or "", notes): inconclusive when every output compared is flat."""
+    flat = [m for m in metrics if _flat(m)]
+    if not flat:
+        return "", []
+    said = [
+        f"{m.name} (largest std across samples {spreads[m.name][0]:.3g}, mean magnitude {spreads[m.name][1]:.3g})"
+        for m in flat
+    ]
+    if len(flat) < len(metrics):
+        return "", [
+            f"{text}: the SavedModel gives the same value on every sample; only the others test" for text in said
+        ]
+    return (
+        f"inconclusive: the SavedModel's outputs barely vary across the {samples} samples ({'; '.join(said)}), so any "
+        "artifact that outputs that constant agrees; feed inputs the model responds to (--data, --input-range)"
+    ), []
 
 
 def _gate(metrics: OutputMetrics, tolerance: Precision) -> list[str]:
@@ -239,6 +292,8 @@ def compare(
         )
     names = list(reference[0]) if reference else []
     metrics = []
+    spreads: dict[str, tuple[float, float]] = {}
+    other_outputs = False  # strings/bools compared for equality: not measured for sensitivity, assumed to vary
     for name in names:
         if any(name not in outputs for outputs in candidate):
             present = ", ".join(sorted(candidate[0])) if candidate else "(none)"
@@ -265,7 +320,14 @@ def compare(
             failures.append(f"{name}: shape {list(got)} != reference {list(want)} (sample {i})")
             continue
         stacked = np.stack(cands)
+        if stacked.size == 0:  # every sample's output is empty: nothing was compared, and nothing can pass
+            failures.append(
+                f"{name}: no values compared (per-sample shape {list(stacked.shape[1:])} holds none); a check on "
+                "zero elements cannot pass: feed inputs whose every dimension is 1 or more"
+            )
+            continue
         if not np.issubdtype(stacked.dtype, np.number) and stacked.dtype != np.bool_:
+            other_outputs = True
             equal = all(np.array_equal(r, c) for r, c in zip(refs, cands, strict=False))
             if not equal:
                 failures.append(f"{name}: values differ from the reference")
@@ -290,15 +352,22 @@ def compare(
             )
             stacked_refs = np.where(ref_non_finite, 0, stacked_refs)
             stacked = np.where(ref_non_finite, 0, stacked)
-        result = measure(name, stacked_refs, stacked)
+        spreads[name] = spread = reference_spread(stacked_refs)
+        result = dataclasses.replace(measure(name, stacked_refs, stacked), reference_spread=_relative(*spread))
         metrics.append(result)
         failures.extend(_gate(result, tolerance))
         notes.extend(_not_applicable(result, tolerance))
+    inconclusive, flat_notes = "", []
+    if not failures:
+        inconclusive, flat_notes = _sensitivity(metrics, spreads, len(reference))
+        if other_outputs and inconclusive:  # a non-numeric output compared: the flat ones are a note only
+            inconclusive, flat_notes = "", [inconclusive]
     return AccuracyResult(
         passed=not failures,
         samples=len(reference),
         tolerance=tolerance,
         outputs=tuple(metrics),
         failures=tuple(failures),
-        notes=tuple(notes),
+        notes=(*notes, *flat_notes, *([inconclusive] if inconclusive else [])),
+        inconclusive=inconclusive,
     )

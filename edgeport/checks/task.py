@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeport.data import Feeds
 from edgeport.errors import UsageError
+from edgeport.report import wording
 
 DEFAULT_KEY = "labels"
 
@@ -125,6 +126,7 @@ def scored_output(reference: Sequence[Feeds], labels: LabelSet) -> str:
             continue
         candidates.append(name)
         if len(reference) * (value.size // value.shape[-1]) == labels.count:
+            _check_classes(labels, name, value.shape[-1])
             return name
     shapes = ", ".join(f"{n} {list(np.shape(reference[0][n]))}" for n in reference[0])
     if not candidates:
@@ -133,6 +135,19 @@ def scored_output(reference: Sequence[Feeds], labels: LabelSet) -> str:
         f"--labels: {labels.count} labels do not fit any output's rows of class scores ({shapes}, per sample); "
         "give one label per class-score row"
     )
+
+
+def _check_classes(labels: LabelSet, output: str, classes: int) -> None:
+    """Every label must name a class of the scored output: one at or above its class count would be scored as a
+    miss on every target, silently."""
+    outside = np.flatnonzero(labels.values >= classes)
+    if outside.size:
+        first = int(outside[0])
+        raise UsageError(
+            f"--labels {labels.source}: label {int(labels.values[first])} (row {first}) is not a class of output "
+            f"{output!r}, which scores {classes} classes (0..{classes - 1}); {outside.size} of {labels.count} "
+            "labels are out of range: are these the labels of this model?"
+        )
 
 
 def topk_accuracy(rows: np.ndarray, labels: np.ndarray, k: int) -> float | None:
@@ -160,8 +175,9 @@ def task_accuracy(
     failure = (
         ""
         if passed
-        else f"task top-1 accuracy {artifact_top1:.2%} vs SavedModel {reference_top1:.2%} on {len(labels.values)} "
-        f"labelled samples: drop {drop:.4f} > max_accuracy_drop {max_drop:g}"
+        else f"task top-1 accuracy {wording.percent(artifact_top1, 2)} vs SavedModel "
+        f"{wording.percent(reference_top1, 2)} on {len(labels.values)} labelled samples: "
+        f"drop {wording.points(drop)} > max_accuracy_drop {max_drop:g} ({wording.points(max_drop)})"
     )
     return TaskAccuracy(
         metric="top1",

@@ -26,6 +26,7 @@ def convert(
     signature: str | None = None,
     options: Mapping[str, Any] | None = None,
     target_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    gates: Mapping[str, float | str] | None = None,
     threads: int = 1,
     jobs: int = 1,
     samples: int | None = None,
@@ -39,6 +40,7 @@ def convert(
     baseline: bool = True,
     strict: bool = False,
     trust_model: bool = False,
+    force: bool = False,
     stage_timeout: float | Mapping[str, float] | None = None,
     baseline_report: str | Path | None = None,
     history: str | Path | None = None,
@@ -49,15 +51,19 @@ def convert(
     `baseline`: time the SavedModel on TensorFlow as the baseline row (CLI: --no-baseline turns it off).
     `trust_model`: run a model the pre-load scan flags (CLI: --trust-model); otherwise such a model raises
     `edgeport.errors.UntrustedModel` (a UsageError) before any of it runs.
+    `force`: write into an `output` folder of the user's that is not empty (CLI: --force); edgeport adds its own
+    files beside the user's and still touches nothing it did not make (`edgeport.errors.UsageError` without it).
     `stage_timeout`: seconds every stage may take, or {stage: seconds} for load, convert, check, bench (CLI:
     --stage-timeout); a stage past its limit fails its own target.
     `labels`: class labels of the `data` samples (CLI: --labels): FILE.npy, FILE.npz:KEY or a KEY of the data
     .npz; each target's `accuracy.task`, gated by `max_accuracy_drop` in `target_settings`. `layers`: per-layer
     comparison of every checked target (CLI: --layers). `sequential`: every stage in turn (CLI: --sequential).
     `max_memory`: what any one process tree may hold, e.g. "8GB" or "off" (CLI: --max-memory).
+    `gates`: {"[TARGET.]KEY": value} (CLI: --gate [TARGET.]KEY=VALUE), e.g. {"min_cosine": 0.999,
+    "tflite:int8.min_top1_agreement": 0.95}: a gate or budget for every target or one, over `target_settings`.
     `baseline_report`: an earlier report.json; regressions against it are written to OUTPUT/comparison.json and make
     the returned report's exit_code 1, as `edgeport convert --baseline` does. `history`: a SQLite file the
-    run's summary is appended to (the CLI's default is .edgeport/history.db).
+    run's summary is appended to (the CLI's default: report/history.DEFAULT_HISTORY, per user).
     """
     from edgeport.checks.task import parse_labels_spec
     from edgeport.run import pipeline
@@ -77,6 +83,7 @@ def convert(
         targets=targets,
         target_settings=target_settings,
         shared_options=options,
+        gates=gates,
         output=Path(output),
         samples=sample_request,
         calibration=Path(calibration) if calibration else None,
@@ -95,6 +102,10 @@ def convert(
         sequential=sequential,
         max_memory=max_memory,
     )
+    if force:
+        import dataclasses
+
+        request = dataclasses.replace(request, force=True)
     earlier = _load_baseline(baseline_report)
     report = pipeline.run(request, progress or pipeline.quiet)
     if history is not None:

@@ -17,12 +17,34 @@ from rich.table import Table
 from edgeport.data import RuntimeSettings, StageTimeouts, TimingProtocol
 from edgeport.errors import ExitCode, UsageError
 from edgeport.model.samples import SampleRequest
-from edgeport.report.files import Report, accuracy_cell, human_bytes, layer_lines, stage_cell, task_lines
+from edgeport.report import wording
+from edgeport.report.files import (
+    Report,
+    accuracy_cell,
+    latency_cell,
+    layer_lines,
+    noise_line,
+    size_cell,
+    speed_line,
+    stage_cell,
+    task_lines,
+)
 from edgeport.run.request import RunRequest
 
 DEFAULT_OUTPUT = Path("edgeport-out")
-stderr = Console(stderr=True)
-stdout = Console() if Console().is_terminal else Console(width=150)  # CI logs: wide lines, no wrapping
+LOG_WIDTH = 100_000  # off a terminal (CI logs, a pipe): no line is ever hard-wrapped, so grep finds whole names
+CELL_REASON = 40  # on a terminal, a table cell says a stage's reason this short (progress printed it whole)
+
+
+def console(stderr: bool = False) -> Console:
+    """Rich's console for stdout or stderr: the terminal's width on a terminal; elsewhere lines as long as they
+    are (a table at its natural width, text never wrapped)."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=LOG_WIDTH, soft_wrap=True)
+
+
+stderr = console(stderr=True)
+stdout = console()
 
 
 def build_request(
@@ -51,14 +73,19 @@ def build_request(
     layers=False,
     sequential=False,
     max_memory=None,
+    gates=(),
 ) -> RunRequest:
     """The RunRequest of a `convert`: flags merged with edgeport.toml (`config_path`, or an already validated
-    `Config`, as a fleet manifest's entry is)."""
+    `Config`, as a fleet manifest's entry is); `gates`: --gate [TARGET.]KEY=VALUE, over the config's tables."""
     from edgeport.cli.config import load_config
     from edgeport.model.samples import Preprocess, parse_input_ranges, parse_input_shapes
     from edgeport.run.request import build_request as build_run_request
-    from edgeport.run.request import parse_stage_timeouts
+    from edgeport.run.request import check_jobs, check_threads, parse_stage_timeouts
 
+    if threads is not None:  # the flags, named as given (the config's own are checked where it is read)
+        check_threads(threads, "--threads")
+    if jobs is not None:
+        check_jobs(jobs, "--jobs")
     if config is None and config_path:
         config = load_config(config_path)
     get = config.get if config else (lambda key, default=None: default)
@@ -123,6 +150,7 @@ def build_request(
         layers=bool(layers or get("layers", False)),
         sequential=bool(sequential or get("sequential", False)),
         max_memory=max_memory if max_memory is not None else get("max_memory"),
+        gates=gates,
     )
 
 
@@ -160,8 +188,9 @@ def print_report(report: Report, out: Path, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
         return
+    short = stdout.is_terminal  # the reasons were printed whole above, by the progress lines
     table = Table(title=f"edgeport: {report.model['path']} ({report.model['mode']})", title_justify="left")
-    for column in ("target", "convert", "check", "bench", "size", "accuracy", "p50 ms", "p90 ms", "runtime"):
+    for column in ("target", "convert", "check", "bench", "size", "accuracy", "p50", "p90", "runtime"):
         table.add_column(column, overflow="fold")
     if report.baseline:
         b = report.baseline
@@ -170,36 +199,114 @@ def print_report(report: Report, out: Path, as_json: bool) -> None:
             "–",
             "–",
             "–",
-            human_bytes(report.model["size_bytes"]),
+            wording.size(report.model["size_bytes"]),
             "reference",
-            f"{b.p50_ms:.3f}",
-            f"{b.p90_ms:.3f}",
+            latency_cell(b),
+            latency_cell(b, "p90_ms"),
             b.runtime_version,
         )
+    cut = False
     for t in report.targets:
         lat = t.latency
+        cells = [stage_cell(t.stage(stage)) for stage in ("convert", "check", "bench")]
+        if short:
+            shortened = [short_cell(cell) for cell in cells]
+            cut = cut or shortened != cells
+            cells = shortened
         table.add_row(
-            t.name,
-            _colored(stage_cell(t.stage("convert"))),
-            _colored(stage_cell(t.stage("check"))),
-            _colored(stage_cell(t.stage("bench"))),
-            human_bytes(t.size_bytes),
+            escape_markup(t.name),
+            *(_colored(cell) for cell in cells),
+            escape_markup(size_cell(t)),
             accuracy_cell(t),
-            f"{lat.p50_ms:.3f}" if lat else "–",
-            f"{lat.p90_ms:.3f}" if lat else "–",
-            t.runtime,
+            latency_cell(lat),
+            latency_cell(lat, "p90_ms"),
+            escape_markup(runtime_cell(t)),
         )
     stdout.print(table)
-    for line in [*task_lines(report), *layer_lines(report)]:
+    if cut:
+        said = escape_markup(f"(reasons cut short in the table: whole above, and in {out / 'summary.md'})")
+        stdout.print(said, highlight=False)
+    for line in [*filter(None, [speed_line(report), noise_line(report)]), *task_lines(report), *layer_lines(report)]:
         stdout.print(escape_markup(line))
     for warning in report.warnings:
-        stdout.print(f"[yellow]warning:[/] {warning}")
+        stdout.print(f"[yellow]warning:[/] {escape_markup(warning)}")
+    for line in next_steps(report):
+        stdout.print(f"[cyan]next:[/] {escape_markup(line)}")
     verdict = {0: "[green]all gates passed[/]", 1: "[red]a gate failed[/]", 3: "[red]a conversion failed[/]"}
     unchecked = [t.name for t in report.targets if t.verdict == "unchecked"]
     said = verdict.get(report.exit_code, str(report.exit_code))
     if unchecked and report.exit_code == 0:
-        said = f"[yellow]all gates that ran passed; unchecked: {', '.join(unchecked)}[/]"
-    stdout.print(f"{said} (exit {report.exit_code}); report: {out / 'report.json'}")
+        said = f"[yellow]all gates that ran passed; unchecked: {escape_markup(', '.join(unchecked))}[/]"
+    where = escape_markup(f"{out / 'report.json'}, {out / 'report.html'}")
+    stdout.print(f"{said} (exit {report.exit_code}); report: {where}")
+
+
+def short_cell(cell: str) -> str:
+    """A stage cell ('FAIL: reason; reason') with its first reason cut to CELL_REASON characters and a count
+    of the others, for a table on a terminal."""
+    mark, sep, reason = cell.partition(": ")
+    if not sep or len(reason) <= CELL_REASON:
+        return cell
+    reasons = reason.split("; ")
+    first = reasons[0] if len(reasons[0]) <= CELL_REASON else reasons[0][: CELL_REASON - 1].rstrip() + "…"
+    return f"{mark}: {first}" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+
+
+def runtime_cell(target) -> str:
+    """The runtime and, where it has backends, the one used: the one chosen, else the one its benchmark names
+    (tfjs-browser on webgl must not look like wasm)."""
+    backend = target.backend
+    if backend is None and target.latency is not None:
+        from edgeport.run.registry import registry
+
+        runtime = registry().runtimes().get(target.runtime)
+        words = str(target.latency.runtime_version).replace("(", " ").replace(",", " ").split()
+        backend = next((b for b in (runtime.backends if runtime else ()) if b in words), None)
+    return f"{target.runtime} ({backend})" if backend else target.runtime
+
+
+QUANTIZED = ("int8", "int16x8")
+
+
+def next_steps(report: Report) -> list[str]:
+    """What to try after an integer-quantized target failed its accuracy gates: real samples, quant_fallback,
+    the per-layer comparison (each said only where it was not already done)."""
+    from edgeport.run.registry import registry
+
+    failed = [
+        t
+        for t in report.targets
+        if t.precision in QUANTIZED
+        and t.accuracy is not None
+        and not t.accuracy.passed
+        and (check := t.stage("check")) is not None
+        and check.status == "failed"
+    ]
+    if not failed:
+        return []
+    names = ", ".join(t.name for t in failed)
+    steps = []
+    if (report.samples or {}).get("synthetic") or (report.calibration or {}).get("synthetic"):
+        steps.append(
+            f"{names}: pass --data (and --calibration) with real samples: calibrated or checked on synthetic "
+            "inputs, a quantized model is judged on values it will never see"
+        )
+    fallback = []
+    for t in failed:
+        converter = registry().converters().get(t.converter)
+        if t.quant_fallback is None and converter is not None and converter.float_fallback(t.variant) is None:
+            fallback.append(t.name)
+    if fallback:
+        steps.append(
+            f"{', '.join(fallback)}: -O quant_fallback=auto keeps the layers adding the most error in float until "
+            "the gates pass (the report says what it costs)"
+        )
+    compared = [t.name for t in failed if t.layers and not t.layers.get("error")]
+    if compared:
+        steps.append(f"{', '.join(compared)}: the per-layer comparison (where the error starts) is in report.html")
+    else:
+        steps.append(f"{names}: --layers compares every layer with the SavedModel's, to find where the error starts")
+    return steps
 
 
 def _colored(cell: str) -> str:
@@ -288,21 +395,37 @@ def check_artifact(
     as_json,
     trust_model: bool = False,
     timeouts: StageTimeouts | None = None,
+    gates=(),
 ) -> int:
+    """`edgeport check`: precision None = the artifact's own (its run's record, else its file, else fp32);
+    `gates`: --gate KEY=VALUE tolerances over that precision's defaults."""
     from edgeport.checks.accuracy import DEFAULT_TOLERANCES, compare, default_tolerance
+    from edgeport.cli.artifacts import Inferred, artifact_precision
     from edgeport.errors import RuntimeFailure, StageTimedOut, WorkerDied
     from edgeport.run.isolation import PluginCrash, call_isolated
     from edgeport.run.runtime_calls import run_check
 
-    if precision not in DEFAULT_TOLERANCES:
+    if precision is not None and precision not in DEFAULT_TOLERANCES:
         raise UsageError(
             f"--precision {precision!r} is not one edgeport has tolerances for; "
             f"use one of {', '.join(DEFAULT_TOLERANCES)}"
         )
+    overrides = check_gates(gates)
+    from edgeport.run.request import check_path, check_threads
+
+    check_threads(threads, "--threads")
+    for what, path in (("the artifact", artifact), ("--model", model), ("--data", samples.data)):
+        if path is not None:
+            check_path(path, what)
     timeouts = timeouts or StageTimeouts()
     runtime, artifact = runtime_for(artifact, runtime_name)
+    inferred = Inferred(precision, "--precision") if precision else artifact_precision(artifact)
+    if inferred.precision not in DEFAULT_TOLERANCES:
+        inferred = Inferred("fp32", f"{inferred.source} says {inferred.precision}, which has no defaults of its own")
+    tolerance = default_tolerance(inferred.precision).replace(**overrides)
     worker, info, sample_set = _model_samples(model, signature, samples, trust_model=trust_model, timeouts=timeouts)
     with worker:
+        _refuse_misfit(artifact, model, info.signature, declared_inputs(artifact))  # before the reference is run
         reference = worker.call_within(timeouts.check, "check", "reference", sample_set)
     settings = RuntimeSettings(threads=threads, backend=backend)
     try:
@@ -320,7 +443,8 @@ def check_artifact(
         )
     except (PluginCrash, WorkerDied, StageTimedOut) as exc:  # the runtime failed on this artifact: a failed check
         raise RuntimeFailure(exc.message) from None
-    accuracy = compare(reference, result.outputs, default_tolerance(precision), result.output_permutations)
+    _refuse_misfit(artifact, model, info.signature, None, result.outputs, reference)
+    accuracy = compare(reference, result.outputs, tolerance, result.output_permutations)
     code = ExitCode.OK if accuracy.passed else ExitCode.GATE_FAILED
     if as_json:
         sys.stdout.write(
@@ -329,6 +453,9 @@ def check_artifact(
                     {
                         "artifact": str(artifact),
                         "runtime": result.runtime_version,
+                        "precision": inferred.precision,
+                        "precision_source": inferred.source,
+                        "tolerance": dataclasses.asdict(tolerance),
                         "accuracy": dataclasses.asdict(accuracy),
                         "measurements": result.measurements,
                         "exit_code": int(code),
@@ -356,10 +483,85 @@ def check_artifact(
             _pct(o.top5_agreement),
         )
     stdout.print(table)
+    gates_said = f"gates{' (with --gate)' if overrides else ''} {tolerance_text(tolerance)}"
+    stdout.print(escape_markup(f"precision {inferred.precision} (from {inferred.source}); {gates_said}"))
     for failure in accuracy.failures:
-        stdout.print(f"[red]FAIL[/] {failure}")
+        stdout.print(f"[red]FAIL[/] {escape_markup(failure)}")
+    if not accuracy.passed and precision is None and inferred.precision == "fp32":
+        stdout.print("next: an artifact of another precision? pass --precision (fp16, dynamic, int8...)")
     stdout.print("[green]passed[/]" if accuracy.passed else f"[red]failed[/] (exit {int(code)})")
     return code
+
+
+def check_gates(gates) -> dict[str, float]:
+    """`edgeport check --gate KEY=VALUE`: accuracy tolerances over the precision's defaults, checked as a
+    convert's are; one artifact, so no TARGET. prefix, and no budget (the check measures no latency)."""
+    from edgeport.run.request import TOLERANCE_KEYS, parse_gates
+
+    parsed = parse_gates(gates)
+    named = [target for target in parsed if target is not None]
+    if named:
+        raise UsageError(
+            f"--gate {named[0]}.{next(iter(parsed[named[0]]))}: `edgeport check` judges one artifact; pass the "
+            "gate without a target (--gate KEY=VALUE)"
+        )
+    values = parsed.get(None, {})
+    other = [key for key in values if key not in TOLERANCE_KEYS]
+    if other:
+        raise UsageError(
+            f"--gate {other[0]}: `edgeport check` judges accuracy only; its gates: {', '.join(TOLERANCE_KEYS)}"
+        )
+    return values
+
+
+def tolerance_text(tolerance) -> str:
+    """A precision's gates in words: 'min_cosine 0.95, min_top1_agreement 90.0%'."""
+    said = []
+    for key, value in dataclasses.asdict(tolerance).items():
+        if value is None:
+            continue
+        if key.endswith("_agreement"):
+            said.append(f"{key} {wording.percent(value)}")
+        elif key == "min_snr_db":
+            said.append(f"{key} {value:g} dB")
+        else:
+            said.append(f"{key} {value:g}")
+    return ", ".join(said) or "none"
+
+
+def declared_inputs(artifact: Path) -> list[str] | None:
+    """The input names the artifact's own file declares, for the formats edgeport writes (a .tflite signature,
+    an .onnx graph, a TF.js model.json signature); None where the file does not say (the runtime decides)."""
+    from edgeport.cli.artifacts import artifact_inputs
+
+    specs = artifact_inputs(artifact)
+    return None if specs is None else [spec.name for spec in specs]
+
+
+def _refuse_misfit(artifact, model, signature, inputs=None, outputs=None, reference=None) -> None:
+    """`edgeport check` of an artifact that does not fit the model (converted from another model or signature)
+    is a usage error (exit 2), not a failed check: its inputs (as its file declares them) or its outputs (names
+    and per-sample shapes, as the runtime returned them) differ from the signature's."""
+    wanted = [spec.name for spec in signature.inputs]
+    problem = ""
+    if inputs is not None and sorted(inputs) != sorted(wanted):
+        problem = f"it takes inputs {', '.join(sorted(inputs)) or '(none)'}, the signature {', '.join(sorted(wanted))}"
+    elif outputs and reference:
+        import numpy as np
+
+        names, got = sorted(reference[0]), sorted(outputs[0])
+        sizes = [(n, np.shape(reference[0][n]), np.shape(outputs[0][n])) for n in names if n in outputs[0]]
+        wrong = [(n, want, have) for n, want, have in sizes if np.prod(want) != np.prod(have)]  # a layout may differ
+        if not set(names) <= set(got):
+            problem = f"it returns outputs {', '.join(got) or '(none)'}, the signature {', '.join(names)}"
+        elif wrong:
+            name, want, have = wrong[0]
+            problem = f"its output {name!r} has shape {list(have)} per sample, the signature's {list(want)}"
+    if problem:
+        raise UsageError(
+            f"{artifact} does not fit {model} (signature {signature.key!r}): {problem}; check it against the model "
+            "and signature it was converted from"
+        )
 
 
 def bench_artifact(
@@ -377,9 +579,7 @@ def bench_artifact(
     timeouts: StageTimeouts | None = None,
 ) -> int:
     from edgeport.checks.latency import summarize
-    from edgeport.data import SampleSet
     from edgeport.errors import RuntimeFailure, StageTimedOut
-    from edgeport.model.samples import read_npz
     from edgeport.run.isolation import call_isolated
     from edgeport.run.request import check_limits
     from edgeport.run.runtime_calls import run_bench
@@ -391,10 +591,13 @@ def bench_artifact(
     if model:
         worker, _, sample_set = _model_samples(model, signature, samples, trust_model=trust_model, timeouts=timeouts)
         worker.close()
-    elif samples.data and samples.data.suffix == ".npz":
-        sample_set = SampleSet(arrays=read_npz(samples.data), source=str(samples.data), synthetic=False)
+    elif samples.data is not None:
+        sample_set = _artifact_samples(artifact, samples)
     else:
-        raise UsageError("bench needs inputs: pass --model (synthetic inputs from its signature) or --data FILE.npz")
+        raise UsageError(
+            "bench needs inputs: pass --data FILE (.npz keyed by input name, .npy, or an image folder) or --model "
+            "(synthetic inputs from its signature)"
+        )
     try:
         raw = call_isolated(
             run_bench,
@@ -415,18 +618,47 @@ def bench_artifact(
         sys.stdout.write(json.dumps(_plain(dataclasses.asdict(stats)), indent=2) + "\n")
         return ExitCode.OK
     stdout.print(
-        f"{artifact} on {stats.runtime_version}, {threads} thread(s), {stats.runs} runs: p50 {stats.p50_ms:.3f} ms, "
-        f"p90 {stats.p90_ms:.3f}, p99 {stats.p99_ms:.3f}, mean {stats.mean_ms:.3f} ± {stats.std_ms:.3f}, "
-        f"min {stats.min_ms:.3f}, max {stats.max_ms:.3f}; load {stats.load_ms:.1f} ms, first "
-        f"{stats.first_inference_ms:.1f} ms, peak RSS {stats.peak_rss_mb:.0f} MB"
+        f"{artifact} on {stats.runtime_version}, {threads} thread(s), {stats.runs} runs: "
+        f"p50 {wording.latency_ms(stats.p50_ms)}, p90 {wording.latency_ms(stats.p90_ms)}, "
+        f"p99 {wording.latency_ms(stats.p99_ms)}, mean {wording.latency_ms(stats.mean_ms)} ± "
+        f"{wording.latency_ms(stats.std_ms)}, min {wording.latency_ms(stats.min_ms)}, "
+        f"max {wording.latency_ms(stats.max_ms)}; load {wording.latency_ms(stats.load_ms)}, "
+        f"first {wording.latency_ms(stats.first_inference_ms)}, peak RSS {wording.size(stats.peak_rss_mb * (1 << 20))}"
+    )
+    stdout.print(
+        f"95 % intervals: p50 {latency_cell(stats)}, p90 {latency_cell(stats, 'p90_ms')}, "
+        f"p99 {latency_cell(stats, 'p99_ms')}"
     )
     for note in ((stats.describe_truncation(),) if stats.truncated else ()) + stats.notes:
         stdout.print(f"[yellow]note:[/] {note}")
     return ExitCode.OK
 
 
+def _artifact_samples(artifact: Path, samples: SampleRequest):
+    """`bench --data` without --model: the data conformed to the inputs the artifact itself declares (names,
+    dtypes, shapes: axis 0 indexes samples, a batch axis added where a sample is one row), as a check conforms
+    them to the SavedModel's signature."""
+    from edgeport.cli.artifacts import artifact_inputs
+    from edgeport.data import SampleSet, Signature
+    from edgeport.model.samples import load_samples, read_npz
+    from edgeport.run.request import check_path
+
+    data = check_path(samples.data, "--data")
+    if not data.exists():
+        raise UsageError(f"--data {data} does not exist; pass an .npz, .npy or a folder of images")
+    inputs = artifact_inputs(artifact)
+    if inputs is None:  # a format edgeport cannot read: each array's rows are whole feeds, as given
+        if data.suffix != ".npz":
+            raise UsageError(
+                f"{artifact.name} does not say what inputs it takes; pass --model (the SavedModel it came from), "
+                "or --data as an .npz of whole feeds keyed by input name"
+            )
+        return SampleSet(arrays=read_npz(data), source=str(data), synthetic=False)
+    return load_samples(Signature(artifact.name, inputs, ()), samples)
+
+
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
+    return wording.percent(value)
 
 
 def _plain(value: Any) -> Any:

@@ -24,6 +24,9 @@
     min_top1_agreement = 0.98
     max_p50_ms = 5.0
 
+    [device.pi5]                     # a board to check and benchmark on, over ssh (edgeport/device/config)
+    ssh = "pi@pi5.local"             # also port, python, workdir, threads, env, ssh_config; never a password
+
 Every unknown key is an error naming it.
 """
 
@@ -74,6 +77,7 @@ class Config:
     values: dict[str, Any] = field(default_factory=dict)
     target_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
+    device_tables: dict[str, Any] = field(default_factory=dict)  # [device.NAME]: --device NAME (edgeport/device)
 
     def get(self, key: str, default=None):
         return self.values.get(key, default)
@@ -87,6 +91,11 @@ class Config:
 
 
 def load_config(path: Path) -> Config:
+    from edgeport.run.request import check_path
+
+    check_path(path, "--config")
+    if path.is_dir():
+        raise UsageError(f"config {path} is a directory; pass the edgeport.toml file in it (--config FILE)")
     if not path.is_file():
         raise UsageError(f"config {path} does not exist")
     return parse_config(read_toml(path, "config"), path)
@@ -105,8 +114,9 @@ def parse_config(
     """Validate one config table (edgeport.toml, or a fleet manifest's entry: `where` names it in errors,
     `allowed` narrows the keys); relative paths in it stay relative to `path`."""
     where = where or f"config {path}"
-    allowed = TOP_LEVEL if allowed is None else allowed
     data = dict(data)
+    devices = data.pop("device", {}) if allowed is None else {}  # edgeport.toml only; a fleet has no devices
+    allowed = TOP_LEVEL if allowed is None else allowed
     for key, value in data.items():
         if key not in allowed:
             raise UsageError(f"{where}: unknown key {key!r}; known keys: {', '.join(allowed)}")
@@ -115,6 +125,10 @@ def parse_config(
             raise UsageError(f"{where}: {key} must be a {expected.__name__}, got {type(value).__name__}")
         if key in AT_LEAST_ONE and isinstance(value, int) and value < 1:
             raise UsageError(f"{where}: {key} must be 1 or more, got {value}")
+        if key in ("threads", "jobs"):  # and at most run/request.MAX_THREADS, MAX_JOBS
+            from edgeport.run.request import check_jobs, check_threads
+
+            (check_threads if key == "threads" else check_jobs)(value, f"{where}: {key}")
     if "stage_timeout" in data:
         from edgeport.run.request import parse_stage_timeouts
 
@@ -128,4 +142,8 @@ def parse_config(
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise UsageError(f'{where}: target.{name} must be a table ([target."{name}"])')
-    return Config(path=path, values=data, target_tables=tables, protocol=bench)
+    if devices:  # a password in a [device.*] table: exit 2 when the config is read
+        from edgeport.device.config import check_device_tables
+
+        check_device_tables(devices, where)
+    return Config(path=path, values=data, target_tables=tables, protocol=bench, device_tables=devices)

@@ -1,4 +1,5 @@
-"""The `edgeport` command. Exit codes: 0 all gates pass, 1 a gate failed, 2 usage error, 3 load/conversion failed.
+"""The `edgeport` command. Exit codes: 0 all gates pass, 1 a gate failed, 2 usage error, 3 load/conversion failed;
+130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP: each stops every process of the run first (run/signals).
 
 Only click is imported at start-up; everything else is imported by the command that needs it.
 """
@@ -18,8 +19,18 @@ from edgeport.errors import EdgeportError, UsageError
 
 
 def _fail(message: str, code: int) -> None:
+    message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a path holds
     click.echo(f"edgeport: error: {message}", err=True)
     sys.exit(code)
+
+
+def _interrupted(exc: BaseException | None) -> None:
+    """Ctrl-C: exit 130; SIGTERM or SIGHUP (run/signals.Terminated): exit 128 + its number."""
+    from edgeport.run.signals import Terminated
+
+    if isinstance(exc, Terminated):
+        _fail(f"terminated by {exc.name}", exc.exit_code)
+    _fail("interrupted", 130)
 
 
 def handles_errors(command):
@@ -31,8 +42,8 @@ def handles_errors(command):
             return command(*args, **kwargs)
         except EdgeportError as exc:
             _fail(exc.message, int(exc.exit_code))
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
 
     return wrapper
 
@@ -41,6 +52,9 @@ class OneLineErrors(click.Group):
     """click's own usage errors (a bad flag value, a missing argument) as one line too, exit 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        from edgeport.run.signals import stop_on_signals  # light: the standard library
+
+        stop_on_signals()  # SIGINT, SIGTERM, SIGHUP: every process of the run stopped, then the exception
         try:
             result = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:  # `edgeport` alone: its help
@@ -51,8 +65,8 @@ class OneLineErrors(click.Group):
             _fail(f"{exc.format_message().rstrip('.')}{where}", exc.exit_code)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
-        except click.Abort:
-            _fail("interrupted", 130)
+        except click.Abort as exc:  # a KeyboardInterrupt outside a command (click turns it into Abort)
+            _interrupted(exc.__context__)
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result
@@ -166,6 +180,12 @@ def threshold_options(command):
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("-t", "--target", "targets", multiple=True, help="Target, e.g. tflite, tflite:int8, onnx, tfjs, tflm.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output folder [default: edgeport-out].")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into an -o folder of yours that is not empty: edgeport adds its own files beside yours and "
+    "still touches nothing it did not make.",
+)
 @click.option("--config", type=click.Path(path_type=Path), help="edgeport.toml with model, data, targets, gates.")
 @sample_options
 @click.option(
@@ -204,11 +224,34 @@ def threshold_options(command):
     metavar="KEY=VALUE",
     help="Any converter option (see the sections per converter below).",
 )
+@click.option(
+    "--gate",
+    "gates",
+    multiple=True,
+    metavar="[TARGET.]KEY=VALUE",
+    help="A gate or budget, for every target or one: min_cosine, min_snr_db, max_abs_error, min_top1_agreement, "
+    "min_top5_agreement, max_accuracy_drop, max_p50_ms..., max_size_bytes, max_<measurement> (repeatable; over "
+    "the config's), e.g. --gate min_cosine=0.999 --gate tflite:int8.min_top1_agreement=0.95.",
+)
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    metavar="NAME|ssh://USER@HOST[:PORT]",
+    help="Also check and benchmark each artifact on this device over ssh: a [device.NAME] of the config, or "
+    "ssh://user@host:port (repeatable; default: every [device.*] the config declares).",
+)
 @click.option("--min-runs", type=click.IntRange(1), help="Benchmark: minimum timed runs.")
 @click.option("--min-seconds", type=float, help="Benchmark: minimum timed seconds.")
 @click.option("--max-seconds", type=float, help="Benchmark: cap on warm-up and timed seconds together.")
 @click.option("--warmup-runs", type=click.IntRange(0), help="Benchmark: warm-up runs.")
+@click.option(
+    "--ci-half-width",
+    type=click.FloatRange(0, 1),
+    help="Benchmark: stop once the p50's 95 % interval is within ± this fraction of it [default: 0.02]; 0: stop at "
+    "--min-runs and --min-seconds.",
+)
 @stage_timeout_option
 @click.option("--no-check", is_flag=True, help="Skip the accuracy check.")
 @click.option("--no-bench", is_flag=True, help="Skip the latency benchmark.")
@@ -226,7 +269,8 @@ def threshold_options(command):
     "--history",
     "history_path",
     type=click.Path(path_type=Path),
-    help="SQLite run history to append to [default: .edgeport/history.db].",
+    help="SQLite run history to append to [default: $EDGEPORT_HOME/history.db, else "
+    "$XDG_DATA_HOME/edgeport/history.db, else ~/.local/share/edgeport/history.db].",
 )
 @click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
 @threshold_options
@@ -235,6 +279,7 @@ def convert(
     model,
     targets,
     output,
+    force,
     config,
     data,
     preprocess,
@@ -252,11 +297,14 @@ def convert(
     max_memory,
     jobs,
     extra_options,
+    gates,
     backend,
+    devices,
     min_runs,
     min_seconds,
     max_seconds,
     warmup_runs,
+    ci_half_width,
     stage_timeout,
     no_check,
     no_bench,
@@ -297,6 +345,7 @@ def convert(
             "min_seconds": min_seconds,
             "max_seconds": max_seconds,
             "warmup_runs": warmup_runs,
+            "ci_half_width": ci_half_width,
         },
         check=not no_check,
         bench=not no_bench,
@@ -309,10 +358,29 @@ def convert(
         layers=layers,
         sequential=sequential,
         max_memory=max_memory,
+        gates=gates,
     )
+    if force:
+        import dataclasses
+
+        request = dataclasses.replace(request, force=True)
+    from edgeport.cli.setup import devices_from
+
+    if resolved_devices := devices_from(devices, config):  # --device, or the config's [device.*] (edgeport/device)
+        import dataclasses
+
+        request = dataclasses.replace(request, devices=resolved_devices)
     baseline = load_baseline(baseline_report, thresholds)  # a bad baseline fails before the run, not after
+    if not no_history:  # so does a damaged history (read only: the file is left as it is)
+        from edgeport.report.history import DEFAULT_HISTORY, check_history
+
+        check_history(history_path or DEFAULT_HISTORY)
     report = run_with_progress(request, quiet=as_json)
     print_report(report, request.out, as_json=as_json)
+    if report.devices and not as_json:
+        from edgeport.cli.setup import print_device_rows
+
+        print_device_rows(report)
     sys.exit(
         finish_run(
             report,
@@ -351,7 +419,19 @@ def inspect(model, signature, targets, as_json, legacy, trust_model):
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--model", "model", required=True, type=click.Path(path_type=Path), help="The SavedModel it came from.")
 @click.option("--runtime", help="Runtime (default: by the artifact's file type).")
-@click.option("--precision", default="fp32", show_default=True, help="Tolerance defaults: fp32, fp16, dynamic, int8...")
+@click.option(
+    "--precision",
+    default=None,
+    help="Tolerance defaults: fp32, fp16, dynamic, int8... [default: the artifact's: its run's report.json or "
+    "folder marker, else read from the file, else fp32]",
+)
+@click.option(
+    "--gate",
+    "gates",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A tolerance over the precision's defaults, e.g. min_cosine=0.99 (repeatable).",
+)
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @sample_options
 @stage_timeout_option
@@ -362,6 +442,7 @@ def check(
     model,
     runtime,
     precision,
+    gates,
     backend,
     data,
     preprocess,
@@ -390,6 +471,7 @@ def check(
         as_json=as_json,
         trust_model=bool(trust_model),
         timeouts=_stage_timeouts(stage_timeout),
+        gates=gates,
     )
     sys.exit(code)
 
@@ -397,13 +479,20 @@ def check(
 @main.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option(
-    "--model", type=click.Path(path_type=Path), help="The SavedModel (for its signature, with synthetic data)."
+    "--model",
+    type=click.Path(path_type=Path),
+    help="The SavedModel (its signature, for synthetic inputs); with --data the artifact's own inputs suffice.",
 )
 @click.option("--runtime", help="Runtime (default: by the artifact's file type).")
 @click.option("--backend", help="Runtime backend (tfjs: wasm, cpu, webgl).")
 @click.option("--min-runs", type=click.IntRange(1), help="Minimum timed runs.")
 @click.option("--min-seconds", type=float, help="Minimum timed seconds.")
 @click.option("--max-seconds", type=float, help="Cap on warm-up and timed seconds.")
+@click.option(
+    "--ci-half-width",
+    type=click.FloatRange(0, 1),
+    help="Stop once the p50's 95 % interval is within ± this fraction of it [default: 0.02]; 0: at --min-runs.",
+)
 @sample_options
 @stage_timeout_option
 @trust_option
@@ -416,6 +505,7 @@ def bench(
     min_runs,
     min_seconds,
     max_seconds,
+    ci_half_width,
     data,
     preprocess,
     sample_count,
@@ -428,7 +518,10 @@ def bench(
     stage_timeout,
     trust_model,
 ):
-    """Benchmark ARTIFACT on its runtime with the timing protocol (needs --data or --model for inputs)."""
+    """Benchmark ARTIFACT on its runtime with the timing protocol (needs --data or --model for inputs).
+
+    --data is conformed to the inputs ARTIFACT declares (names, dtypes, shapes: a batch axis added where a
+    sample is one row), or to --model's signature when given."""
     from edgeport.cli.commands import bench_artifact
 
     code = bench_artifact(
@@ -440,7 +533,12 @@ def bench(
         signature=signature,
         threads=threads or 1,
         as_json=as_json,
-        protocol_overrides={"min_runs": min_runs, "min_seconds": min_seconds, "max_seconds": max_seconds},
+        protocol_overrides={
+            "min_runs": min_runs,
+            "min_seconds": min_seconds,
+            "max_seconds": max_seconds,
+            "ci_half_width": ci_half_width,
+        },
         trust_model=bool(trust_model),
         timeouts=_stage_timeouts(stage_timeout),
     )
@@ -468,7 +566,8 @@ def setup(targets, check_only):
 
     \b
     TF.js packages go to $EDGEPORT_HOME (default: ~/.cache/edgeport), installed with npm ci from the lockfile
-    shipped with edgeport. System packages (chromium, nodejs) are installed with apt when run as root;
+    shipped with edgeport. System packages (chromium, nodejs; with no --target also openssh-client and
+    openssh-server, for --device and its tests) are installed with apt when run as root;
     otherwise the command to run is printed. Exit 0 when everything asked for is installed, 1 otherwise.
     """
     from edgeport.cli.setup import run_setup
@@ -479,12 +578,25 @@ def setup(targets, check_only):
 @main.command()
 @click.option("-t", "--target", "targets", multiple=True, help="The targets (or runtimes) that must be available.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--device",
+    metavar="NAME|ssh://USER@HOST[:PORT]",
+    help="Probe this device over ssh instead: architecture, CPU, memory, OS, its runtimes, the workdir.",
+)
+@click.option(
+    "--config", type=click.Path(path_type=Path), help="edgeport.toml declaring the device [default: ./edgeport.toml]."
+)
 @handles_errors
-def doctor(targets, as_json):
+def doctor(targets, as_json, device, config):
     """One table of every converter and runtime: available, version, what is missing, the command that fixes it.
 
-    Exit 0 when everything the --target options need is available (default: every registered plug-in).
+    Exit 0 when everything the --target options need is available (default: every registered plug-in). With
+    --device: one table of the device; exit 0 when it can run edgeport's checks, 1 otherwise.
     """
+    if device:
+        from edgeport.cli.setup import run_device_doctor
+
+        sys.exit(run_device_doctor(device, config, as_json, click.echo))
     from edgeport.cli.commands import print_doctor
 
     sys.exit(print_doctor(targets, as_json))
@@ -509,7 +621,8 @@ def compare(old, new, thresholds, show_all, as_json):
     "--history",
     "history_path",
     type=click.Path(path_type=Path),
-    help="History database [default: .edgeport/history.db].",
+    help="History database [default: $EDGEPORT_HOME/history.db, else $XDG_DATA_HOME/edgeport/history.db, else "
+    "~/.local/share/edgeport/history.db].",
 )
 @click.option("--model", help="Only this SavedModel (its path, or part of it).")
 @click.option("-t", "--target", help="Only this target.")

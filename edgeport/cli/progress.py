@@ -5,6 +5,11 @@ bar and an ETA from the timing protocol (warm-up plus minimum timed seconds, plu
 benchmark needed); an overall bar counts finished targets with an ETA from the pace of the finished ones.
 Off a terminal nothing is redrawn: one line when a stage starts, one when it ends (with its time), and the
 count of finished targets.
+
+An ETA is made only from what is known: the overall one when a target finishes (the pace of the targets
+finished since conversions ended), a stage's from the timing protocol when it starts. Between those it only
+counts down; past zero the overall ETA is not shown (the estimate was wrong, and nothing new is known yet)
+and a stage shows its deadline instead. Times are worded by report/wording.duration.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from edgeport.data import Event, TimingProtocol
+from edgeport.report import wording
 
 ICONS = {"passed": "[green]ok[/]", "failed": "[red]FAIL[/]", "error": "[red]ERROR[/]", "skipped": "[yellow]skip[/]"}
 TIMED_STAGES = ("bench", "baseline")
@@ -48,6 +54,8 @@ class ProgressPrinter:
         self._started: dict[tuple[str, str], float] = {}
         self._done: list[str] = []
         self._pace_start: float | None = None
+        self._done_before_pace = 0  # targets that failed while converting: they say nothing of the pace
+        self._estimate: tuple[float, float] | None = None  # (when it was made, seconds left then)
         self._startup_s = dict.fromkeys(TIMED_STAGES, DEFAULT_STARTUP_S)  # learned per kind of stage
         self._lock = threading.Lock()  # with --jobs N, conversions report from several threads
 
@@ -95,6 +103,7 @@ class ProgressPrinter:
         self._started[key] = now
         if event.stage in ("check", "bench") and self._pace_start is None:
             self._pace_start = now  # conversions are over: targets now finish one after the other
+            self._done_before_pace = len(self._done)
         expected = self._expected_seconds(event.stage)
         text = escape(f"{event.target}: {event.stage}" + (f" ({event.message})" if event.message else ""))
         if self._progress:
@@ -102,7 +111,7 @@ class ProgressPrinter:
             return
         hint = ""
         if expected and self._shape.protocol:
-            hint = f" (about {expected:.0f}s, at most {self._max_seconds(event.stage):.0f}s)"
+            hint = f" (about {wording.duration(expected)}, at most {wording.duration(self._max_seconds(event.stage))})"
         self._print(f"{text} ...{hint}")
 
     def _finish(self, key: tuple[str, str], event: Event) -> None:
@@ -114,10 +123,12 @@ class ProgressPrinter:
             self._progress.remove_task(self._tasks.pop(key))
         message = escape(f" {event.message}") if event.message else ""
         line = (
-            f"{escape(event.target)}: {event.stage} {ICONS.get(event.status, event.status)} ({seconds:.1f}s){message}"
+            f"{escape(event.target)}: {event.stage} {ICONS.get(event.status, event.status)} "
+            f"({wording.duration(seconds)}){message}"
         )
         if self._target_finished(event):
             self._done.append(event.target)
+            self._estimate_remaining()
             line += escape(f" [{len(self._done)}/{len(self._shape.targets)} targets done{self._eta_suffix()}]")
             if self._progress and self._overall is not None:
                 self._progress.update(
@@ -136,8 +147,8 @@ class ProgressPrinter:
         shape, status = self._shape, event.status
         if event.stage == "convert":
             return status in ("error", "failed") or not (shape.check or shape.bench)
-        if event.stage == "check":
-            return status in ("failed", "error", "skipped") or not shape.bench
+        if event.stage == "check":  # a failed check is still benchmarked, unless it could not run (bench skipped)
+            return status == "skipped" or not shape.bench
         return event.stage == "bench"
 
     def _expected_seconds(self, stage: str) -> float | None:
@@ -155,28 +166,41 @@ class ProgressPrinter:
         if protocol is not None:
             self._startup_s[stage] = max(0.0, seconds - protocol.warmup_seconds - protocol.min_seconds)
 
-    def remaining_targets_s(self) -> float | None:
-        """ETA of the whole run from the pace of the targets finished since conversions ended."""
+    def _estimate_remaining(self) -> None:
+        """When a target finishes (the only new information): the pace of the targets finished since
+        conversions ended, times the targets left. Nothing else changes the estimate."""
         total, done = len(self._shape.targets), len(self._done)
-        if not done or done >= total or self._pace_start is None:
+        paced = done - self._done_before_pace
+        self._estimate = None
+        if paced > 0 and done < total and self._pace_start is not None:
+            now = time.perf_counter()
+            self._estimate = (now, (now - self._pace_start) / paced * (total - done))
+
+    def remaining_targets_s(self) -> float | None:
+        """ETA of the whole run: the last estimate counted down, never growing between finished targets;
+        None before the first estimate, once every target is done, and once the estimate has run out."""
+        if self._estimate is None or len(self._done) >= len(self._shape.targets):
             return None
-        return (time.perf_counter() - self._pace_start) / done * (total - done)
+        made, seconds = self._estimate
+        left = seconds - (time.perf_counter() - made)
+        return left if left > 0 else None
 
     def _eta_suffix(self) -> str:
         eta = self.remaining_targets_s()
-        return f", about {eta:.0f}s left" if eta is not None else ""
+        return f", about {wording.duration(eta)} left" if eta is not None else ""
 
     def eta_text(self, task) -> str:
         if task.id == self._overall:
             eta = self.remaining_targets_s()
-            return f"~{eta:.0f}s left" if eta is not None else ""
+            return f"~{wording.duration(eta)} left" if eta is not None else ""
         expected = task.fields.get("expected")
         if not expected or task.elapsed is None:
             return ""
         left = expected - task.elapsed
         if left > 0:
-            return f"~{left:.0f}s left"
-        return f"≤{max(0.0, self._max_seconds(task.fields['stage']) - task.elapsed):.0f}s left"
+            return f"~{wording.duration(left)} left"
+        deadline = max(0.0, self._max_seconds(task.fields["stage"]) - task.elapsed)
+        return f"≤{wording.duration(deadline)} left (past the ~{wording.duration(expected)} expected)"
 
 
 class _StageBar(ProgressColumn):

@@ -20,7 +20,7 @@ from edgeport.contracts import Converter, Runtime
 from edgeport.data import TargetSpec
 from edgeport.errors import ExitCode
 from edgeport.run.registry import registry
-from edgeport.run.requirements import NPM, PYTHON, SYSTEM, Requirement
+from edgeport.run.requirements import APT_OPTIONS, NPM, PYTHON, SYSTEM, Requirement
 
 PIP_TIMEOUT_S = 1800
 APT_TIMEOUT_S = 1800
@@ -59,18 +59,23 @@ def chosen_plugins(targets: Iterable[str]) -> list[Plugin]:
     return list(chosen.values())
 
 
-def requirements_of(plugins: list[Plugin]) -> list[Requirement]:
+def requirements_of(plugins: list[Plugin], devices: bool = False) -> list[Requirement]:
+    """`devices`: also the OpenSSH client --device needs (`edgeport setup` with no target installs everything)."""
     unique: dict[tuple[str, str], Requirement] = {}
     for plugin in plugins:
         for requirement in plugin.plugin.requirements():
             unique.setdefault((requirement.kind, requirement.name), requirement)
+    for requirement in device_requirements() if devices else ():
+        unique.setdefault((requirement.kind, requirement.name), requirement)
     return list(unique.values())
 
 
 def run_setup(targets: Iterable[str], *, check_only: bool, echo) -> int:
+    targets = list(targets)
     plugins = chosen_plugins(targets)
+    devices = not targets  # everything: the OpenSSH client for --device too
     outcomes = []
-    for requirement in requirements_of(plugins):
+    for requirement in requirements_of(plugins, devices):
         if requirement.present:
             outcomes.append(Outcome(requirement, "present", requirement.found or ""))
         elif check_only:
@@ -78,7 +83,7 @@ def run_setup(targets: Iterable[str], *, check_only: bool, echo) -> int:
         else:
             outcomes.append(_install(requirement, echo))
     if any(o.action == "installed" for o in outcomes):
-        outcomes = _confirmed(outcomes, requirements_of(plugins))
+        outcomes = _confirmed(outcomes, requirements_of(plugins, devices))
     for outcome in outcomes:
         r = outcome.requirement
         echo(f"{outcome.action:>9}  {r.name} ({r.kind}){': ' + outcome.detail if outcome.detail else ''}")
@@ -109,7 +114,7 @@ def _install(requirement: Requirement, echo) -> Outcome:
                 return Outcome(requirement, "missing", f"not root: run `sudo {requirement.fix}`")
             _apt_install(requirement.install)
         elif requirement.kind == NPM:
-            return _install_tfjs(requirement)
+            return _install_tfjs(requirement, web=bool(requirement.install))
         else:
             return Outcome(requirement, "failed", f"unknown kind {requirement.kind!r}")
     except _CommandFailed as exc:
@@ -117,8 +122,12 @@ def _install(requirement: Requirement, echo) -> Outcome:
     return Outcome(requirement, "installed", requirement.fix)
 
 
-def _install_tfjs(requirement: Requirement) -> Outcome:
+def _install_tfjs(requirement: Requirement, web: bool = False) -> Outcome:
+    """`npm ci` of the TF.js lockfile, or with `web` of edgeport.browser's (LiteRT.js, ONNX Runtime Web)."""
+    from edgeport.browser import npm as web_npm
     from edgeport.formats.tfjs.install import InstallFailed, install_packages
+
+    failures: tuple[type[Exception], ...] = (InstallFailed, web_npm.InstallFailed)
 
     npm = shutil.which("npm")
     if npm is None and os.geteuid() == 0:
@@ -131,11 +140,12 @@ def _install_tfjs(requirement: Requirement) -> Outcome:
         return Outcome(
             requirement,
             "missing",
-            "npm is not on PATH: run `sudo apt-get install -y nodejs npm`, then edgeport setup --target tfjs again",
+            "npm is not on PATH: run `sudo apt-get install -y nodejs npm --no-install-recommends`, then "
+            "edgeport setup --target tfjs again",
         )
     try:
-        folder = install_packages(npm)
-    except InstallFailed as exc:
+        folder = web_npm.install_packages(npm) if web else install_packages(npm)
+    except failures as exc:
         return Outcome(requirement, "failed", str(exc))
     return Outcome(requirement, "installed", f"{folder} (verified against the lockfile)")
 
@@ -147,7 +157,7 @@ class _CommandFailed(Exception):
 def _apt_install(packages: tuple[str, ...]) -> None:
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "update", "-qq"], APT_TIMEOUT_S, environment)
-    _run(["apt-get", "install", "-y", "-qq", *packages], APT_TIMEOUT_S, environment)
+    _run(["apt-get", "install", "-y", "-qq", *APT_OPTIONS, *packages], APT_TIMEOUT_S, environment)
 
 
 def _run(command: list[str], timeout: float, environment: dict[str, str] | None = None) -> None:
@@ -215,3 +225,79 @@ def _edgeport_version() -> str:
         return version("edgeport")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+# ---- devices (edgeport/device): what ssh needs here, `doctor --device`, the --device flag ---------------------
+
+
+def device_requirements() -> list[Requirement]:
+    """The OpenSSH client: --device reaches every device with it (the tests' loopback sshd is `make test`'s)."""
+    from edgeport.run.requirements import system_program
+
+    return [system_program("ssh", apt_packages=("openssh-client",), why="--device: reaches each device")]
+
+
+def devices_from(flags, config_path):
+    """--device NAME|ssh://... resolved against the config's [device.*] tables (every one of them when no flag)."""
+    from pathlib import Path
+
+    from edgeport.cli.config import load_config
+    from edgeport.device.config import resolve_devices
+
+    config = load_config(Path(config_path)) if config_path else None
+    tables = config.device_tables if config else {}
+    base = config.path.parent if config else Path(".")
+    return resolve_devices(flags, tables, base, f"config {config_path}")
+
+
+def run_device_doctor(name: str, config_path, as_json: bool, echo) -> int:
+    """`edgeport doctor --device NAME`: one table of what the device is and has; exit 0 when it can run, else 1."""
+    import json
+    from pathlib import Path
+
+    from edgeport.device.doctor import healthy, probe
+
+    if config_path is None and Path("edgeport.toml").is_file() and not name.startswith("ssh://"):
+        config_path = Path("edgeport.toml")
+    (device,) = devices_from([name], config_path)
+    rows = probe(device)
+    code = int(ExitCode.OK if healthy(rows) else ExitCode.GATE_FAILED)
+    if as_json:
+        data = {"device": device.name, "rows": [dataclasses.asdict(r) for r in rows], "exit_code": code}
+        echo(json.dumps(data, indent=2))
+        return code
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"edgeport doctor --device {escape(device.describe())}", title_justify="left")
+    for column in ("", "what", "found"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row("[green]ok[/]" if row.ok else "[red]no[/]", row.what, escape(row.found))
+    console = Console() if Console().is_terminal else Console(width=150)
+    console.print(table)
+    console.print("[green]the device can run edgeport's checks[/]" if code == 0 else f"[red]not ready[/] (exit {code})")
+    return code
+
+
+def print_device_rows(report) -> None:
+    """The CLI's table of the device rows, after the run's own table."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgeport.report.device_rows import HEADERS, cells, device_label, devices_of
+
+    console = Console() if Console().is_terminal else Console(width=150)
+    table = Table(title="on the device", title_justify="left")
+    for column in HEADERS:
+        table.add_column(column, overflow="fold")
+    colors = {"passed": "green", "failed": "red", "skipped": "yellow"}
+    for row in report.devices:
+        said = cells(row)
+        said[2] = f"[{colors.get(row.status, 'white')}]{escape(said[2])}[/]"
+        table.add_row(*[said[0], said[1], said[2], *map(escape, said[3:])])
+    console.print(table)
+    for name, facts in devices_of(report.devices).items():
+        console.print(escape(f"{name}: {device_label(facts)}"))

@@ -36,7 +36,7 @@ def fleet_command(
 ) -> int:
     from edgeport.fleet.driver import ModelRecord, run_fleet
     from edgeport.fleet.manifest import load_manifest
-    from edgeport.fleet.outputs import fleet_dict, write_outputs
+    from edgeport.fleet.outputs import claim_outputs, fleet_dict, write_outputs
     from edgeport.fleet.progress import FleetProgress
     from edgeport.report.history import DEFAULT_HISTORY, record_run
     from edgeport.run.pipeline import prepare_output
@@ -45,6 +45,7 @@ def fleet_command(
     out = Path(output).resolve()
     fleet = load_manifest(Path(manifest).resolve(), out, bench=bench, check=check)
     prepare_output(out)
+    claim_outputs(fleet, out)  # OUT and each OUT/<model> new, empty or edgeport's: the user's files stay
     history = history_path or fleet.history or DEFAULT_HISTORY
 
     def record(item: ModelRecord) -> None:

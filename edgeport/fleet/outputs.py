@@ -18,11 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.fleet.driver import FleetResult, ModelRecord
-from edgeport.report.files import atomic_write, human_bytes, jsonable
+from edgeport.fleet.manifest import FleetManifest
+from edgeport.report import wording
+from edgeport.report.files import atomic_write, jsonable
 from edgeport.report.history import summary_rows
+from edgeport.run.output_folder import claim_folder, edgeport_names
 
 SCHEMA_VERSION = 1
 VERDICT = {0: "passed", 1: "FAILED (a gate)", 2: "usage error", 3: "FAILED (load/conversion)", 4: "infrastructure"}
+FLEET_FILES = ("fleet.json", "fleet.html", "junit.xml", "summary.md")  # what write_outputs writes into OUT
+
+
+def claim_outputs(fleet: FleetManifest, out: Path) -> None:
+    """Before any model runs: OUT and every OUT/<model> must be new, empty or edgeport's, and nothing edgeport
+    writes there may be taken by the user's files (run/output_folder; UsageError, exit 2, if so)."""
+    from edgeport.fleet.resume import STAMP
+    from edgeport.fleet.tasks import ATTEMPTS
+
+    claim_folder(out, FLEET_FILES, folders=[model.name for model in fleet.models])
+    for model in fleet.models:
+        slugs = [target.spec.slug for target in model.request.targets]
+        claim_folder(model.request.out, {*edgeport_names(slugs), STAMP, ATTEMPTS}, slugs=slugs)
 
 
 def write_outputs(result: FleetResult) -> dict[str, Path]:
@@ -131,16 +147,16 @@ def fleet_summary(data: dict[str, Any]) -> str:
         f"# edgeport fleet: {VERDICT.get(data['exit_code'], data['exit_code'])}",
         "",
         f"{len(models)} models ({sum(m['reused'] for m in models)} reused, {failed} not passed) on "
-        f"{len(data['nodes'])} node(s), {data['wall_seconds']:.1f} s wall; Ray: {data['address']}.",
+        f"{len(data['nodes'])} node(s), {wording.duration(data['wall_seconds'])} wall; Ray: {data['address']}.",
         "",
-        "| model | node | exit | wall s | " + " | ".join(targets) + " |",
+        "| model | node | exit | wall | " + " | ".join(targets) + " |",
         "|---|---|---|---|" + "---|" * len(targets),
     ]
     for m in models:
         rows = {row["target"]: row for row in m["targets"]}
         cells = [_summary_cell(rows.get(t)) for t in targets]
         node = _node_label(m["node"])
-        wall = "reused" if m["reused"] else f"{m['wall_seconds']:.1f}"
+        wall = "reused" if m["reused"] else wording.duration(m["wall_seconds"])
         lines.append(f"| {m['name']} | {node} | {m['exit_code']} | {wall} | " + " | ".join(cells) + " |")
     errors = [m for m in models if m["error"]]
     if errors:
@@ -152,7 +168,7 @@ def _summary_cell(row: dict[str, Any] | None) -> str:
     if row is None:
         return "–"
     p50 = row.get("p50_ms")
-    return f"{row['verdict']}" + (f", p50 {p50:.3f} ms" if isinstance(p50, (int, float)) else "")
+    return f"{row['verdict']}" + (f", p50 {wording.latency_ms(p50)}" if isinstance(p50, (int, float)) else "")
 
 
 def _targets(data: dict[str, Any]) -> list[str]:
@@ -189,14 +205,15 @@ def fleet_html(data: dict[str, Any]) -> str:
             + "".join(_html_cell(cells.get(t)) for t in targets)
             + "</tr>"
         )
-    plots = _plot(data, targets, "p50_ms", "p50 latency (ms)", lambda v: f"{v:.3f}") + _plot(
-        data, targets, "size_bytes", "artifact size", human_bytes
+    plots = _plot(data, targets, "p50_ms", "p50 latency", wording.latency_ms) + _plot(
+        data, targets, "size_bytes", "artifact size", wording.size
     )
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>edgeport fleet</title>'
         f"<style>{STYLE}</style></head><body>"
         f"<h1>edgeport fleet: {html.escape(VERDICT.get(data['exit_code'], str(data['exit_code'])))}</h1>"
-        f"<p>{len(data['models'])} models on {len(data['nodes'])} node(s), {data['wall_seconds']:.1f} s wall, "
+        f"<p>{len(data['models'])} models on {len(data['nodes'])} node(s), "
+        f"{wording.duration(data['wall_seconds'])} wall, "
         f"Ray {html.escape(data['address'])}, {html.escape(data['created'])}.</p>"
         f"<table><tr><th>model</th><th>node</th><th>exit</th>{head}</tr>{''.join(rows)}</table>"
         f"{plots}</body></html>\n"
@@ -207,11 +224,11 @@ def _html_cell(row: dict[str, Any] | None) -> str:
     if row is None:
         return "<td>–</td>"
     verdict = html.escape(str(row["verdict"]))
-    parts = [f'<span class="{verdict}">{verdict}</span>', human_bytes(row.get("size_bytes"))]
+    parts = [f'<span class="{verdict}">{verdict}</span>', wording.size(row.get("size_bytes"))]
     if isinstance(row.get("worst_cosine"), (int, float)):
         parts.append(f"cos {row['worst_cosine']:.6f}")
     if isinstance(row.get("p50_ms"), (int, float)):
-        parts.append(f"p50 {row['p50_ms']:.3f} ms")
+        parts.append(f"p50 {wording.latency_ms(row['p50_ms'])}")
     return "<td>" + "<br>".join(parts) + "</td>"
 
 
@@ -247,6 +264,9 @@ def _plot(data: dict[str, Any], targets: list[str], key: str, title: str, label)
                 )
     base = height - 8
     for value in (10**low, 10**high):
-        out.append(f'<text x="{x(value):.1f}" y="{base}" font-size="11" text-anchor="middle">{label(value)}</text>')
+        out.append(
+            f'<text x="{x(value):.1f}" y="{base}" font-size="11" text-anchor="middle">'
+            f"{html.escape(label(value))}</text>"
+        )
     out.append("</svg>")
     return "".join(out)

@@ -7,6 +7,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edgeport.fleet.driver import ModelRecord, Status
+from edgeport.report import wording
 
 
 class FleetProgress:
@@ -40,7 +41,7 @@ def _line(status: Status, record: ModelRecord) -> str:
         verdict = f"exit {record.exit_code}"
     else:
         tries = f", {record.attempts} attempts" if record.attempts > 1 else ""
-        verdict = f"exit {record.exit_code}, {record.seconds:.1f} s{tries}"
+        verdict = f"exit {record.exit_code}, {wording.duration(record.seconds)}{tries}"
     error = f": {record.error}" if record.error else ""
     return f"edgeport fleet: [{len(status.finished)}/{status.total}] {record.name} {where} ({verdict}){error}"
 

@@ -8,7 +8,10 @@ Cast nodes, from each input to the op that first uses it:
 - a float input multiplied (or divided) by a constant of at most 1/64 before anything else is pixels:
   [0, 255] (Keras `Rescaling(1/255)` and `Rescaling(1/127.5, offset=-1)`, the applications' preprocessing);
 - an integer input that indexes a constant table (GatherV2, ResourceGather, an embedding) within a few ops
-  takes its ids: [0, rows of the table) (the smallest, when it indexes several).
+  takes its ids: [0, rows of the table) (the smallest, when it indexes several). So does a float input the
+  graph casts to integers on the way (Cast, Floor, Round, Rint, Ceil: `tf.cast(x, tf.int32)` before an
+  Embedding): [0, 1) would make every id 0, every output the same, and any artifact "agree". Past a rounding
+  up (Round, Rint, Ceil) the top is rows - 1, so no id falls off the table.
 - a float input from which a constant mean is subtracted and that is then divided by a constant (Keras
   `Normalization`: `(x - mean) / max(sqrt(variance), eps)`, constants folded here) takes, per feature, the
   values of its data: uniform over mean ± sqrt(3)·std, which has the data's mean and variance. A tabular model
@@ -41,6 +44,9 @@ INDEX_OPS = PASS_THROUGH_OPS | {
     "Maximum",
     "ClipByValue",
 }  # what keeps an id an id: negative ids wrapped, ids clipped
+ROUNDING_OPS = frozenset({"Floor", "Round", "Rint", "Ceil"})  # a float made an id: depth-free, like a Cast
+ROUNDING_UP = frozenset({"Round", "Rint", "Ceil"})  # x in [0, rows) may become rows
+INDEX_OPS = INDEX_OPS | ROUNDING_OPS
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 
 
@@ -73,6 +79,8 @@ def graph_input_ranges(graph_def: Any, input_tensors: Mapping[str, str], dtypes:
         if dtype in FLOAT_DTYPES:
             users = list(_first_users(_node_name(tensor), consumers))
             found = _pixels(users, nodes) or _standardized(users, consumers, nodes)
+            if found is None:  # cast to integers and used as ids
+                found = _ids(_node_name(tensor), consumers, nodes, {_node_name(t) for t in input_tensors.values()})
         elif "int" in dtype:
             tables = {_node_name(t) for t in input_tensors.values()}  # not tables: the signature's inputs
             found = _ids(_node_name(tensor), consumers, nodes, tables)
@@ -186,24 +194,29 @@ def _ids(
     Embedding first wraps negative ids: Less, AddV2, SelectV2, then GatherV2); a table lookup (Equal against
     its keys) is no index. A table may be a large model's weight kept by reference: a Placeholder that is
     not one of the signature's `inputs` (model/weight_references.py)."""
-    rows: dict[int, str] = {}
-    seen, frontier = {start}, [(start, 0)]
+    rows: dict[int, tuple[str, bool]] = {}
+    seen, frontier = {start}, [(start, 0, False)]
     while frontier:
-        name, depth = frontier.pop()
+        name, depth, rounded_up = frontier.pop()
         for user in consumers.get(name, []):
             if user.name in seen:
                 continue
             seen.add(user.name)
             if user.op in GATHER_OPS and len(user.input) >= 2 and _node_name(user.input[1]) in seen | {name}:
                 shape = _const_shape(_const(user.input[0], nodes, inputs))
-                if shape:
-                    rows.setdefault(shape[0], user.name)
+                if shape and (shape[0] not in rows or rounded_up):  # a rounding up anywhere: rows - 1
+                    rows[shape[0]] = (user.name, rounded_up)
             elif depth < ID_DEPTH and user.op in INDEX_OPS:
-                frontier.append((user.name, depth + (user.op not in PASS_THROUGH_OPS)))
+                counts = user.op not in PASS_THROUGH_OPS | ROUNDING_OPS
+                frontier.append((user.name, depth + counts, rounded_up or user.op in ROUNDING_UP))
     if not rows:
         return None
     smallest = min(rows)
-    return InferredRange(0, smallest, f"ids: they index a table of {smallest} rows ({rows[smallest]})")
+    gather, rounded_up = rows[smallest]
+    high = smallest - 1 if rounded_up else smallest
+    if high <= 0:
+        return None
+    return InferredRange(0, high, f"ids: they index a table of {smallest} rows ({gather})")
 
 
 def _const(tensor: str, nodes: Mapping[str, Any], inputs: set[str] | None = None) -> Any:

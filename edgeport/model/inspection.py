@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgeport.model.scan import ScanResult
-from edgeport.report.files import human_bytes
+from edgeport.model.scan import ScanResult, describe_finding
+from edgeport.report import wording
 
 
 def inspect_model(
@@ -94,7 +94,7 @@ def print_inspection(result: dict[str, Any]) -> None:
     sig = result["signature"]
     console.print(
         f"[bold]{result['path']}[/]  tags {'/'.join(result['tags'])}  loaded as {result['mode']}  "
-        f"{human_bytes(result['size_bytes'])}  {result['parameters']:,} parameters"
+        f"{wording.size(result['size_bytes'])}  {result['parameters']:,} parameters"
     )
     console.print(f"signatures: {', '.join(result['signature_keys'])}  (showing [bold]{sig['key']}[/])")
     for note in result["notes"]:
@@ -138,5 +138,4 @@ def _print_scan(console: Console, path: str, scan: dict[str, Any]) -> None:
     trusted = " [yellow](trusted with --trust-model)[/]" if scan["trusted"] else ""
     console.print(f"[bold]pre-load scan[/] of {escape(path)}: [red]{count} op(s) flagged[/]{trusted} ({read})")
     for f in scan["findings"]:
-        where = f"{f['op']} in {f['where']} (node {f['node']})"
-        console.print(f"  [red]{escape(f['family'])}[/]: {escape(where)}")
+        console.print(f"  [red]{escape(f['family'])}[/]: {escape(describe_finding(f))}")

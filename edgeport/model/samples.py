@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from edgeport.data import DEFAULT_SYNTHETIC_COUNT, SampleSet, Signature, TensorSpec
 from edgeport.errors import UsageError
 from edgeport.model.input_ranges import InferredRange
+from edgeport.report import wording
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 FLOAT_RANGE = (0.0, 1.0)
@@ -111,8 +113,37 @@ def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, tuple[in
             shape = ()
         if not eq or not shape or min(shape) < 0:
             raise UsageError(f"--input-shape {item!r}: expected NAME=D0,D1,..., e.g. image=1,224,224,3")
-        shapes[name.strip()] = shape
+        shapes[name.strip()] = check_input_shape(name.strip(), shape)
     return shapes
+
+
+def check_input_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A feed shape given by the user: whole dimensions of 1 or more (a 0 makes every sample empty, and a check
+    on no values proves nothing)."""
+    dims = ",".join(map(str, shape))
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise UsageError(f"--input-shape {name}={dims}: dimensions must be whole numbers, e.g. {name}=1,224,224,3")
+    if any(d < 1 for d in shape):
+        raise UsageError(
+            f"--input-shape {name}={dims}: a dimension of {min(shape)} leaves every sample with no values to "
+            f"compare; give each dimension 1 or more, e.g. {name}=1,{','.join(str(max(d, 1)) for d in shape[1:])}"
+        )
+    return tuple(shape)
+
+
+IMAGES_EXTRA = "pip install 'edgeport[images]'"
+
+
+def require_pillow(where: str) -> ModuleType:
+    """Pillow's Image module, which an image folder needs; its absence is one line saying which extra to install."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UsageError(
+            f"{where}: an image folder needs Pillow, which is not installed here; {IMAGES_EXTRA} "
+            "(or pass the samples as an .npz)"
+        ) from None
+    return Image
 
 
 def feed_shape(spec: TensorSpec, override: tuple[int, ...] | None, *, second_size: bool = False) -> tuple[int, ...]:
@@ -219,15 +250,8 @@ def sample_memory_budget() -> tuple[int, str]:
     """(bytes synthetic samples may take, how that was decided)."""
     available = mem_available_bytes()
     if available is None:
-        return FALLBACK_SAMPLE_BUDGET, f"{_human(FALLBACK_SAMPLE_BUDGET)}, as this system shows no MemAvailable"
-    return int(available * SAMPLE_MEMORY_SHARE), f"a quarter of the {_human(available)} of memory available"
-
-
-def _human(size: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{int(size)} B"
+        return FALLBACK_SAMPLE_BUDGET, f"{wording.size(FALLBACK_SAMPLE_BUDGET)}, as this system shows no MemAvailable"
+    return int(available * SAMPLE_MEMORY_SHARE), f"a quarter of the {wording.size(available)} of memory available"
 
 
 def check_sample_memory(signature: Signature, request: SampleRequest) -> None:
@@ -237,8 +261,8 @@ def check_sample_memory(signature: Signature, request: SampleRequest) -> None:
     if request.count * per_sample <= budget:
         return
     raise UsageError(
-        f"--samples {request.count} needs about {_human(request.count * per_sample)} of memory for the samples "
-        f"and their reference outputs ({_human(per_sample)} each); at most {budget // per_sample} fit "
+        f"--samples {request.count} needs about {wording.size(request.count * per_sample)} of memory for the samples "
+        f"and their reference outputs ({wording.size(per_sample)} each); at most {budget // per_sample} fit "
         f"({why}); pass a smaller --samples"
     )
 
@@ -418,6 +442,12 @@ def conform(
         raise UsageError(f"data {where}: inputs hold different sample counts {sorted(counts)}; give each the same")
     if counts == {0}:
         raise UsageError(f"data {where}: no samples")
+    for name, array in out.items():
+        if array.size == 0:
+            raise UsageError(
+                f"data {where}: input {name!r} has shape {list(array.shape)}, no values in any sample; a check on "
+                "empty inputs proves nothing: give every dimension 1 or more"
+            )
     return out
 
 
@@ -475,7 +505,7 @@ def _image_folder(path: Path, signature: Signature, request: SampleRequest) -> d
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UsageError(f"data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
-    from PIL import Image  # pillow comes with matplotlib / tensorflow's deps
+    Image = require_pillow(f"data {path}")  # noqa: N806 - the module's own name
 
     images = []
     for file in files:

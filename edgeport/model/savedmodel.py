@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeport.data import Feeds, Signature, TensorSpec
 from edgeport.errors import ConversionError, ModelLoadError, UsageError, first_line
+from edgeport.model.saved_model_proto import read_saved_model_proto
 from edgeport.model.tf_quiet import import_tensorflow
 from edgeport.model.weight_references import REFERENCE_MIN_BYTES, WeightReference, freeze_by_reference
 
@@ -80,7 +81,7 @@ def check_saved_model_dir(path: Path) -> None:
                 f"model {path} is a symlink to {os.readlink(path)}, which does not exist; fix the link"
             ) from None
     if not path.exists():
-        raise ModelLoadError(f"model not found: {path} does not exist; pass the folder that holds saved_model.pb")
+        raise UsageError(f"model not found: {path} does not exist; pass the folder that holds saved_model.pb")
     if not path.is_dir():
         raise ModelLoadError(f"model {path} is a file; pass the SavedModel folder that holds saved_model.pb")
     if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
@@ -88,26 +89,6 @@ def check_saved_model_dir(path: Path) -> None:
             f"{path} is not a SavedModel: it has no saved_model.pb; export one with model.export(...) or "
             "tf.saved_model.save(...)"
         )
-
-
-def read_saved_model_proto(path: Path):
-    tf = import_tensorflow()
-    from google.protobuf import message, text_format
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    pb = path / "saved_model.pb"
-    try:
-        if pb.is_file():
-            proto.ParseFromString(pb.read_bytes())
-        else:
-            text_format.Parse((path / "saved_model.pbtxt").read_text(), proto)
-    except (message.DecodeError, text_format.ParseError, UnicodeDecodeError, RuntimeWarning) as exc:
-        raise ModelLoadError(f"{pb} is corrupt or truncated ({type(exc).__name__}); re-export the SavedModel") from None
-    if not proto.meta_graphs:
-        raise ModelLoadError(f"{pb} holds no MetaGraph (truncated?); re-export the SavedModel")
-    del tf
-    return proto
 
 
 class LoadedModel:
@@ -238,7 +219,7 @@ def load_model(
         notes.append("loaded the MetaGraph in a v1 session (forced)")
     if backend is None:
         try:
-            backend = _V1SessionBackend(path, tags, key, meta.signature_def[key])
+            backend = _V1SessionBackend(path, tags, key, meta.signature_def[key], meta)
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(_load_failure(path, [*failures, exc])) from None
     return LoadedModel(
@@ -390,13 +371,13 @@ class _TF2Backend:
 class _V1SessionBackend:
     mode = "v1-session"
 
-    def __init__(self, path: Path, tags, key: str, signature_def):
+    def __init__(self, path: Path, tags, key: str, signature_def, meta):
         tf = import_tensorflow()
         self._tf = tf
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph)
         with self._graph.as_default():
-            tf.compat.v1.saved_model.loader.load(self._session, list(tags), str(path))
+            load_without_saver(self._session, path, meta)
         self.input_names = tuple(sorted(signature_def.inputs))
         self.output_names = tuple(sorted(signature_def.outputs))
         self._in = {n: signature_def.inputs[n].name for n in self.input_names}
@@ -491,6 +472,141 @@ class _V1SessionBackend:
         if self._wrapped is None:
             self._wrapped = wrap_frozen_graph(self.freeze(), self.signature)
         return self._wrapped
+
+
+def load_without_saver(session, path: Path, meta) -> None:
+    """The MetaGraph in `session`'s graph as tf.compat.v1.saved_model.loader.load leaves it, without running
+    any of its saver: the variables are read from `path`/variables by a checkpoint reader and assigned by
+    edgeport's own ops (reference and resource variables alike), then the init op runs with the assets fed,
+    unless it is the saver's. A model's restore op could read or write any path; this reads variables/ only."""
+    from tensorflow.python.saved_model import loader_impl
+
+    from edgeport.model.scan import saver_nodes
+
+    tf = import_tensorflow()
+    tf.compat.v1.train.import_meta_graph(meta)
+    prefix = path / "variables" / "variables"
+    if prefix.with_suffix(".index").is_file():
+        _assign_from_checkpoint(session, tf.train.load_checkpoint(str(prefix)), saver_restore_keys(meta))
+    init_op = loader_impl.get_init_op(meta)
+    if init_op is not None and init_op.name not in saver_nodes(meta):
+        session.run(init_op, feed_dict=loader_impl.get_asset_tensors(str(path), meta))
+
+
+_VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+_ASSIGN_BATCH_BYTES = 64 << 20  # values fed per session.run while restoring
+
+
+def _assign_from_checkpoint(session, reader, restored: dict[str, str]) -> None:
+    """Every variable of the session's graph that the checkpoint holds, assigned its value; `restored`: the
+    key the saver's restore subgraph reads for each variable node, else its name or shared_name."""
+    keys = _checkpoint_keys(reader)
+    batch: dict[Any, Any] = {}
+    assigns: list[Any] = []
+    for op in session.graph.get_operations():
+        key = None
+        if op.type in _VARIABLE_OPS:
+            key = restored[op.name] if restored.get(op.name) in keys else _checkpoint_key(op, keys)
+        if key is None:
+            continue
+        value = reader.get_tensor(key)
+        assign, placeholder = _assign_op(op, value)
+        assigns.append(assign)
+        batch[placeholder] = value
+        if sum(v.nbytes for v in batch.values()) >= _ASSIGN_BATCH_BYTES:
+            session.run(assigns, feed_dict=batch)
+            batch, assigns = {}, []
+    if assigns:
+        session.run(assigns, feed_dict=batch)
+
+
+def saver_restore_keys(meta) -> dict[str, str]:
+    """variable node -> the checkpoint key the MetaGraph's restore subgraph assigns it, read off the graph (a
+    TF1 saver's Assign from RestoreV2:i, a TF2 `__inference__traced_restore`'s AssignVariableOp on argument k
+    of its call); nothing of it runs."""
+    top = {node.name: node for node in meta.graph_def.node}
+    library = {function.signature.name: function for function in meta.graph_def.library.function}
+    keys: dict[str, str] = {}
+    for node in top.values():
+        if node.op in ("Assign", "AssignVariableOp") and len(node.input) > 1:
+            key, variable = _restored_key(top, node.input[1]), _traced(top, node.input[0])[1]
+            if key and variable is not None:
+                keys[variable.name] = key
+        elif node.op in FUNCTION_CALL_OPS and node.attr["f"].func.name in library:
+            keys.update(_keys_restored_by_call(top, node, library[node.attr["f"].func.name]))
+    return keys
+
+
+def _keys_restored_by_call(top: dict[str, Any], call, function) -> dict[str, str]:
+    args = [arg.name for arg in function.signature.input_arg]
+    body = {node.name: node for node in function.node_def}
+    keys: dict[str, str] = {}
+    for node in function.node_def:
+        if node.op != "AssignVariableOp" or len(node.input) < 2:
+            continue
+        key, resource = _restored_key(body, node.input[1]), _traced(body, node.input[0])[0].split(":")[0]
+        if key and resource in args and args.index(resource) < len(call.input):
+            variable = _traced(top, call.input[args.index(resource)])[1]
+            if variable is not None:
+                keys[variable.name] = key
+    return keys
+
+
+def _traced(nodes: dict[str, Any], tensor: str) -> tuple[str, Any]:
+    """(tensor, its node) through Identity; (tensor, None) for a function argument."""
+    for _ in range(len(nodes) + 1):
+        node = nodes.get(tensor.lstrip("^").split(":")[0])
+        if node is None or node.op != "Identity" or not node.input:
+            return tensor, node
+        tensor = node.input[0]
+    return tensor, None
+
+
+def _restored_key(nodes: dict[str, Any], tensor: str) -> str | None:
+    """The checkpoint key of `tensor` when it is output i of a RestoreV2 (`name:i`, `name:tensors:i`)."""
+    tensor, node = _traced(nodes, tensor)
+    if node is None or node.op != "RestoreV2" or len(node.input) < 2:
+        return None
+    index = int(tensor.split(":")[-1]) if ":" in tensor else 0
+    names = _traced(nodes, node.input[1])[1]
+    if names is None or names.op != "Const":
+        return None
+    values = names.attr["value"].tensor.string_val
+    return values[index].decode() if index < len(values) else None
+
+
+def _checkpoint_keys(reader) -> dict[str, str]:
+    """name -> checkpoint key: a TF1 saver's keys are the variables' names; a TF2 checkpoint's object graph
+    maps each variable's name (its VarHandleOp's shared_name) to its key."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    keys = {key: key for key in reader.get_variable_to_shape_map()}
+    if "_CHECKPOINTABLE_OBJECT_GRAPH" in keys:
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        for node in graph.nodes:
+            for attribute in node.attributes:
+                if attribute.full_name and attribute.checkpoint_key in keys:
+                    keys.setdefault(attribute.full_name, attribute.checkpoint_key)
+    return keys
+
+
+def _checkpoint_key(op, keys: dict[str, str]) -> str | None:
+    shared = op.get_attr("shared_name").decode() if "shared_name" in op.node_def.attr else ""
+    for name in (shared, op.name):
+        if name and name in keys:
+            return keys[name]
+    return None
+
+
+def _assign_op(op, value):
+    """(an op assigning a new placeholder to the variable `op`, the placeholder)."""
+    tf = import_tensorflow()
+    dtype = tf.as_dtype(op.get_attr("dtype"))
+    placeholder = tf.compat.v1.placeholder(dtype, value.shape, name=f"edgeport_restore/{op.name}")
+    if op.type == "VarHandleOp":
+        return tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=placeholder), placeholder
+    return tf.compat.v1.assign(op.outputs[0], placeholder, validate_shape=False).op, placeholder
 
 
 def freeze_function(function, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> FrozenGraph:

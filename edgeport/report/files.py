@@ -20,6 +20,8 @@ from xml.sax.saxutils import escape, quoteattr
 from edgeport.checks.accuracy import AccuracyResult
 from edgeport.checks.latency import LatencyStats
 from edgeport.errors import ExitCode
+from edgeport.report import wording
+from edgeport.report.device_rows import DeviceRow, summary_lines
 
 SCHEMA_VERSION = 1
 STAGES = ("convert", "check", "bench")
@@ -71,6 +73,8 @@ class TargetResult:
         check = self.stage("check")
         if check is None or check.status != "passed":
             return "unchecked"  # converted, but nothing compared it with the SavedModel: never "passed"
+        if self.accuracy is not None and self.accuracy.inconclusive:
+            return "inconclusive"  # compared, but the SavedModel's outputs did not vary: never "passed"
         return "passed"
 
 
@@ -87,6 +91,7 @@ class Report:
     warnings: tuple[str, ...] = ()
     baseline: LatencyStats | None = None
     schema_version: int = SCHEMA_VERSION
+    devices: tuple[DeviceRow, ...] = ()  # one row per (target, device): --device (edgeport/device)
 
     @property
     def passed(self) -> bool:
@@ -206,13 +211,33 @@ def junit_xml(report: Report) -> str:
                 f'time="{stage.seconds:.3f}">{body}</testcase>'
             )
     total = len(cases)
-    model = quoteattr(f"edgeport {report.model.get('path', '')}")
+    model = quoteattr(f"edgeport {path_text(report.model.get('path', ''))}")
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<testsuites tests="{total}" failures="{failures}" errors="{errors}" skipped="{skipped}">\n'
         f'  <testsuite name={model} tests="{total}" failures="{failures}" errors="{errors}" '
         f'skipped="{skipped}" timestamp="{report.created}">\n' + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n"
     )
+
+
+def path_text(value: Any) -> str:
+    """A path (the model's, the data's) as report files show it: one line, every control character written as
+    its escape (a newline as \\n, ESC as \\x1b, an undecodable byte as \\udcXX), so a path cannot break a line
+    of summary.md, make junit.xml invalid XML or run report.html's text together. The one place paths are
+    rendered for the report files; report.json keeps them as they are."""
+    text = "" if value is None else str(value)
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _code(text: str) -> str:
+    """A markdown code span around `text`, whatever backticks it holds."""
+    longest = run = 0
+    for character in text:
+        run = run + 1 if character == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -227,21 +252,30 @@ def _shapes(shapes: Mapping[str, Any]) -> str:
     return ", ".join(f"{name} [{', '.join(map(str, dims))}]" for name, dims in shapes.items())
 
 
-def human_bytes(size: float | None) -> str:
-    if size is None:
-        return "–"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
 def stage_cell(stage: StageResult | None) -> str:
     if stage is None:
         return "–"
     mark = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}[stage.status]
     return f"{mark}: {stage.reason}" if stage.reason and stage.status != "passed" else mark
+
+
+def size_cell(target: TargetResult) -> str:
+    """A target's size as a device stores it; for a microcontroller target its flash and arena, and whether
+    they fit the board's limits (the converter's budgets `max_flash_bytes`, `max_arena_bytes`)."""
+    if target.size_bytes is None:
+        return "–"
+    arena = target.measurements.get("arena_bytes")
+    if arena is None:
+        return wording.size(target.size_bytes)
+    said = f"flash {wording.size(target.size_bytes)} + arena {wording.size(arena)}"
+    board = target.details.get("board")
+    budgets = target.details.get("budgets") or {}
+    limits = {"flash": budgets.get("max_flash_bytes"), "RAM": budgets.get("max_arena_bytes")}
+    used = {"flash": target.size_bytes, "RAM": arena}
+    over = [what for what, limit in limits.items() if limit is not None and used[what] > limit]
+    if board is None or all(limit is None for limit in limits.values()):
+        return said
+    return f"{said}; " + (f"over {board}'s {' and '.join(over)}" if over else f"fits {board}")
 
 
 def accuracy_cell(target: TargetResult) -> str:
@@ -250,29 +284,86 @@ def accuracy_cell(target: TargetResult) -> str:
     worst = min(target.accuracy.outputs, key=lambda o: o.cosine)
     text = f"cos {worst.cosine:.6f}"
     if worst.top1_agreement is not None:
-        text += f", top-1 {worst.top1_agreement:.1%}"
+        text += f", top-1 {wording.percent(worst.top1_agreement)}"
     return text
+
+
+def latency_cell(stats: LatencyStats | None, stat: str = "p50_ms") -> str:
+    """A quantile with its 95 % interval ("0.412 ms [0.405, 0.419]", "[n/a]" when the runs cannot bound it)."""
+    if stats is None:
+        return wording.latency_interval(None, None)
+    return wording.latency_interval(getattr(stats, stat), stats.interval(stat))
+
+
+def noise_line(report: Report) -> str | None:
+    """The machine's noise measured before the benchmarks (report.json `machine.noise`), or None."""
+    noise = report.machine.get("noise")
+    if not noise:
+        return None
+    load = noise.get("load_avg")
+    said = f", load average {wording.load(load[0])} on {noise.get('cpus')} cores" if load else ""
+    verdict = (
+        f"noisy ({noise.get('noisy_benchmarks')} of {noise.get('calibrations')} benchmarks): latency here is less "
+        "certain than its intervals say"
+        if noise.get("noisy")
+        else "quiet"
+    )
+    return (
+        f"machine noise before the benchmarks: a fixed compute kernel varied by {wording.percent(noise.get('cv'))} "
+        f"(CV){said}; {verdict}"
+    )
+
+
+def speed_line(report: Report) -> str | None:
+    """Each benchmarked target's p50 against the SavedModel's on TensorFlow, worded by wording.ratio."""
+    if report.baseline is None:
+        return None
+    said = [
+        f"{t.name} {wording.ratio(t.latency.p50_ms, report.baseline.p50_ms)}"
+        for t in report.targets
+        if t.latency is not None
+    ]
+    if not said:
+        return None
+    return f"p50 against the SavedModel on TensorFlow ({wording.latency_ms(report.baseline.p50_ms)}): " + "; ".join(
+        said
+    )
+
+
+def task_line(target: TargetResult) -> str | None:
+    """One artifact's task accuracy against --labels: top-1, the drop from the SavedModel's (in percentage
+    points, as the accuracies are percentages) and the max_accuracy_drop gate, when set."""
+    task = target.accuracy.task if target.accuracy else None
+    if task is None:
+        return None
+    gate = ""
+    if task.max_drop is not None:
+        gate = (
+            f" (max_accuracy_drop {task.max_drop:g} = {wording.points(task.max_drop)}: "
+            f"{'passed' if task.passed else 'FAILED'})"
+        )
+    top5 = f", top-5 {wording.percent(task.artifact_top5, 2)}" if task.artifact_top5 is not None else ""
+    return f"top-1 {wording.percent(task.artifact, 2)}{top5}, drop {wording.points(task.drop)}{gate}"
+
+
+def task_header(report: Report) -> str | None:
+    """The SavedModel's task accuracy against --labels, or None without labels."""
+    labels = report.samples.get("labels") if report.samples else None
+    if not labels:
+        return None
+    top5 = labels.get("top5")
+    return (
+        f"task accuracy on {labels['count']} labels ({labels['source']}): SavedModel top-1 "
+        f"{wording.percent(labels['top1'], 2)}" + (f", top-5 {wording.percent(top5, 2)}" if top5 is not None else "")
+    )
 
 
 def task_lines(report: Report) -> list[str]:
     """Task accuracy against --labels: the SavedModel's, then each artifact's with its drop."""
-    labels = report.samples.get("labels") if report.samples else None
-    if not labels:
+    header = task_header(report)
+    if header is None:
         return []
-    top5 = labels.get("top5")
-    lines = [
-        f"task accuracy on {labels['count']} labels ({labels['source']}): SavedModel top-1 {labels['top1']:.2%}"
-        + (f", top-5 {top5:.2%}" if top5 is not None else "")
-    ]
-    for t in report.targets:
-        task = t.accuracy.task if t.accuracy else None
-        if task is None:
-            continue
-        gate = ""
-        if task.max_drop is not None:
-            gate = f" (max_accuracy_drop {task.max_drop:g}: {'passed' if task.passed else 'FAILED'})"
-        lines.append(f"{t.name}: top-1 {task.artifact:.2%}, drop {task.drop:+.4f}{gate}")
-    return lines
+    return [header] + [f"{t.name}: {line}" for t in report.targets if (line := task_line(t)) is not None]
 
 
 def layer_lines(report: Report) -> list[str]:
@@ -300,13 +391,67 @@ def fallback_lines(report: Report) -> list[str]:
     for t in report.targets:
         fallback = t.quant_fallback
         if fallback:
-            cost = fallback.get("cost") or {}
-            said = ""
-            if cost.get("size_ratio") is not None:
-                said = f" (size x{cost['size_ratio']:.3f}" + (
-                    f", p50 x{cost['p50_ratio']:.3f})" if cost.get("p50_ratio") is not None else ")"
-                )
+            said = _fallback_cost(fallback.get("cost") or {})
             lines.append(f"{t.name}: quant_fallback {fallback['status']}: {fallback['reason']}{said}")
+    return lines
+
+
+def _fallback_cost(cost: Mapping[str, Any]) -> str:
+    """What keeping layers in float cost against the all-quantized artifact: size, and speed when both ran."""
+    if cost.get("size_ratio") is None:
+        return ""
+    parts = [
+        f"size {wording.size(cost.get('size_bytes'))}, "
+        f"{wording.times(cost.get('size_bytes'), cost.get('all_quantized_size_bytes'))} the all-quantized "
+        f"{wording.size(cost.get('all_quantized_size_bytes'))}"
+    ]
+    if cost.get("p50_ms") is not None and cost.get("all_quantized_p50_ms") is not None:
+        parts.append(f"p50 {wording.ratio(cost['p50_ms'], cost['all_quantized_p50_ms'], than='all-quantized')}")
+    return f" ({'; '.join(parts)})"
+
+
+BROWSER_RUNTIMES = ("tfjs-browser", "litertjs-browser", "ort-web")  # runtimes in headless Chromium, by name
+BROWSER_BACKENDS = ("wasm", "webgpu", "webgl", "cpu")
+
+
+def browser_backend(target: TargetResult) -> str:
+    """The backend chosen, else the one the benchmark's runtime version names ("LiteRT.js 2.5.3 wasm (...)")."""
+    if target.backend:
+        return target.backend
+    said = str(target.latency.runtime_version if target.latency else target.runtime_version or "")
+    words = said.replace("(", " ").replace(",", " ").split()
+    return next((word for word in words if word in BROWSER_BACKENDS), "default")
+
+
+def browser_rows(report: Report) -> list[tuple[str, str, str, str, str]]:
+    """The browser runtimes side by side, for a web developer: (runtime, backend, accuracy against the
+    SavedModel, p50, whether it ran). Empty unless at least two targets ran in the browser."""
+    targets = [t for t in report.targets if t.runtime in BROWSER_RUNTIMES]
+    if len(targets) < 2:
+        return []
+    rows = []
+    for t in targets:
+        check = t.stage("check")
+        if check is None:
+            ran = "not checked"
+        elif check.status == "passed":
+            ran = "ran, passed"
+        elif check.reason and "unavailable" in check.reason:
+            ran = f"unavailable: {check.reason}"
+        else:
+            ran = f"ran, {check.status}: {check.reason}" if check.reason else f"ran, {check.status}"
+        p50 = wording.latency_ms(t.latency.p50_ms) if t.latency else "–"
+        rows.append((t.runtime, browser_backend(t), accuracy_cell(t), p50, ran))
+    return rows
+
+
+def browser_lines(report: Report) -> list[str]:
+    rows = browser_rows(report)
+    if not rows:
+        return []
+    lines = ["", "**Browser runtimes** (headless Chromium)", "", "| runtime | backend | accuracy | p50 | ran |"]
+    lines.append("|---|---|---|---|---|")
+    lines += [f"| {' | '.join(path_text(cell) for cell in row)} |" for row in rows]
     return lines
 
 
@@ -317,35 +462,42 @@ def summary_markdown(report: Report) -> str:
     unchecked = [t.name for t in report.targets if t.verdict == "unchecked"]
     if unchecked and report.exit_code == 0:
         verdict = f"passed where checked; unchecked: {', '.join(unchecked)}"
+    inconclusive = [t.name for t in report.targets if t.verdict == "inconclusive"]
+    if inconclusive and report.exit_code == 0:
+        verdict += f"; inconclusive (the SavedModel's outputs did not vary): {', '.join(inconclusive)}"
     lines = [
         f"# edgeport: {verdict}",
         "",
-        f"Model `{report.model.get('path')}` signature `{report.model.get('signature', {}).get('key')}` "
-        f"({report.model.get('mode')}), {human_bytes(report.model.get('size_bytes'))}; samples: "
-        f"{report.samples.get('source')}.",
+        f"Model {_code(path_text(report.model.get('path')))} signature "
+        f"`{report.model.get('signature', {}).get('key')}` "
+        f"({report.model.get('mode')}), {wording.size(report.model.get('size_bytes'))}; samples: "
+        f"{path_text(report.samples.get('source'))}.",
         "",
     ]
     lines += [
-        "| target | convert | check | bench | size | accuracy (worst output) | p50 ms | p90 ms |",
+        "| target | convert | check | bench | size | accuracy (worst output) | p50 [95 % interval] "
+        "| p90 [95 % interval] |",
         "|---|---|---|---|---|---|---|---|",
     ]
     if report.baseline:
         lines.append(
-            f"| savedmodel (tensorflow) | – | – | – | {human_bytes(report.model.get('size_bytes'))} | reference "
-            f"| {_fmt(report.baseline.p50_ms)} | {_fmt(report.baseline.p90_ms)} |"
+            f"| savedmodel (tensorflow) | – | – | – | {wording.size(report.model.get('size_bytes'))} | reference "
+            f"| {latency_cell(report.baseline)} | {latency_cell(report.baseline, 'p90_ms')} |"
         )
     for t in report.targets:
         lat = t.latency
         lines.append(
             f"| {t.name} | {stage_cell(t.stage('convert'))} | {stage_cell(t.stage('check'))} | "
-            f"{stage_cell(t.stage('bench'))} | {human_bytes(t.size_bytes)} | {accuracy_cell(t)} | "
-            f"{_fmt(lat.p50_ms if lat else None)} | {_fmt(lat.p90_ms if lat else None)} |"
+            f"{stage_cell(t.stage('bench'))} | {size_cell(t)} | {accuracy_cell(t)} | "
+            f"{latency_cell(lat)} | {latency_cell(lat, 'p90_ms')} |"
         )
-    said = [*task_lines(report), *layer_lines(report)]
+    said = [*filter(None, [speed_line(report), noise_line(report)]), *task_lines(report), *layer_lines(report)]
     if said:
         lines += ["", *(f"- {line}" for line in said)]
+    lines += browser_lines(report)
+    lines += summary_lines(report.devices)
     if report.warnings:
-        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in report.warnings]
+        lines += ["", "**Warnings**", ""] + [f"- {path_text(w)}" for w in report.warnings]
     notes = [(t.name, n) for t in report.targets for n in t.notes]
     if notes:
         lines += ["", "**Notes**", ""] + [f"- {name}: {note}" for name, note in notes]

@@ -19,7 +19,21 @@ from typing import Any
 
 from edgeport.errors import UsageError
 
-DEFAULT_HISTORY = Path(".edgeport") / "history.db"
+HOME_ENV = "EDGEPORT_HOME"  # as formats/tfjs/packages: edgeport's per-user folder, when set
+
+
+def default_history() -> Path:
+    """One history per user, wherever the command runs: $EDGEPORT_HOME/history.db, else
+    $XDG_DATA_HOME/edgeport/history.db, else ~/.local/share/edgeport/history.db."""
+    import os
+
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser() / "history.db"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data).expanduser() / "edgeport" / "history.db"
+
+
+DEFAULT_HISTORY = default_history()
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
 BASELINE_ROW = "savedmodel"
@@ -43,6 +57,8 @@ CREATE TABLE IF NOT EXISTS results (
     top1_agreement REAL,
     p50_ms REAL,
     p90_ms REAL,
+    p50_ci_low REAL,                 -- the p50's 95 % interval (NULL: too few runs, or an older edgeport)
+    p50_ci_high REAL,
     PRIMARY KEY (run_id, target)
 );
 CREATE INDEX IF NOT EXISTS results_by_target ON results (target);
@@ -64,11 +80,66 @@ class HistoryRow:
     p90_ms: float | None
     exit_code: int
     output: str | None
+    p50_ci_low: float | None = None
+    p50_ci_high: float | None = None
+
+    @property
+    def p50_interval(self) -> tuple[float, float] | None:
+        if self.p50_ci_low is None or self.p50_ci_high is None:
+            return None
+        return self.p50_ci_low, self.p50_ci_high
+
+
+INTERVAL_COLUMNS = ("p50_ci_low", "p50_ci_high")  # added to a history written before them (same schema version)
+
+
+def check_history(path: Path) -> None:
+    """Refuse (UsageError, one line, nothing written) a history that is no edgeport history: a directory, a file
+    that is not SQLite, a damaged database (a valid header over garbage pages), another schema. Read-only: a
+    file that fails is left exactly as it was. A path that does not exist yet is fine (it is created)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise UsageError(f"history {path} is a directory; pass --history with a database file (or --no-history)")
+        if not path.exists():
+            return
+    except OSError as exc:  # a name too long, a loop of symlinks: no file could ever be there
+        raise UsageError(f"history {path}: {exc.strerror}; pass --history with another path") from None
+    sidecars = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    there = {sidecar for sidecar in sidecars if sidecar.exists()}
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    except (OSError, sqlite3.Error) as exc:
+        raise UsageError(
+            f"cannot open the history database {path} ({exc}); pass --history with a readable path"
+        ) from None
+    try:
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        problems, version = [str(exc)], SCHEMA_VERSION
+    finally:
+        connection.close()
+    if problems != ["ok"] or version not in (0, SCHEMA_VERSION):
+        for sidecar in set(sidecars) - there:  # what SQLite's read-only open of a WAL file added: nothing stays
+            sidecar.unlink(missing_ok=True)
+    if problems != ["ok"]:
+        raise UsageError(
+            f"{path} is not an edgeport history database, or a damaged one ({problems[0]}); move it away, or pass "
+            "--history with another path (or --no-history)"
+        )
+    if version not in (0, SCHEMA_VERSION):
+        raise UsageError(
+            f"{path}: history schema {version}, this edgeport reads and writes {SCHEMA_VERSION}; pass --history with "
+            "another path"
+        )
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the history database, ready for concurrent use."""
+    """Open (creating if needed) the history database, ready for concurrent use; a file that is not a sound
+    edgeport history is refused before anything is written to it (check_history)."""
     path = Path(path)
+    check_history(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -92,6 +163,10 @@ def connect(path: Path) -> sqlite3.Connection:
 def _create_schema(connection: sqlite3.Connection) -> None:
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
+        have = {row[1] for row in connection.execute("PRAGMA table_info(results)")}
+        for column in INTERVAL_COLUMNS:
+            if column not in have:
+                connection.execute(f"ALTER TABLE results ADD COLUMN {column} REAL")
         return
     if version not in (0, SCHEMA_VERSION):
         raise sqlite3.DatabaseError(f"history schema {version}, this edgeport writes {SCHEMA_VERSION}")
@@ -132,6 +207,7 @@ def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "top1_agreement": None,
                 "p50_ms": baseline["p50_ms"],
                 "p90_ms": baseline["p90_ms"],
+                **_interval_columns(baseline),
             }
         )
     verdicts = report.get("verdicts", {})
@@ -149,9 +225,16 @@ def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "top1_agreement": min(top1) if top1 else None,
                 "p50_ms": latency.get("p50_ms"),
                 "p90_ms": latency.get("p90_ms"),
+                **_interval_columns(latency),
             }
         )
     return rows
+
+
+def _interval_columns(latency: Mapping[str, Any]) -> dict[str, float | None]:
+    interval = latency.get("p50_ci_ms")
+    low, high = interval if isinstance(interval, list | tuple) and len(interval) == 2 else (None, None)
+    return {"p50_ci_low": low, "p50_ci_high": high}
 
 
 def _verdict(target: Mapping[str, Any]) -> str:
@@ -183,8 +266,8 @@ def append_run(path: Path, report: Mapping[str, Any], *, output: Path | None = N
                 raise sqlite3.DatabaseError("the INSERT into runs gave no row id")
             connection.executemany(
                 "INSERT INTO results (run_id, target, verdict, size_bytes, worst_cosine, top1_agreement, p50_ms, "
-                "p90_ms) VALUES (:run_id, :target, :verdict, :size_bytes, :worst_cosine, :top1_agreement, :p50_ms, "
-                ":p90_ms)",
+                "p90_ms, p50_ci_low, p50_ci_high) VALUES (:run_id, :target, :verdict, :size_bytes, :worst_cosine, "
+                ":top1_agreement, :p50_ms, :p90_ms, :p50_ci_low, :p50_ci_high)",
                 [{**row, "run_id": run_id} for row in rows],
             )
             connection.execute("COMMIT")
@@ -217,12 +300,15 @@ def read_history(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     query = (
         "SELECT r.id, r.created, r.model, x.target, x.verdict, x.size_bytes, x.worst_cosine, x.top1_agreement, "
-        f"x.p50_ms, x.p90_ms, r.exit_code, r.output FROM results x JOIN runs r ON r.id = x.run_id {clause} "
+        f"x.p50_ms, x.p90_ms, r.exit_code, r.output, x.p50_ci_low, x.p50_ci_high FROM results x JOIN runs r "
+        f"ON r.id = x.run_id {clause} "
         "ORDER BY r.created, r.id, x.target"
     )
     connection = connect(path)
     try:
         rows = [HistoryRow(*row) for row in connection.execute(query, params)]
+    except sqlite3.DatabaseError as exc:  # damage quick_check does not see (it skips index contents)
+        raise UsageError(f"{path}: the history database is damaged ({exc}); move it away") from None
     finally:
         connection.close()
     if limit:
@@ -250,11 +336,12 @@ def history_json(rows: Sequence[HistoryRow]) -> str:
 
 
 def print_history(rows: Sequence[HistoryRow], console) -> None:
-    """One table per (model, target): each run's size, accuracy and p50 with the change from the run before."""
+    """One table per (model, target): each run's size, accuracy and p50 with its 95 % interval ("[n/a]": too few
+    runs, or recorded before intervals were), with the change from the run before."""
     from rich.markup import escape
     from rich.table import Table
 
-    from edgeport.report.files import human_bytes
+    from edgeport.report import wording
 
     if not rows:
         console.print("no runs recorded for this selection", highlight=False)
@@ -270,7 +357,7 @@ def print_history(rows: Sequence[HistoryRow], console) -> None:
             f"size {sparkline([r.size_bytes for r in runs])}",
             title_justify="left",
         )
-        for column in ("run", "time (UTC)", "verdict", "size", "worst cosine", "top-1", "p50 ms", "p50 change"):
+        for column in ("run", "time (UTC)", "verdict", "size", "worst cosine", "top-1", "p50 [95 %]", "p50 change"):
             table.add_column(column, justify="right" if column not in ("time (UTC)", "verdict") else "left")
         previous = None
         for row in runs:
@@ -282,10 +369,10 @@ def print_history(rows: Sequence[HistoryRow], console) -> None:
                 str(row.run_id),
                 row.created.replace("+00:00", ""),
                 f"[{color}]{row.verdict}[/]",
-                human_bytes(row.size_bytes),
+                wording.size(row.size_bytes),
                 "–" if row.worst_cosine is None else f"{row.worst_cosine:.6f}",
-                "–" if row.top1_agreement is None else f"{row.top1_agreement:.1%}",
-                "–" if row.p50_ms is None else f"{row.p50_ms:.4g}",
+                wording.percent(row.top1_agreement),
+                wording.latency_interval(row.p50_ms, row.p50_interval),
                 change,
             )
             previous = row

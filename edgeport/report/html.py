@@ -1,8 +1,10 @@
 """report.html: one self-contained page (no scripts, no network) a person reads after a run.
 
-It opens with the verdict table (target x convert/check/bench), then one section per target: artifact size
-against the SavedModel's, accuracy per output with the distribution of absolute errors, top-1/top-5
-agreement for quantized targets, and latency distributions side by side with the SavedModel baseline.
+It opens with the verdict table (target x convert/check/bench) and, with --labels, the task accuracy of the
+SavedModel and of each artifact; then one section per target: artifact size against the SavedModel's,
+accuracy per output with the distribution of absolute errors, task accuracy and its max_accuracy_drop gate,
+top-1/top-5 agreement for quantized targets, and latency distributions side by side with the SavedModel
+baseline. Every number is worded by report/wording, as in summary.md and the CLI.
 Plots are drawn offline by matplotlib (Agg) as inline SVG; without matplotlib the page says so and keeps
 every table.
 """
@@ -18,12 +20,36 @@ from pathlib import Path
 
 from edgeport.checks.accuracy import OutputMetrics
 from edgeport.checks.latency import LatencyStats
-from edgeport.report.files import Report, TargetResult, accuracy_cell, atomic_write, human_bytes
+from edgeport.report import wording
+from edgeport.report.device_rows import html_section as device_section
+from edgeport.report.files import (
+    Report,
+    TargetResult,
+    accuracy_cell,
+    atomic_write,
+    browser_rows,
+    latency_cell,
+    noise_line,
+    path_text,
+    size_cell,
+    task_header,
+    task_line,
+)
 
 QUANTIZED = ("dynamic", "int8", "uint8", "int16x8", "uint16")
-STATUS_CLASS = {"passed": "pass", "failed": "fail", "error": "fail", "skipped": "skip", "unchecked": "skip"}
+STATUS_CLASS = {
+    "passed": "pass",
+    "failed": "fail",
+    "error": "fail",
+    "skipped": "skip",
+    "unchecked": "skip",
+    "inconclusive": "skip",
+}
 NO_PLOTS = "matplotlib is not installed, so this page has no plots; install it with: pip install 'edgeport[report]'"
 
+# Layout: the page never scrolls sideways (tests/core/test_report_layout.py, 1400 and 800 px): long names (a
+# node's, a path) wrap anywhere in cells, code and lists; numbers wrap only at spaces; a table still wider than
+# the page scrolls inside its own box.
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;color:#1d2330;
 padding:0 1em}
@@ -36,6 +62,8 @@ vertical-align:top}th{background:#f3f5f9}td.num{text-align:right;font-variant-nu
 padding:.5em .8em;border-radius:4px}.bar{background:#e6ebf3;height:12px;width:320px;display:inline-block;
 vertical-align:middle}.bar span{background:#3d6fb6;height:12px;display:block}.plot svg{max-width:100%;height:auto}
 code{background:#f3f5f9;padding:0 .2em}
+td,th,code,li{overflow-wrap:anywhere}td.num{overflow-wrap:normal}
+table{display:block;max-width:100%;overflow-x:auto}.plot{max-width:100%;overflow-x:auto}
 """
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -53,11 +81,14 @@ def render(report: Report) -> str:
     if plots.missing:
         body.append(f'<p class="note" id="no-plots">{_e(plots.missing)}</p>')
     body.append(_warnings(report))
+    body.append(_task_overview(report))
     body.append(_latency_overview(report, plots))
     body.append(_layers_overview(report, plots))
+    body.append(_browser_overview(report))
+    body.append(device_section(report.devices))
     body += [_target_section(report, target, plots) for target in report.targets]
     body.append(_footer(report))
-    title = f"edgeport: {Path(str(report.model.get('path', ''))).name} - {_run_verdict(report)}"
+    title = f"edgeport: {path_text(Path(str(report.model.get('path', ''))).name)} - {_run_verdict(report)}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -83,8 +114,8 @@ def _header(report: Report) -> str:
     css = "pass" if report.exit_code == 0 else "fail"
     return (
         f'<h1>edgeport: <span class="{css}" id="run-verdict">{_e(_run_verdict(report))}</span></h1>\n'
-        f'<p class="muted">Model <code>{_e(model.get("path"))}</code>, signature '
-        f"<code>{_e(signature.get('key'))}</code> ({_e(model.get('mode'))}), {human_bytes(model.get('size_bytes'))}; "
+        f'<p class="muted">Model <code>{_e(path_text(model.get("path")))}</code>, signature '
+        f"<code>{_e(signature.get('key'))}</code> ({_e(model.get('mode'))}), {wording.size(model.get('size_bytes'))}; "
         f"{report.samples.get('count')} samples from {_e(report.samples.get('source'))}"
         f"{' (synthetic)' if report.samples.get('synthetic') else ''}; exit code {report.exit_code}.</p>"
     )
@@ -108,9 +139,10 @@ def _verdict_table(report: Report) -> str:
         b = report.baseline
         rows.append(
             '<tr data-target="savedmodel" class="baseline"><td>savedmodel (tensorflow)</td>'
-            f'<td>–</td><td>–</td><td>–</td><td class="num">{human_bytes(report.model.get("size_bytes"))}</td>'
+            f'<td>–</td><td>–</td><td>–</td><td class="num">{wording.size(report.model.get("size_bytes"))}</td>'
             "<td>reference</td>"
-            f'<td class="num">{b.p50_ms:.3f}</td><td class="num">{b.p90_ms:.3f}</td></tr>'
+            f'<td class="num">{_e(latency_cell(b))}</td>'
+            f'<td class="num">{_e(latency_cell(b, "p90_ms"))}</td></tr>'
         )
     for t in report.targets:
         lat = t.latency
@@ -118,14 +150,23 @@ def _verdict_table(report: Report) -> str:
             f'<tr data-target="{_e(t.name)}" data-verdict="{t.verdict}">'
             f'<td><a href="#{_anchor(t.name)}">{_e(t.name)}</a>'
             f"</td>{_stage_td(t, 'convert')}{_stage_td(t, 'check')}{_stage_td(t, 'bench')}"
-            f'<td class="num">{human_bytes(t.size_bytes)}</td><td>{_e(accuracy_cell(t))}</td>'
-            f'<td class="num">{_num(lat.p50_ms if lat else None)}</td>'
-            f'<td class="num">{_num(lat.p90_ms if lat else None)}'
+            f'<td class="num">{_e(size_cell(t))}</td><td>{_e(accuracy_cell(t))}</td>'
+            f'<td class="num">{_e(latency_cell(lat))}</td>'
+            f'<td class="num">{_e(latency_cell(lat, "p90_ms"))}'
             "</td></tr>"
         )
     head = "".join(
         f"<th>{c}</th>"
-        for c in ("target", "convert", "check", "bench", "size", "accuracy (worst output)", "p50 ms", "p90 ms")
+        for c in (
+            "target",
+            "convert",
+            "check",
+            "bench",
+            "size",
+            "accuracy (worst output)",
+            "p50 [95 % interval]",
+            "p90 [95 % interval]",
+        )
     )
     return f'<table id="verdicts"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
 
@@ -135,6 +176,33 @@ def _warnings(report: Report) -> str:
         return ""
     items = "".join(f"<li>{_e(w)}</li>" for w in report.warnings)
     return f'<div class="note" id="warnings"><strong>Warnings</strong><ul>{items}</ul></div>'
+
+
+def _browser_overview(report: Report) -> str:
+    """The browser runtimes side by side (files.browser_rows): runtime, backend, accuracy, p50, whether it ran."""
+    rows = browser_rows(report)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{h}</th>" for h in ("runtime", "backend", "accuracy", "p50", "ran"))
+    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return (
+        '<h2 id="browser">Browser runtimes</h2><p class="muted">Each in headless Chromium, against the '
+        "SavedModel; latency on a software WebGPU adapter (SwiftShader) is not a GPU latency.</p>"
+        f'<table class="browser"><tr>{head}</tr>{body}</table>'
+    )
+
+
+def _task_overview(report: Report) -> str:
+    """Task accuracy against --labels: the SavedModel's, then each artifact's with its drop and gate."""
+    header = task_header(report)
+    if header is None:
+        return ""
+    items = "".join(
+        f'<li data-target="{_e(t.name)}"><a href="#{_anchor(t.name)}">{_e(t.name)}</a>: {_e(line)}</li>'
+        for t in report.targets
+        if (line := task_line(t)) is not None
+    )
+    return f'<h2 id="task">Task accuracy</h2><p>{_e(header)}</p><ul class="task">{items}</ul>'
 
 
 def _latency_overview(report: Report, plots: _Plotter) -> str:
@@ -214,6 +282,7 @@ def _target_section(report: Report, target: TargetResult, plots: _Plotter) -> st
         _stages_table(target),
         _size(report, target),
         _accuracy(target, plots),
+        _task(report, target),
         _agreement(target),
         _latency(report, target, plots),
         _notes(target),
@@ -225,7 +294,7 @@ def _target_section(report: Report, target: TargetResult, plots: _Plotter) -> st
 def _stages_table(target: TargetResult) -> str:
     rows = "".join(
         f'<tr><td>{s.stage}</td><td class="{STATUS_CLASS[s.status]}">{s.status}</td>'
-        f'<td class="num">{s.seconds:.2f} s</td><td>{_e(s.reason)}</td></tr>'
+        f'<td class="num">{wording.duration(s.seconds)}</td><td>{_e(s.reason)}</td></tr>'
         for s in target.stages
     )
     return f"<table><tr><th>stage</th><th>status</th><th>time</th><th>reason</th></tr>{rows}</table>"
@@ -236,14 +305,14 @@ def _size(report: Report, target: TargetResult) -> str:
         return ""
     reference = report.model.get("size_bytes") or 0
     if not reference:
-        return f"<h3>Size</h3><p>{human_bytes(target.size_bytes)}</p>"
+        return f"<h3>Size</h3><p>{wording.size(target.size_bytes)}</p>"
     ratio = target.size_bytes / reference
     width = max(1.0, min(100.0, 100 * ratio))
     files = ", ".join(f"<code>{_e(f)}</code>" for f in target.files[:12]) + (" …" if len(target.files) > 12 else "")
     return (
         f'<h3>Size</h3><p class="size"><span class="bar"><span style="width:{width:.1f}%"></span></span> '
-        f"{human_bytes(target.size_bytes)} = <strong>{ratio:.1%}</strong> of the SavedModel's "
-        f'{human_bytes(reference)}</p><p class="muted">files: {files}</p>'
+        f"{wording.size(target.size_bytes)} = <strong>{wording.percent(ratio)}</strong> of the SavedModel's "
+        f'{wording.size(reference)}</p><p class="muted">files: {files}</p>'
     )
 
 
@@ -280,6 +349,20 @@ def _accuracy(target: TargetResult, plots: _Plotter) -> str:
     return "\n".join(filter(None, parts))
 
 
+def _task(report: Report, target: TargetResult) -> str:
+    line = task_line(target)
+    if line is None:
+        return ""
+    labels = report.samples.get("labels") or {}
+    reference = f"; the SavedModel's top-1 {wording.percent(labels['top1'], 2)}" if "top1" in labels else ""
+    css = "" if target.accuracy is None or target.accuracy.task is None or target.accuracy.task.passed else "fail"
+    return (
+        f'<h3>Task accuracy</h3><p class="task {css}">{_e(line)}</p><p class="muted">Against '
+        f"{_e(labels.get('count'))} labels ({_e(labels.get('source'))}){_e(reference)}; the drop is the SavedModel's "
+        "top-1 minus the artifact's, in percentage points.</p>"
+    )
+
+
 def _agreement(target: TargetResult) -> str:
     if target.accuracy is None or (target.precision or target.variant) not in QUANTIZED:
         return ""
@@ -314,30 +397,32 @@ def _latency(report: Report, target: TargetResult, plots: _Plotter) -> str:
         for c in (
             "",
             "runs",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "mean ± std ms",
-            "min ms",
-            "load ms",
-            "first ms",
+            "p50 [95 % interval]",
+            "p90 [95 % interval]",
+            "p99 [95 % interval]",
+            "mean ± std",
+            "min",
+            "load",
+            "first",
             "peak RSS",
         )
     )
     body = "".join(
-        f'<tr><td>{_e(name)}</td><td class="num">{s.runs}</td><td class="num">{s.p50_ms:.4g}</td>'
-        f'<td class="num">{s.p90_ms:.4g}</td><td class="num">{s.p99_ms:.4g}</td>'
-        f'<td class="num">{s.mean_ms:.4g} ± {s.std_ms:.3g}</td><td class="num">{s.min_ms:.4g}</td>'
-        f'<td class="num">{s.load_ms:.1f}</td><td class="num">{s.first_inference_ms:.2f}</td>'
-        f'<td class="num">{s.peak_rss_mb:.0f} MB</td></tr>'
+        f'<tr><td>{_e(name)}</td><td class="num">{s.runs}</td><td class="num">{_e(latency_cell(s))}</td>'
+        f'<td class="num">{_e(latency_cell(s, "p90_ms"))}</td><td class="num">{_e(latency_cell(s, "p99_ms"))}</td>'
+        f'<td class="num">{wording.latency_ms(s.mean_ms)} ± {wording.latency_ms(s.std_ms)}</td>'
+        f'<td class="num">{wording.latency_ms(s.min_ms)}</td>'
+        f'<td class="num">{wording.latency_ms(s.load_ms)}</td>'
+        f'<td class="num">{wording.latency_ms(s.first_inference_ms)}</td>'
+        f'<td class="num">{wording.size(s.peak_rss_mb * (1 << 20))}</td></tr>'
         for name, s in rows
     )
     speedup = ""
-    if report.baseline and lat.p50_ms > 0:
-        ratio = report.baseline.p50_ms / lat.p50_ms
+    if report.baseline:
+        said = wording.ratio(lat.p50_ms, report.baseline.p50_ms, than="the SavedModel on TensorFlow")
         speedup = (
-            f"<p>p50 on {_e(lat.runtime_version)}: <strong>{ratio:.2f}× {'faster' if ratio >= 1 else 'slower'}"
-            f"</strong> than the SavedModel on TensorFlow ({report.baseline.p50_ms:.4g} ms).</p>"
+            f'<p class="speed">p50 on {_e(lat.runtime_version)}: <strong>{_e(said)}</strong> '
+            f"({wording.latency_ms(lat.p50_ms)} against {wording.latency_ms(report.baseline.p50_ms)}).</p>"
         )
     series = _latency_series(report, (target,))
     return f"<h3>Latency</h3><table><tr>{head}</tr>{body}</table>{speedup}" + plots.figure(
@@ -356,6 +441,7 @@ def _footer(report: Report) -> str:
         f'<p class="muted" id="footer">Measured on {_e(machine.get("cpu"))}, {_e(machine.get("platform"))}, '
         f"Python {_e(machine.get('python'))}, {machine.get('threads')} thread(s); {_e(report.created)}; "
         f"edgeport {_e(report.edgeport_version)}, report schema {report.schema_version}.</p>"
+        + (f'<p class="muted" id="noise">{_e(noise)}.</p>' if (noise := noise_line(report)) else "")
     )
 
 
@@ -520,4 +606,4 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
+    return wording.percent(value)

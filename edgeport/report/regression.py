@@ -1,13 +1,20 @@
 """Regressions against a baseline run: compare two report.json files target by target.
 
-Latency (p50, p90) regresses when it grew by more than a relative threshold plus a noise allowance measured
-from the runs themselves, relative to each run's median: twice the bootstrap standard error of the
-quantile (sampling noise of the estimate) plus the robust spread of single inferences (IQR / 1.349, the
-noisier run), since run-to-run drift of a busy machine is of the order of that jitter and invisible to
-resampling one run. It must also be confirmed by the fastest run (min_ms) getting slower by more than the
-threshold plus its own wander (p5 / min - 1, the noisier run): contention from other processes slows the
-typical run, not the fastest one. On a busy 2-core machine reruns of an unchanged 14 us model had p50 up
-to 1.8x apart while min_ms stayed within 6-14%; a genuinely slower artifact moves both.
+Latency (p50, p90) is compared on the raw timed runs both reports keep (`run_ms`). A change is significant
+when a test on those runs says so at ALPHA: for p50 the Mann-Whitney U test (two-sided, normal approximation
+with tie correction), for p90 a bootstrap interval of the ratio of the two p90s that excludes 1. A latency
+change is a regression ("slower") only when it is significant AND larger than the relative threshold (plus,
+with `noise` > 0, that many times the runs' robust spread, IQR / 1.349 of the noisier run), AND the fastest
+run (min_ms) got slower by more than the threshold plus its own wander (p5 / min - 1, the noisier run), AND
+it is larger than the absolute floor: contention from other processes slows the typical run, not the
+fastest one (on a busy 2-core machine reruns of an unchanged 14 us model had p50 up to 1.8x apart while
+min_ms stayed within 6-14 %), and below the floor timer and scheduler jitter of sub-0.1 ms models rule.
+"faster" is significant and beyond the threshold; a change beyond the threshold that is not significant or not
+confirmed is "inconclusive (noise)"; so is one under the threshold plus the machine's noise (the calibration's
+CV, `latency.noise`, measured just before) when either benchmark was taken on a noisy machine: on a 2-core
+machine at load 7.5, 2 of 80 pairs of an unchanged artifact moved p50 or p90 by 17-24 % with the fastest run
+along (drift between runs that no test within a run sees). Within the threshold it is "no change". A report
+measured on a noisy machine is said in the notes.
 
 Accuracy regresses when cosine similarity or top-1/top-5 agreement dropped by more than an absolute
 threshold (plus binomial noise when the runs used different samples) or SNR dropped by more than some dB;
@@ -25,16 +32,19 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.errors import ExitCode, UsageError
+from edgeport.report import wording
 
 SNR_CAP_DB = 100.0  # above this the error is numerical noise: inf and 131 dB are the same result
 LATENCY_METRICS = ("p50_ms", "p90_ms")
-BOOTSTRAP_RESAMPLES = 300
+BOOTSTRAP_RESAMPLES = 1000
+ALPHA = 0.05  # significance level of the latency tests
+MIN_RUNS_TO_TEST = 5  # runs each report needs for a latency test; fewer: never significant
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    latency: float = 0.10  # relative growth of p50/p90 allowed on top of the noise allowance
-    noise: float = 1.0  # multiples of the measured spread added to the latency threshold (0: threshold only)
+    latency: float = 0.10  # relative growth of p50/p90 allowed (a significant change beyond it is a regression)
+    noise: float = 0.0  # multiples of the runs' robust spread added to the latency threshold (0: threshold only)
     latency_floor_ms: float = 0.05  # smaller absolute changes are timer and scheduler jitter, never a regression
     accuracy: float = 0.001  # absolute drop of the worst cosine similarity
     agreement: float = 0.01  # absolute drop of top-1/top-5 agreement
@@ -58,11 +68,14 @@ class Change:
     regression: bool
     basis: str  # how `allowed` came about, e.g. "10% + noise 37%"
     relative: bool
-    unconfirmed: bool = False  # beyond the allowance, but the fastest run did not move: machine noise
+    unconfirmed: bool = False  # beyond the allowance, but not significant or not confirmed: machine noise
+    significant: bool = True  # latency: the test on the raw runs says the change is real (at ALPHA)
+    p_value: float | None = None  # latency p50: the Mann-Whitney test's
+    ratio_interval: tuple[float, float] | None = None  # latency p90: the bootstrap 95 % interval of new / old
 
     @property
     def improved(self) -> bool:
-        return not self.regression and self.change < -self.allowed
+        return not self.regression and self.significant and self.change < -self.allowed
 
     @property
     def status(self) -> str:
@@ -102,30 +115,39 @@ class Comparison:
                 "missing": list(self.missing),
                 "added": list(self.added),
                 "notes": list(self.notes),
-                "changes": [{**asdict(c), "status": c.status} for c in self.changes],
+                "changes": [{**asdict(c), "status": c.status, "said": said(c)} for c in self.changes],
             }
         )
 
 
-def load_report(path: Path) -> dict[str, Any]:
-    """A report.json (or a run's output folder holding one) as a dict; UsageError if it is not one."""
+ROLES = {
+    "baseline": "the report.json of an earlier run (the baseline)",
+    "new": "the report.json of the run to compare with the baseline",
+}
+
+
+def load_report(path: Path, role: str = "baseline") -> dict[str, Any]:
+    """A report.json (or a run's output folder holding one) as a dict; UsageError if it is not one.
+
+    `role`: "baseline" (OLD of `compare`, `convert --baseline`) or "new" (NEW of `compare`), named in every
+    message so a bad NEW report is never called the baseline.
+    """
     path = Path(path)
     file = path / "report.json" if path.is_dir() else path
+    what, wanted = f"{role} report {file}", ROLES[role]
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"baseline report {file} does not exist; pass the report.json of an earlier run") from None
+        raise UsageError(f"{what} does not exist; pass {wanted}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(
-            f"{file} is not a readable report.json ({exc}); pass the report.json of an edgeport run"
-        ) from None
+        raise UsageError(f"{what} is not a readable report.json ({exc}); pass {wanted}") from None
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list) or "schema_version" not in data:
-        raise UsageError(f"{file} is not an edgeport report.json (no schema_version/targets)")
+        raise UsageError(f"{what} is not an edgeport report.json (no schema_version/targets); pass {wanted}")
     if data.get("status", "finished") != "finished":  # a run killed, interrupted or stopped before its report
-        raise UsageError(f"{file} is the record of a run that did not finish ({data['status']}): {data.get('message')}")
+        raise UsageError(f"{what} is the record of a run that did not finish ({data['status']}): {data.get('message')}")
     if data["schema_version"] != 1:
-        raise UsageError(f"{file} has report schema {data['schema_version']}; this edgeport reads schema 1")
-    _check_field_types(data, file)
+        raise UsageError(f"{what} has report schema {data['schema_version']}; this edgeport reads schema 1")
+    _check_field_types(data, file, role)
     return data
 
 
@@ -157,21 +179,24 @@ _NUMERIC_FIELDS = frozenset(
 _NON_FINITE = ("inf", "-inf", "nan")
 
 
-def _check_field_types(data: Mapping[str, Any], file: Path) -> None:
+def _check_field_types(data: Mapping[str, Any], file: Path, role: str = "baseline") -> None:
     """Every field a comparison reads has the type a report writes: a usage error naming it, not a traceback."""
+    file_said = f"{role} report {file}"
     for index, target in enumerate(data["targets"]):
         if not isinstance(target, dict) or not isinstance(target.get("name"), str):
-            raise UsageError(f"{file}: targets[{index}] is not a target record with a name; pass an edgeport report")
+            raise UsageError(
+                f"{file_said}: targets[{index}] is not a target record with a name; pass an edgeport report"
+            )
         for where, key, value in _fields(target, f"targets[{index}] ({target['name']})"):
             if key in _NUMERIC_FIELDS and not (
                 value is None
                 or (isinstance(value, int | float) and not isinstance(value, bool))
                 or value in _NON_FINITE
             ):
-                raise UsageError(f"{file}: {where}.{key} is {value!r}, not a number; pass an unedited report.json")
+                raise UsageError(f"{file_said}: {where}.{key} is {value!r}, not a number; pass an unedited report.json")
         for key in ("stages", "files"):
             if key in target and not isinstance(target[key], list):
-                raise UsageError(f"{file}: targets[{index}].{key} is not a list; pass an unedited report.json")
+                raise UsageError(f"{file_said}: targets[{index}].{key} is not a list; pass an unedited report.json")
 
 
 def _fields(value: Any, where: str):
@@ -308,17 +333,38 @@ def _latency(name: str, before: Mapping, after: Mapping, thresholds: Thresholds)
     old, new = before.get("latency"), after.get("latency")
     if not old or not new:
         return []
+    old_runs, new_runs = _runs(old), _runs(new)
+    noisy = [role for role, stats in (("baseline", old), ("new", new)) if _noisy(stats)]
+    machine = max((_noise_cv(stats) for stats in (old, new) if _noisy(stats)), default=0.0)
     changes = []
     for metric in LATENCY_METRICS:
         old_value, new_value = float(old[metric]), float(new[metric])
         if old_value <= 0 or new_value <= 0:
             continue
-        noise = thresholds.noise * relative_latency_noise(old, new, float(metric[1:3]))
-        allowed = thresholds.latency + noise
+        spread = thresholds.noise * max(relative_spread(old), relative_spread(new)) if thresholds.noise else 0.0
+        allowed = thresholds.latency + spread
         change = new_value / old_value - 1.0
+        p_value, interval = None, None
+        testable = min(len(old_runs), len(new_runs)) >= MIN_RUNS_TO_TEST
+        if not testable:
+            significant = False
+            test = f"not tested (fewer than {MIN_RUNS_TO_TEST} runs kept)"
+        elif metric == "p50_ms":
+            p_value = mann_whitney_p(old_runs, new_runs)
+            significant = p_value < ALPHA
+            test = f"Mann-Whitney {wording.p_value(p_value)}"
+        else:
+            interval = quantile_ratio_interval(old_runs, new_runs, float(metric[1:3]))
+            significant = interval[0] > 1 or interval[1] < 1
+            test = f"ratio {wording.times(interval[0], 1)}-{wording.times(interval[1], 1)} (95 %)"
         fastest = float(new["min_ms"]) / float(old["min_ms"]) - 1.0 if float(old["min_ms"]) > 0 else change
-        fastest_allowed = thresholds.latency + thresholds.noise * max(_low_tail(old), _low_tail(new))
+        fastest_allowed = thresholds.latency + max(_low_tail(old), _low_tail(new))
         confirmed = fastest > fastest_allowed and new_value - old_value > thresholds.latency_floor_ms
+        beyond = change > allowed
+        regression = beyond and significant and confirmed and change > allowed + machine
+        spread_said = f" + spread {spread:.0%}" if spread else ""
+        if noisy:
+            test += f"; measured on a noisy machine ({' and '.join(noisy)}): beyond +{allowed + machine:.0%} only"
         changes.append(
             Change(
                 name,
@@ -327,38 +373,88 @@ def _latency(name: str, before: Mapping, after: Mapping, thresholds: Thresholds)
                 new_value,
                 change,
                 allowed,
-                change > allowed and confirmed,
-                f"{thresholds.latency:.0%} + noise {noise:.0%}; fastest run {fastest:+.0%} of "
+                regression,
+                f"{thresholds.latency:.0%}{spread_said}; {test}; fastest run {fastest:+.0%} of "
                 f"+{fastest_allowed:.0%}; floor {thresholds.latency_floor_ms:g} ms",
                 relative=True,
-                unconfirmed=change > allowed and not confirmed,
+                unconfirmed=(beyond and not regression) or (change < -allowed and not significant),
+                significant=significant,
+                p_value=p_value,
+                ratio_interval=interval,
             )
         )
     return changes
 
 
-def relative_latency_noise(old: Mapping, new: Mapping, quantile: float) -> float:
-    """How far a quantile of two unchanged runs may drift apart by chance, relative (see the module doc).
-
-    Each run's spread is taken relative to its own median, so a slower run does not excuse itself by being
-    slower; the noisier of the two runs sets the allowance.
-    """
-    sampling = 2 * math.hypot(
-        _bootstrap_se(old, quantile) / float(old["p50_ms"]), _bootstrap_se(new, quantile) / float(new["p50_ms"])
-    )
-    spread = max(_robust_sigma(old) / float(old["p50_ms"]), _robust_sigma(new) / float(new["p50_ms"]))
-    return sampling + spread
+def _noisy(stats: Mapping) -> bool:
+    """The benchmark was taken on a noisy machine (its calibration just before: checks/latency.measure_noise)."""
+    noise = stats.get("noise")
+    return bool(isinstance(noise, Mapping) and noise.get("noisy"))
 
 
-def _bootstrap_se(stats: Mapping, quantile: float) -> float:
+def _noise_cv(stats: Mapping) -> float:
+    try:
+        return float(stats["noise"]["cv"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def _runs(stats: Mapping):
     import numpy as np
 
-    runs = np.asarray(stats.get("run_ms") or [], dtype=np.float64)
-    if runs.size < 2:
-        return 0.0
+    runs = np.asarray([float(t) for t in stats.get("run_ms") or []], dtype=np.float64)
+    return runs[np.isfinite(runs)]
+
+
+def mann_whitney_p(a, b) -> float:
+    """Two-sided p-value of the Mann-Whitney U test of two samples: the normal approximation with tie
+    correction and continuity correction (scipy.stats.mannwhitneyu(method="asymptotic") gives the same)."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    n1, n2 = a.size, b.size
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    values = np.concatenate([a, b])
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.arange(1, values.size + 1)
+    sorted_values = values[order]
+    _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
+    for start, count in zip(first, counts, strict=True):  # tied values share their mean rank
+        if count > 1:
+            ranks[order[start : start + count]] = start + (count + 1) / 2
+    u1 = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    tie_term = float((counts**3 - counts).sum())
+    variance = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    if variance <= 0:  # every time equal: nothing moved
+        return 1.0
+    z = (abs(u1 - n1 * n2 / 2) - 0.5) / math.sqrt(variance)
+    return float(min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
+
+
+def quantile_ratio_interval(old, new, quantile: float) -> tuple[float, float]:
+    """Bootstrap 95 % percentile interval of new's quantile / old's (each run resampled on its own; seeded)."""
+    import numpy as np
+
     rng = np.random.default_rng(0)
-    resampled = runs[rng.integers(0, runs.size, size=(BOOTSTRAP_RESAMPLES, runs.size))]
-    return float(np.percentile(resampled, quantile, axis=1).std())
+    old, new = np.asarray(old, dtype=np.float64), np.asarray(new, dtype=np.float64)
+    old_q = np.percentile(old[rng.integers(0, old.size, size=(BOOTSTRAP_RESAMPLES, old.size))], quantile, axis=1)
+    new_q = np.percentile(new[rng.integers(0, new.size, size=(BOOTSTRAP_RESAMPLES, new.size))], quantile, axis=1)
+    ratios = new_q / np.where(old_q > 0, old_q, np.nan)
+    ratios = ratios[np.isfinite(ratios)]
+    if ratios.size == 0:
+        return 0.0, math.inf
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def relative_spread(stats: Mapping) -> float:
+    """The robust spread of single inferences relative to the run's median (IQR / 1.349 / p50): each run
+    against its own median, so a slower run does not excuse itself by being slower."""
+    p50 = float(stats["p50_ms"])
+    return _robust_sigma(stats) / p50 if p50 > 0 else 0.0
 
 
 def _robust_sigma(stats: Mapping) -> float:
@@ -409,6 +505,13 @@ def _notes(old: Mapping, new: Mapping, same_samples: bool) -> list[str]:
     old_cpu, new_cpu = old.get("machine", {}).get("cpu"), new.get("machine", {}).get("cpu")
     if old_cpu != new_cpu:
         notes.append(f"measured on different machines ({old_cpu} vs {new_cpu}): latency is not like for like")
+    for role, report in (("the baseline", old), ("the new run", new)):
+        noise = (report.get("machine") or {}).get("noise") or {}
+        if noise.get("noisy"):
+            notes.append(
+                f"{role} was measured on a noisy machine (a compute kernel varied by {wording.percent(noise.get('cv'))}"
+                f", load average {wording.load((noise.get('load_avg') or [None])[0])}): its latency is less certain"
+            )
     if not _same_path(old.get("model", {}).get("path"), new.get("model", {}).get("path")):
         notes.append(f"different model paths: {old.get('model', {}).get('path')} vs {new.get('model', {}).get('path')}")
     return notes
@@ -425,37 +528,80 @@ def format_value(change: Change, value: float | str) -> str:
     if isinstance(value, str):
         return value
     if change.metric == "size_bytes":
-        from edgeport.report.files import human_bytes
-
-        return human_bytes(value)
+        return wording.size(value)
+    if change.metric in LATENCY_METRICS:
+        return wording.latency_ms(value)
     if change.metric.startswith(("top1", "top5")):
-        return f"{value:.1%}"
+        return wording.percent(value)
     if change.metric.startswith("cosine"):
         return f"{value:.6f}"
     return f"{value:.4g}"
 
 
 def format_change(change: Change) -> str:
+    """How the NEW value moved from the baseline's: latency also as speed (wording.ratio: "2.7x slower")."""
     if change.metric == "verdict":
         return "stopped passing" if change.regression else "now passes"
+    if change.metric in LATENCY_METRICS and isinstance(change.old, float) and isinstance(change.new, float):
+        return f"{change.change:+.1%} ({wording.ratio(change.new, change.old)})"
     if change.relative:
         return f"{change.change:+.1%}"
     if change.metric.startswith("snr"):
         return f"{-change.change:+.1f} dB"
     if change.metric.startswith(("top1", "top5")):
-        return f"{-change.change * 100:+.1f} pt"
+        return _signed(wording.points(-change.change))
     return f"{-change.change:+.2g}"
+
+
+def _signed(text: str) -> str:
+    return text if text.startswith(("-", "0.00 ")) else f"+{text}"
 
 
 def format_allowed(change: Change) -> str:
     if change.metric == "verdict":
         return change.basis
     if change.relative:
-        return f"+{change.allowed:.0%} ({change.basis})" if "noise" in change.basis else f"+{change.allowed:.0%}"
+        return (
+            f"+{change.allowed:.0%} ({change.basis})" if change.metric in LATENCY_METRICS else f"+{change.allowed:.0%}"
+        )
     if change.metric.startswith(("top1", "top5")):
-        return f"-{change.allowed * 100:.1f} pt"
+        return f"-{wording.points(change.allowed)}"
     unit = " dB" if change.metric.startswith("snr") else ""
     return f"-{change.allowed:.3g}{unit}"
+
+
+def said(change: Change) -> str:
+    """The verdict on one change in words: for latency "slower" (a regression), "faster", "no change" or
+    "inconclusive (noise)"; for the others "regression", "better", "ok"."""
+    if change.metric not in LATENCY_METRICS:
+        return change.status
+    return {"regression": "slower", "better": "faster", "noise": "inconclusive (noise)"}.get(change.status, "no change")
+
+
+def status_text(change: Change, thresholds: Thresholds) -> str:
+    """The last column of `compare`: the verdict on one change and, for noise, why it was not a regression.
+
+    A latency change past its allowance is noise when the test on the raw runs does not find it significant,
+    when the fastest run did not confirm it (it moved no more than its own allowance, whatever it moved: the
+    threshold column says by how much) or when it is under the absolute floor; the words say which, never that
+    the fastest run was "unchanged".
+    """
+    words = said(change)
+    if change.status == "regression":
+        return "[red]REGRESSION[/]" if words == "regression" else "[red]slower: REGRESSION[/]"
+    if change.status == "better":
+        return f"[green]{words}[/]"
+    if change.status != "noise":
+        return words
+    if not change.significant:
+        test = wording.p_value(change.p_value) if change.p_value is not None else "its interval includes no change"
+        return f"[yellow]{words}[/] (not significant: {test})"
+    grew_ms = float(change.new) - float(change.old)
+    if grew_ms <= thresholds.latency_floor_ms:
+        return f"[yellow]{words}[/] (under the {thresholds.latency_floor_ms:g} ms floor)"
+    if "noisy machine" in change.basis:
+        return f"[yellow]{words}[/] (measured on a noisy machine)"
+    return f"[yellow]{words}[/] (fastest run within its own allowance)"
 
 
 def print_comparison(comparison: Comparison, console, show_all: bool = False) -> None:
@@ -464,15 +610,11 @@ def print_comparison(comparison: Comparison, console, show_all: bool = False) ->
     from rich.table import Table
 
     rows: Sequence[Change] = comparison.changes if show_all else [c for c in comparison.changes if c.status != "ok"]
-    table = Table(title=f"compared with {escape(comparison.old)}", title_justify="left")
+    table = Table(title=f"compared with the baseline {escape(comparison.old)}", title_justify="left")
     for column in ("target", "metric", "old", "new", "change", "threshold", ""):
         table.add_column(column, overflow="fold")
     for c in rows:
-        status = {
-            "regression": "[red]REGRESSION[/]",
-            "better": "[green]better[/]",
-            "noise": "[yellow]noise[/] (fastest run unchanged)",
-        }.get(c.status, "ok")
+        status = status_text(c, comparison.thresholds)
         table.add_row(
             escape(c.target),
             escape(c.metric),
@@ -488,9 +630,13 @@ def print_comparison(comparison: Comparison, console, show_all: bool = False) ->
     if quiet:
         console.print(f"{quiet} compared metric(s) within their thresholds", highlight=False)
     for name in comparison.missing:
-        console.print(f"[yellow]missing:[/] {escape(name)} is in the baseline but not in this run", highlight=False)
+        console.print(
+            f"[yellow]missing:[/] {escape(name)} is in the baseline but not in the new report", highlight=False
+        )
     for name in comparison.added:
-        console.print(f"[yellow]new:[/] {escape(name)} has no baseline to compare with", highlight=False)
+        console.print(
+            f"[yellow]new:[/] {escape(name)} is only in the new report: no baseline to compare with", highlight=False
+        )
     for note in comparison.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     regressions = comparison.regressions
@@ -542,7 +688,11 @@ def compare_command(old: Path, new: Path, *, thresholds: Mapping[str, float], sh
     from rich.console import Console
 
     comparison = compare_reports(
-        load_report(old), load_report(new), Thresholds(**thresholds), old_name=str(old), new_name=str(new)
+        load_report(old, "baseline"),
+        load_report(new, "new"),
+        Thresholds(**thresholds),
+        old_name=str(old),
+        new_name=str(new),
     )
     if as_json:
         print(json.dumps(comparison.to_dict(), indent=2))

@@ -110,6 +110,8 @@ def check_artifact(
             accuracy = with_task(accuracy, reference, run.outputs, plan.config.max_accuracy_drop)
         sizes.append((reference, accuracy, ""))
         failures += [where + failure for failure in accuracy.failures]
+        if accuracy.inconclusive and request.strict:  # as an unchecked target: a failure with --strict only
+            failures.append(f"{where}{accuracy.inconclusive} (--strict: an inconclusive check fails)")
     status = "failed" if failures else "passed"
     reason = "; ".join(failures)
     progress(Event(name, "check", status, reason))

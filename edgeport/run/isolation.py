@@ -6,25 +6,52 @@ stderr go to a log file, never to the user's terminal. When the process dies, th
 naming the signal. Every wait for an answer has a deadline: a worker that does not answer in time is stopped
 with every process it started (Node.js, Chromium, a subprocess; found through /proc, so a detached process
 group too) and the caller gets `StageTimedOut` ("<stage> timed out after N s").
+
+How workers start and end (issues 21, 23, 28):
+- A worker is `python -c <bootstrap>` running `edgeport.run.worker_main`, edgeport's own entry point, with this
+  process's sys.path: the caller's `__main__` is never re-imported, so a plain script without an
+  `if __name__ == "__main__"` guard, `python - < script` and a notebook all work. Messages cross a socketpair
+  (`multiprocessing.connection.Connection`, pickled as before).
+- Every worker is started by one launcher thread that lives as long as this process, with SIGINT, SIGTERM and
+  SIGHUP blocked: the child starts with them blocked (nothing arrives during its start-up), ignores SIGINT
+  (Ctrl-C reaches the whole foreground group; only the orchestrator acts on it), and unblocks them.
+- A worker dies with this process: `prctl(PR_SET_PDEATHSIG, SIGKILL)` in the child (Linux), which fires on the
+  death of the *thread* that started it, hence the long-lived launcher thread; and a lifeline pipe whose EOF
+  makes it stop every process below it and exit. What a worker starts gets the same treatment: Node.js through
+  `dies_with_parent(command)`, Playwright's driver and Chromium through `dies_with_parent_program` (a worker
+  killed with edgeport takes its driver along, and the driver its Chromium).
+- `stop_all_workers()` (run/signals: the CLI's SIGINT, SIGTERM and SIGHUP handler; and at exit) stops every
+  live worker with every process below it; from then on no worker starts in this process. Every worker (and what
+  it starts) carries EDGEPORT_RUN_ID in its environment: the caller's value, or one made per orchestrator.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import multiprocessing
+import json
 import os
+import queue
+import shlex
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from edgeport.errors import EdgeportError, StageTimedOut, WorkerDied
-from edgeport.run.memory import MemoryBudget, MemoryBudgetExceeded, human, resident_bytes
+from edgeport.errors import EdgeportError, StageTimedOut, WorkerDied, first_line
+from edgeport.report import wording
+from edgeport.run.memory import MemoryBudget, MemoryBudgetExceeded, resident_bytes
 
-_CONTEXT = multiprocessing.get_context("spawn")
+RUN_ID_ENV = "EDGEPORT_RUN_ID"  # in every worker's environment, and so in everything a worker starts
+SYS_PATH_ENV = "EDGEPORT_WORKER_SYS_PATH"  # this process's sys.path for the worker (taken out of its environment)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # blocked while a worker starts
 DEFAULT_TIMEOUT_S = 900.0  # for a caller that names no limit: nothing waits forever
 _POLL_S = 1.0  # how often a wait looks at whether the worker is still alive
 _MEMORY_POLL_S = 0.25  # how often a wait reads the worker's memory, under a budget
@@ -86,9 +113,20 @@ def _signal(pid: int, number: int) -> None:
 def stop_process_tree(root: int) -> None:
     """SIGKILL `root` and every process below it. The tree is frozen first (SIGSTOP, repeated until no new
     process appears) so that nothing forks or is re-parented away between finding and killing."""
+    _stop_tree(root, include_root=True)
+
+
+def stop_processes_below(root: int) -> None:
+    """`stop_process_tree` of every process below `root`, `root` itself left running (a worker ending its own
+    children before it exits: it cannot freeze itself)."""
+    _stop_tree(root, include_root=False)
+
+
+def _stop_tree(root: int, *, include_root: bool) -> None:
     frozen: set[int] = set()
     for _ in range(10):
-        found = {root, *descendants(root)} - frozen
+        found = ({root} if include_root else set()) | set(descendants(root))
+        found -= frozen
         if not found:
             break
         for pid in found:
@@ -98,23 +136,166 @@ def stop_process_tree(root: int) -> None:
         _signal(pid, signal.SIGKILL)
 
 
-@contextlib.contextmanager
-def _sigint_ignored_by_children():
-    """Start a worker with SIGINT ignored, which the spawned Python keeps (it installs no handler for an ignored
-    SIGINT): Ctrl-C reaches only the orchestrator, which stops its workers, and no worker prints a traceback.
-    SIGINT is blocked meanwhile, so a Ctrl-C in that moment stays pending (Linux keeps a blocked signal even
-    while it is ignored) and reaches the orchestrator once its handler is back. Main thread only (signal
-    handlers can change only there); a worker started from another thread starts as before."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+_RUN_ID: list[str] = []
+
+
+def run_id() -> str:
+    """What EDGEPORT_RUN_ID holds in every worker: the caller's own value, else one made for this process."""
+    if not _RUN_ID:
+        _RUN_ID.append(os.environ.get(RUN_ID_ENV) or f"{os.getpid()}-{time.time_ns()}")
+    return _RUN_ID[0]
+
+
+# Started in a child by `dies_with_parent`, before it execs the real program: it dies (SIGKILL) with the thread
+# that started it, and does not start at all when that process is gone already. No imports beyond the standard
+# library's ctypes, so it starts in a few ms whatever the program.
+_EXEC_DYING_WITH_PARENT = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)\n"  # PR_SET_PDEATHSIG, SIGKILL
+    "os.getppid() == int(sys.argv[1]) or os._exit(70)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def dies_with_parent(command: list[str]) -> list[str]:
+    """`command`, started so that it is killed (SIGKILL) when the process (thread) starting it dies: for what a
+    worker starts (Node.js), which the worker's own death would otherwise leave running. Linux only; elsewhere
+    `command` as it is."""
+    if not sys.platform.startswith("linux"):
+        return list(command)
+    return [sys.executable, "-I", "-S", "-c", _EXEC_DYING_WITH_PARENT, str(os.getpid()), *command]
+
+
+def dies_with_parent_program(program: str, folder: Path) -> str:
+    """An executable in `folder` that runs `program` as `dies_with_parent` does: for a program that a library
+    starts itself and only lets one name (Playwright: its Node.js driver, Chromium). Linux only; elsewhere
+    `program` itself."""
+    if not sys.platform.startswith("linux"):
+        return program
+    path = Path(folder) / f"{Path(program).name}-dies-with-parent"
+    command = [sys.executable, "-I", "-S", "-c", _EXEC_DYING_WITH_PARENT]
+    path.write_text(f'#!/bin/sh\nexec {shlex.join(command)} "$PPID" {shlex.quote(program)} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+class _Launched:
+    """A started worker: its process, its end of the message socket, its lifeline (closing it ends the worker)."""
+
+    def __init__(self, process: subprocess.Popen, conn: Connection, lifeline: int):
+        self.process = process
+        self.conn = conn
+        self._lifeline: int | None = lifeline
+
+    def cut_lifeline(self) -> None:
+        fd, self._lifeline = self._lifeline, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:  # dropped without a Worker (interrupted while it started): the worker exits
+        self.cut_lifeline()
+
+
+_LIVE: dict[int, subprocess.Popen] = {}  # pid -> every worker started and not yet reaped
+_STOPPING = threading.Event()  # stop_all_workers ran: no worker starts any more
+
+
+def _bootstrap_command() -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        f"import json, os, sys; sys.path[:] = json.loads(os.environ.pop({SYS_PATH_ENV!r})); "
+        "from edgeport.run.worker_main import main; main(sys.argv[1:])",
+    ]
+
+
+def _launch() -> _Launched:
+    """Start one worker (in the launcher thread): `python -c <bootstrap> CONN_FD LIFELINE_FD PARENT_PID`."""
+    ours, theirs = socket.socketpair()
+    lifeline_read, lifeline_write = os.pipe()
     try:
-        yield
+        env = {**os.environ, RUN_ID_ENV: run_id(), SYS_PATH_ENV: json.dumps(sys.path)}
+        command = [*_bootstrap_command(), str(theirs.fileno()), str(lifeline_read), str(os.getpid())]
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, env=env, pass_fds=(theirs.fileno(), lifeline_read), close_fds=True
+        )
+    except BaseException:
+        ours.close()
+        os.close(lifeline_write)
+        raise
     finally:
-        signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        theirs.close()
+        os.close(lifeline_read)
+    _LIVE[process.pid] = process
+    launched = _Launched(process, Connection(ours.detach()), lifeline_write)
+    if _STOPPING.is_set():  # stop_all_workers may have looked at _LIVE before this one was in it
+        stop_process_tree(process.pid)
+    return launched
+
+
+class _Launcher:
+    """The one thread that starts every worker, for as long as this process lives. PR_SET_PDEATHSIG fires when
+    the *thread* that started a child ends: a worker started from a short-lived thread (a check lane, a --jobs
+    conversion) would be killed with it. Its signal mask blocks SIGINT, SIGTERM and SIGHUP, which the children
+    inherit until they have set their own dispositions (worker_main)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="edgeport-worker-launcher", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        while True:
+            answer, done = self._requests.get()
+            try:
+                answer.append(("ok", _launch()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the thread that asked
+                answer.append(("error", exc))
+            done.set()
+
+    def launch(self) -> _Launched:
+        answer: list[tuple[str, Any]] = []
+        done = threading.Event()
+        self._requests.put((answer, done))
+        done.wait()
+        status, value = answer[0]
+        if status == "error":
+            raise value
+        return value
+
+
+_LAUNCHER: list[_Launcher] = []
+_LAUNCHER_LOCK = threading.Lock()
+
+
+def _launcher() -> _Launcher:
+    with _LAUNCHER_LOCK:
+        if not _LAUNCHER:
+            _LAUNCHER.append(_Launcher())
+        return _LAUNCHER[0]
+
+
+def stop_all_workers() -> None:
+    """Stop every worker of this process with every process below it, and start none from now on: what the CLI
+    does on SIGINT, SIGTERM and SIGHUP, before the run unwinds (so no conversion in another thread writes into OUT
+    while the run's artifacts are removed). Safe in a signal handler: no lock is taken."""
+    _STOPPING.set()
+    for process in list(_LIVE.values()):
+        if process.returncode is None:  # not reaped: the pid is still this worker's (alive or a zombie)
+            stop_process_tree(process.pid)
+
+
+def _stop_at_exit() -> None:
+    """Nothing a worker started outlives this process's orderly exit (its death is PR_SET_PDEATHSIG's job)."""
+    stop_all_workers()
+    for process in list(_LIVE.values()):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+
+
+atexit.register(_stop_at_exit)
 
 
 def _redirect_output(log_path: str | None) -> None:
@@ -135,7 +316,7 @@ def _reply(conn, function: Callable, args: tuple, kwargs: dict) -> None:
         conn.send(
             (
                 "crash",
-                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                f"{type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}",
                 traceback.format_exc(),
             )
         )
@@ -146,7 +327,9 @@ def _reply(conn, function: Callable, args: tuple, kwargs: dict) -> None:
 REBUILD = "__rebuild__"  # the message that replaces what a worker holds (Worker.rebuild)
 
 
-def _serve(conn, factory: Callable, args: tuple, log_path: str | None) -> None:
+def serve(conn) -> None:
+    """A worker's loop (run by edgeport.run.worker_main): the first message builds the object it holds
+    (REBUILD), every next one calls a method of it; None or the pipe's end stops it. A build that fails ends it."""
     import gc
 
     holder: list[Any] = []
@@ -158,19 +341,29 @@ def _serve(conn, factory: Callable, args: tuple, log_path: str | None) -> None:
         holder.append(factory(*args))
         return getattr(holder[0], "describe", lambda: None)()
 
-    _reply(conn, build, (factory, args, log_path), {})
-    while holder:
+    while True:
         try:
             message = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
+            return
+        except BaseException as exc:  # noqa: BLE001 - a message that does not unpickle here (a class of __main__)
+            _reply(conn, _raise, (exc,), {})
             return
         if message is None:
             return
         method, call_args, call_kwargs = message
         if method == REBUILD:  # what it held is gone either way; a failed build ends the process
             _reply(conn, build, call_args, {})
-        else:
+            if not holder:
+                return
+        elif holder:
             _reply(conn, getattr(holder[0], method), call_args, call_kwargs)
+        else:
+            return
+
+
+def _raise(exc: BaseException):
+    raise exc
 
 
 class PluginCrash(EdgeportError):
@@ -201,14 +394,13 @@ class Worker:
         stage: str = "load",
     ):
         self.what = what
-        self._conn, child = _CONTEXT.Pipe()
-        self._process = _CONTEXT.Process(
-            target=_serve, args=(child, factory, args, str(log_path) if log_path else None), daemon=True
-        )
-        with _sigint_ignored_by_children():
-            self._process.start()
-        child.close()
+        if _STOPPING.is_set():
+            raise WorkerDied(f"{what} not started: edgeport is stopping (a signal)")
+        self._launched = _launcher().launch()
+        self._process = self._launched.process
+        self._conn = self._launched.conn
         try:
+            self._conn.send((REBUILD, (factory, args, str(log_path) if log_path else None), {}))
             self.description = self._receive(timeout, stage)
         except BaseException:
             self.close()
@@ -222,7 +414,7 @@ class Worker:
         step = _POLL_S if budget is None else _MEMORY_POLL_S
         try:
             while not self._conn.poll(step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))):
-                if not self._process.is_alive() and not self._conn.poll(0):
+                if not self.alive and not self._conn.poll(0):
                     raise EOFError
                 if deadline is not None and time.monotonic() >= deadline:
                     self.kill()
@@ -231,10 +423,10 @@ class Worker:
                     self._watch_memory(budget, stage)
             status, *payload = self._conn.recv()
         except (EOFError, ConnectionResetError):
-            self._process.join(timeout=10)
-            raise WorkerDied(f"{self.what} {describe_exit(self._process.exitcode)}") from None
+            self._join(10)
+            raise WorkerDied(f"{self.what} {describe_exit(self._process.returncode)}") from None
         except BaseException:  # interrupted while the worker works (Ctrl-C): it is in an unknown state
-            if self._process.is_alive():
+            if self.alive:
                 self.kill()
             raise
         if status == "ok":
@@ -250,7 +442,7 @@ class Worker:
             return
         self.kill()
         raise MemoryBudgetExceeded(
-            f"{stage} stopped: {self.what} held {human(held)}, over the memory budget of {budget.describe()}, "
+            f"{stage} stopped: {self.what} held {wording.size(held)}, over the memory budget of {budget.describe()}, "
             "and was stopped with every process it started (--max-memory SIZE sets the budget)"
         )
 
@@ -272,8 +464,9 @@ class Worker:
     def ask(self, timeout: float | None, stage: str, limit: float | None, method: str, args: tuple, kwargs: dict):
         """`call_within` with the arguments as they are, and `limit`: the stage's whole limit, named when it times
         out (`timeout` may be what is left of it)."""
-        if not self._process.is_alive():
-            raise WorkerDied(f"{self.what} {describe_exit(self._process.exitcode)}")
+        if not self.alive:
+            self._join(0)
+            raise WorkerDied(f"{self.what} {describe_exit(self._process.returncode)}")
         self._conn.send((method, args, kwargs))
         return self._receive(timeout, stage, limit)
 
@@ -296,13 +489,24 @@ class Worker:
 
     def kill(self) -> None:
         """Stop the worker now, with every process below it."""
-        if self._process.pid is not None:
+        if self._process.returncode is None:  # not reaped: the pid is still this worker's
             stop_process_tree(self._process.pid)
-        self._process.join(timeout=10)
+        self._join(10)
+
+    def _join(self, timeout: float) -> None:
+        """Reap the worker if it exits within `timeout` s (its exit code is then known)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=timeout)
+        if self._process.returncode is not None:
+            _LIVE.pop(self._process.pid, None)
+            self._launched.cut_lifeline()
 
     @property
     def alive(self) -> bool:
-        return self._process.is_alive()
+        if self._process.poll() is None:
+            return True
+        _LIVE.pop(self._process.pid, None)
+        return False
 
     @property
     def pid(self) -> int | None:
@@ -311,15 +515,16 @@ class Worker:
     def close(self, wait: float = 10.0) -> None:
         """Ask the worker to exit; past `wait` seconds stop it (0: at once, for a worker with nothing left to
         write, whose teardown would only take cores from what runs next)."""
-        if self._process.is_alive():
+        if self.alive:
             try:
                 self._conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
-            self._process.join(timeout=wait)
-        if self._process.is_alive():
+            self._join(wait)
+        if self.alive:
             self.kill()
         self._conn.close()
+        self._launched.cut_lifeline()
 
     def __enter__(self) -> Worker:
         return self

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeport.errors import EdgeportError
+from edgeport.report.wording import size
 
 DEFAULT_MARGIN_FRACTION = 0.1  # of MemTotal, left to the rest of the machine by default
 MIN_MARGIN_BYTES = 1 << 30
@@ -29,7 +30,7 @@ class MemoryBudget:
     source: str  # how it was set: "--max-memory 8GB", or the default's arithmetic
 
     def describe(self) -> str:
-        return f"{human(self.limit_bytes)} ({self.source})"
+        return f"{size(self.limit_bytes)} ({self.source})"
 
 
 def machine_memory_bytes() -> int | None:
@@ -48,7 +49,7 @@ def default_budget() -> MemoryBudget | None:
     if total is None:
         return None
     margin = max(MIN_MARGIN_BYTES, int(total * DEFAULT_MARGIN_FRACTION))
-    return MemoryBudget(total - margin, f"default: the machine's {human(total)} minus {human(margin)}")
+    return MemoryBudget(total - margin, f"default: the machine's {size(total)} minus {size(margin)}")
 
 
 def resident_bytes(pid: int) -> int:
@@ -60,10 +61,3 @@ def resident_bytes(pid: int) -> int:
     except (OSError, ValueError, IndexError):
         return 0
     return 0
-
-
-def human(size: int) -> str:
-    for unit, scale, digits in (("GB", 1 << 30, 2), ("MB", 1 << 20, 1), ("KB", 1 << 10, 1)):
-        if size >= scale:
-            return f"{size / scale:.{digits}f} {unit}"
-    return f"{size} B"

@@ -10,13 +10,13 @@ targets; the report is always written.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeport.device.stage import host_p50, run_on_devices, with_device_rows
 from edgeport.errors import UsageError
 from edgeport.report.files import Report, report_texts
 from edgeport.report.html import render
@@ -26,7 +26,7 @@ from edgeport.run.isolation import call_isolated, memory_budget
 from edgeport.run.judge import judge
 from edgeport.run.lanes import CheckLane, check_workers
 from edgeport.run.load import finish_service, load_model, validate_targets
-from edgeport.run.output_folder import OutputFolder, refuse_model_overlap
+from edgeport.run.output_folder import OutputFolder, refuse_model_overlap, refuse_unsafe_output
 from edgeport.run.plan import Progress, TargetPlan, plan_targets, quiet
 from edgeport.run.reference import compute_references, load_inputs
 from edgeport.run.refit import LayerSource, Refits
@@ -38,6 +38,7 @@ __all__ = ["Progress", "plan_targets", "prepare_output", "quiet", "run"]
 
 
 def prepare_output(out: Path) -> None:
+    refuse_unsafe_output(out)  # never the file system root or the home folder
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".edgeport-write-test-", delete=True):
@@ -58,22 +59,24 @@ def run(request: RunRequest, progress: Progress = quiet, *, bench_call: Callable
     for flag, sample_request in (("--data", request.samples), ("--calibration", request.calibration)):
         if sample_request is not None and sample_request.data is not None and not Path(sample_request.data).exists():
             raise UsageError(f"{flag} {sample_request.data} does not exist; pass an .npz, .npy or a folder of images")
-    refuse_model_overlap(request.out, request.model, [p.slug for p in plans])
+    slugs = [p.config.spec.slug for p in plans]
+    refuse_model_overlap(request.out, request.model, slugs)
     created = not request.out.exists()
     prepare_output(request.out)
-    folder = OutputFolder.take(request.out, protect=request.model)  # the lock; what killed runs left goes
+    # OUT admitted (new, empty, or edgeport's), locked; what killed runs left goes
+    folder = OutputFolder.take(request.out, protect=request.model, slugs=slugs, force=request.force)
     refused = False
     try:
         with memory_budget(request.max_memory):
             report = _run(request, plans, folder, progress, bench_call)
     except BaseException as exc:
         folder.abandon(exc)  # stopped after the first conversion: no artifact stays without its report
-        refused = created and not folder.begun  # a usage or load error before any work: OUT was never there
+        refused = created and not folder.begun and isinstance(exc, UsageError)  # refused before any work
         raise
     finally:
+        if refused:  # OUT was never there: removed if it holds nothing but edgeport's files (else logs stay)
+            folder.remove_if_untouched()
         folder.close()
-        if refused:
-            shutil.rmtree(request.out, ignore_errors=True)
     return report
 
 
@@ -120,11 +123,17 @@ def _run(
         for plan in plans:
             benched = bench_target(request, judged[plan.name], inputs.samples, logs, progress, bench_call)
             results.append(target_result(request, judged[plan.name], benched))
+        devices = (  # then each artifact on each --device, over ssh (edgeport/device)
+            run_on_devices(request, plans, judged, references, inputs.samples, host_p50(results), logs, progress)
+            if request.devices
+            else ((), ())
+        )
     finally:
         refits.close()
     warnings = (*inputs.warnings, *baseline_warnings)
     seconds = time.perf_counter() - started
     report = build_report(request, info, inputs, references, results, baseline, warnings, seconds)
+    report = with_device_rows(report, *devices)
     folder.write_reports({**report_texts(report), "report.html": render(report), **layer_source.files})
     folder.finish(t.folder for t in report.targets if t.folder)
     return report

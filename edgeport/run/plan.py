@@ -50,6 +50,7 @@ def plan_targets(request: RunRequest) -> list[TargetPlan]:
         seen.add(config.name)
         converter, runtime = registry().resolve(config.spec)
         options = build_options(converter.Options, config.options, f"target {config.name}")
+        converter.validate_options(config.spec.variant, options)  # before the model loads
         settings = RuntimeSettings(threads=request.threads, backend=config.backend)
         runtime.validate_settings(settings)
         plans.append(TargetPlan(config, converter, runtime, options, settings))

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeport.report import wording
+
 MAX_ROUNDS = 6  # conversions tried after the all-quantized one; each keeps one layer (or its producers) more
 
 
@@ -159,7 +161,12 @@ def cost(
 
 
 def cost_text(data: Mapping[str, Any]) -> str:
-    size = f"size {data['all_quantized_size_bytes']:,} -> {data['size_bytes']:,} bytes"
+    before, after = data["all_quantized_size_bytes"], data["size_bytes"]
+    size = f"size {wording.size(before)} -> {wording.size(after)} ({wording.times(after, before)})"
     if "p50_ms" in data:
-        return f"{size}, p50 {data['all_quantized_p50_ms']:.3f} -> {data['p50_ms']:.3f} ms"
+        p50, all_p50 = data["p50_ms"], data["all_quantized_p50_ms"]
+        return (
+            f"{size}, p50 {wording.latency_ms(all_p50)} -> {wording.latency_ms(p50)} "
+            f"({wording.ratio(p50, all_p50, than='all-quantized')})"
+        )
     return f"{size}; latency cost {data.get('latency', 'not measured')}"

@@ -16,8 +16,8 @@ from edgeport.data import LARGE_MODEL_SYNTHETIC_COUNT, Event, Feeds, SampleSet
 from edgeport.errors import ModelLoadError, StageTimedOut
 from edgeport.model.samples import SampleRequest, chosen_dimensions, load_samples
 from edgeport.model.scan import trust_note
+from edgeport.report import wording
 from edgeport.run.isolation import Worker
-from edgeport.run.memory import human
 from edgeport.run.plan import Progress, TargetPlan
 from edgeport.run.request import RunRequest
 from edgeport.run.service import ModelInfo
@@ -98,7 +98,7 @@ def large_model_samples(samples: SampleRequest, info: ModelInfo) -> tuple[Sample
     if not info.large or samples.data is not None or samples.count_chosen:
         return samples, []
     said = (
-        f"a large model ({human(info.weights_bytes)} of weights): checked on "
+        f"a large model ({wording.size(info.weights_bytes)} of weights): checked on "
         f"{LARGE_MODEL_SYNTHETIC_COUNT} synthetic samples, not {samples.count}; pass --samples N for more"
     )
     return dataclasses.replace(samples, count=LARGE_MODEL_SYNTHETIC_COUNT), [said]
@@ -119,6 +119,10 @@ def sample_warnings(
             f"{', '.join(quantized)} calibrated and checked on the same samples ({samples.source}); "
             "pass --calibration with other samples for an unbiased check"
         )
-    if samples.synthetic and request.check:
-        warnings.append("accuracy checked on synthetic inputs; pass --data with real samples for a realistic check")
+    checkable = [p.name for p in plans if p.runtime.availability().available] if request.check else []
+    if samples.synthetic and checkable:  # said of the targets that get checked, never of a run that checks none
+        which = "" if len(checkable) == len(plans) else f" of {', '.join(checkable)}"
+        warnings.append(
+            f"accuracy{which} checked on synthetic inputs; pass --data with real samples for a realistic check"
+        )
     return warnings

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 from edgeport.checks.task import LabelsSpec
 from edgeport.data import STAGES_WITH_LIMITS, Precision, StageTimeouts, TargetSpec, TimingProtocol
+from edgeport.device.config import Device
 from edgeport.errors import UsageError
 from edgeport.model.samples import SampleRequest
 from edgeport.run.memory import MemoryBudget, default_budget
@@ -21,6 +24,22 @@ LATENCY_BUDGETS = ("max_p50_ms", "max_p90_ms", "max_p99_ms", "max_mean_ms", "max
 SIZE_BUDGET = "max_size_bytes"
 TASK_GATE = "max_accuracy_drop"  # task accuracy against --labels: allowed absolute top-1 drop (checks/task)
 RUNTIME_KEYS = ("runtime", "backend")
+MAX_THREADS = 4096  # runtime threads: more is a typo (a thread pool that size cannot be created)
+MAX_JOBS = 256  # model services converting at once: each is a TensorFlow process holding the model
+NAME_MAX = 255  # bytes in one file name (every Linux file system), and in a whole path (PATH_MAX)
+PATH_MAX = 4096
+
+# What each gate may be: (low, low included, high, high included, what it is); NaN and +-inf never. A gate
+# outside its domain would run the whole job and then pass everything (min_cosine = -1) or nothing.
+GATE_DOMAINS: dict[str, tuple[float, bool, float, bool, str]] = {
+    "min_cosine": (-1.0, False, 1.0, True, "a cosine similarity in (-1, 1]"),
+    "min_snr_db": (-math.inf, False, math.inf, False, "a finite SNR in dB"),
+    "max_abs_error": (0.0, True, math.inf, False, "an absolute error of 0 or more"),
+    "min_top1_agreement": (0.0, True, 1.0, True, "a share of samples in 0..1 (0.9 = 90%)"),
+    "min_top5_agreement": (0.0, True, 1.0, True, "a share of samples in 0..1 (0.9 = 90%)"),
+    TASK_GATE: (0.0, True, 1.0, True, "an absolute drop in 0..1 (0.01 = 1 point)"),
+}
+BUDGET_DOMAIN = (0.0, False, math.inf, False, "a budget above 0")  # max_p50_ms, max_size_bytes, min_<measurement>
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,8 @@ class RunRequest:
     layers: bool = False  # --layers: per-layer comparison of every checked target (checks/layers)
     sequential: bool = False  # --sequential: no check beside a conversion (run/pipeline._CheckLane)
     max_memory: MemoryBudget | None = None  # --max-memory: what any one process tree may hold (run/memory)
+    force: bool = False  # --force: edgeport's own files beside the user's in a non-empty OUT (run/output_folder)
+    devices: tuple[Device, ...] = ()  # --device: also checked and benchmarked there, over ssh (edgeport/device)
 
 
 def parse_max_memory(value: Any, where: str = "--max-memory") -> MemoryBudget | None:
@@ -83,11 +104,9 @@ def split_target_settings(name: str, settings: Mapping[str, Any], option_names: 
     task_gate = None
     for key, value in settings.items():
         if key == TASK_GATE:
-            task_gate = _number(value, f"[target.{name!r}] {key}")
-            if not 0 <= task_gate <= 1:
-                raise UsageError(f"[target.{name!r}] {key}: {value!r} is not an absolute drop in 0..1 (0.01 = 1 point)")
+            task_gate = gate_value(key, value, name)
         elif key in TOLERANCE_KEYS:
-            tolerance[key] = _number(value, f"[target.{name!r}] {key}")
+            tolerance[key] = gate_value(key, value, name)
         elif key == "runtime":
             spec = TargetSpec(spec.converter, spec.variant, str(value))
         elif key == "backend":
@@ -96,7 +115,7 @@ def split_target_settings(name: str, settings: Mapping[str, Any], option_names: 
             options[key] = value
         elif key.startswith("max_") or key.startswith("min_"):
             _refuse_near_miss(name, key)
-            budgets[key] = _number(value, f"[target.{name!r}] {key}", sizes=key.endswith("_bytes"))
+            budgets[key] = gate_value(key, value, name)
         else:
             known = ", ".join((*option_names, *TOLERANCE_KEYS, *RUNTIME_KEYS, *LATENCY_BUDGETS, SIZE_BUDGET, TASK_GATE))
             raise UsageError(f'config [target."{name}"]: unknown key {key!r}; keys here: {known}')
@@ -108,14 +127,137 @@ def split_target_settings(name: str, settings: Mapping[str, Any], option_names: 
 def _refuse_near_miss(target: str, key: str) -> None:
     """A budget key one typo away from a tolerance or a known budget is that typo, not a new measurement: it
     would run the whole job and then fail as unmeasured."""
+    close = _near_miss(key)
+    if close:
+        raise UsageError(f'config [target."{target}"]: unknown key {key!r}; did you mean {close!r}?')
+
+
+GATE_KEYS = (*TOLERANCE_KEYS, TASK_GATE, *LATENCY_BUDGETS, SIZE_BUDGET)  # and max_/min_<measurement> budgets
+
+
+def _near_miss(key: str, cutoff: float = 0.85) -> str | None:
     import difflib
 
-    known = (*TOLERANCE_KEYS, *LATENCY_BUDGETS, SIZE_BUDGET, TASK_GATE)
-    if key in known:
-        return
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.85)
-    if close:
-        raise UsageError(f'config [target."{target}"]: unknown key {key!r}; did you mean {close[0]!r}?')
+    if key in GATE_KEYS:
+        return None
+    close = difflib.get_close_matches(key, GATE_KEYS, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def parse_gates(gates: Iterable[str] | Mapping[str, Any] | None) -> dict[str | None, dict[str, float]]:
+    """`--gate [TARGET.]KEY=VALUE` (repeatable), or the API's `gates={"[TARGET.]KEY": value}`: tolerances,
+    budgets and the task gate, for one target or (no TARGET) every selected target; keyed by target (None:
+    every one). Each key and value is checked as a config key is (gate_value: its domain; a typo: "did you
+    mean"), before any work."""
+    pairs = list(gates.items()) if isinstance(gates, Mapping) else [_gate_pair(item) for item in gates or ()]
+    parsed: dict[str | None, dict[str, float]] = {}
+    for given, value in pairs:
+        target, _, key = str(given).strip().rpartition(".")
+        key = key.strip().replace("-", "_")
+        where = f"--gate {given}={value}"
+        if key not in GATE_KEYS:
+            close = _near_miss(key)
+            if close:
+                raise UsageError(f"{where}: unknown gate {key!r}; did you mean {close!r}?")
+            if key in _all_option_names():
+                raise UsageError(f"{where}: {key} is a converter option, not a gate; pass {_flag_of(key)}=...")
+            if not key.startswith(("max_", "min_")):
+                raise UsageError(
+                    f"{where}: unknown gate {key!r}; gates: {', '.join(GATE_KEYS)}, max_<measurement> "
+                    "(max_arena_bytes...)"
+                )
+        if isinstance(value, str) and not (key.endswith("_bytes") and key not in GATE_DOMAINS):
+            try:
+                value = float(value)
+            except ValueError:
+                raise UsageError(f"{where}: {value!r} is not a number") from None
+        parsed.setdefault(target.strip() or None, {})[key] = gate_value(
+            key, value, target or "every target", f"--gate {given}"
+        )
+    return parsed
+
+
+def _gate_pair(item: str) -> tuple[str, str]:
+    key, eq, value = str(item).partition("=")
+    if not eq or not key.strip() or not value.strip():
+        raise UsageError(
+            f"--gate {item!r}: expected [TARGET.]KEY=VALUE, e.g. --gate min_cosine=0.99 or "
+            "--gate tflite:int8.min_top1_agreement=0.95"
+        )
+    return key.strip(), value.strip()
+
+
+def _all_option_names() -> set[str]:
+    return {name for converter in registry().converters().values() for name in option_names(converter.Options)}
+
+
+def with_gates(
+    targets: Iterable[str], settings: Mapping[str, Mapping[str, Any]] | None, gates: dict[str | None, dict[str, float]]
+) -> dict[str, dict[str, Any]]:
+    """The per-target tables with the --gate values over them: a gate for every target first, then one
+    target's (both over the config's). A gate naming a target not selected is refused."""
+    settings = dict(settings or {})
+    names = list(dict.fromkeys([*targets, *settings]))
+    tables = {name: dict(settings.get(name, {})) for name in names}
+    for target, values in sorted(gates.items(), key=lambda item: item[0] is not None):
+        if target is None:
+            for table in tables.values():
+                table.update(values)
+            continue
+        if target not in tables:
+            import difflib
+
+            close = difflib.get_close_matches(target, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(
+                f"--gate {target}.{next(iter(values))}: {target} is not a selected target ({', '.join(names)}); "
+                f"{hint}pass -t {target}, or the gate without a target for every one"
+            )
+        tables[target].update(values)
+    return tables
+
+
+def gate_value(key: str, value: Any, target: str, where: str | None = None) -> float:
+    """A tolerance, budget or task gate of one target, checked against its domain (GATE_DOMAINS; budgets
+    above 0), before any work: the one place every gate of the config, a fleet manifest, --gate or the API
+    passes (`where`: how the user gave it)."""
+    where = where or f'[target."{target}"] {key}'
+    number = _number(value, where, sizes=key.endswith("_bytes") and key not in GATE_DOMAINS)
+    low, low_in, high, high_in, what = GATE_DOMAINS.get(key, BUDGET_DOMAIN)
+    above = number >= low if low_in else number > low
+    below = number <= high if high_in else number < high
+    if not (math.isfinite(number) and above and below):
+        raise UsageError(f"{where} = {value!r}: not {what}; set a value in its range, or remove the key")
+    return number
+
+
+def check_threads(threads: Any, where: str = "threads") -> int:
+    """Runtime threads: a whole number 1..MAX_THREADS (a larger one is a typo no runtime can honour)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"{where} {threads}: runtime threads must be a whole number from 1 to {MAX_THREADS}")
+    return threads
+
+
+def check_jobs(jobs: Any, where: str = "jobs") -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_JOBS:
+        raise UsageError(f"{where} {jobs}: targets converted in parallel must be a whole number from 1 to {MAX_JOBS}")
+    return jobs
+
+
+def check_path(path: Any, what: str) -> Path:
+    """A path the file system can take at all: no name over NAME_MAX bytes, no path over PATH_MAX (else every
+    use of it fails with ENAMETOOLONG, deep in the run)."""
+    text = os.fsencode(str(path))
+    if len(text) >= PATH_MAX:
+        raise UsageError(f"{what}: a path of {len(text)} bytes, longer than the {PATH_MAX} allowed; pass a shorter one")
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise UsageError(
+                f"{what}: the name {part[:24]!r}... is {size} bytes, longer than the {NAME_MAX} a file name may "
+                "have; pass a shorter path"
+            )
+    return Path(path)
 
 
 def _number(value: Any, where: str, sizes: bool = False) -> float:
@@ -159,6 +301,14 @@ def target_configs(
             )
         )
     unused = sorted(set(shared_options or {}) - used)
+    options = _all_option_names() if unused else set()
+    gates = [key for key in unused if key.startswith(("max_", "min_")) and key not in options]
+    if gates and configs:
+        key, value = gates[0], (shared_options or {})[gates[0]]
+        raise UsageError(
+            f"-O {key}={value}: {key} is a gate, not a converter option; pass --gate {key}={value} for every "
+            f"target, or --gate TARGET.{key}={value} for one (API: gates=)"
+        )
     if unused and configs:
         raise UsageError(f"{_flag_of(unused[0])} does not apply to any selected target ({', '.join(names)})")
     return tuple(configs)
@@ -265,8 +415,31 @@ def build_request(
     layers: bool = False,
     sequential: bool = False,
     max_memory: Any = None,
+    gates: Iterable[str] | Mapping[str, Any] | None = None,
 ) -> RunRequest:
-    """The RunRequest of a `convert`, from the CLI (flags merged with edgeport.toml) or from edgeport.convert()."""
+    """The RunRequest of a `convert`, from the CLI (flags merged with edgeport.toml) or from edgeport.convert().
+    `gates`: --gate [TARGET.]KEY=VALUE items (or a mapping of them), over the config's tables."""
+    from edgeport.model.samples import check_input_shape, require_pillow
+
+    check_threads(threads)
+    check_jobs(jobs)
+    for what, path in (
+        ("the model", model),
+        ("the output folder (-o)", output),
+        ("--data", samples.data),
+        ("--calibration", calibration),
+        ("--labels", labels.path if labels else None),
+    ):
+        if path is not None:
+            check_path(path, what)
+    for name, shape in samples.input_shapes.items():
+        check_input_shape(name, shape)
+    for flag, data in (("--data", samples.data), ("--calibration", calibration)):
+        if data is not None and Path(data).is_dir():
+            require_pillow(f"{flag} {data}")
+    if gates:
+        targets = list(targets)
+        target_settings = with_gates(targets, target_settings, parse_gates(gates))
     configs = target_configs(targets, target_settings, shared_options)
     if backend:
         configs = with_backend(configs, backend)

@@ -9,7 +9,7 @@ import platform
 from collections.abc import Sequence
 from typing import Any
 
-from edgeport.checks.latency import LatencyStats
+from edgeport.checks.latency import LatencyStats, noise_summary
 from edgeport.checks.task import task_accuracy
 from edgeport.report.files import Report, StageResult, TargetResult, exit_code_for
 from edgeport.run.bench import Benched, latency_notes, unjudged_latency_budgets
@@ -37,9 +37,12 @@ def target_result(request: RunRequest, judged: Judged, benched: Benched) -> Targ
     folder = request.out / plan.slug
     main = folder / artifact.main_file
     files = artifact_files(folder)
-    size = sum(p.stat().st_size for p in files)
+    files_bytes = sum(p.stat().st_size for p in files)
+    size = artifact.stored_bytes if artifact.stored_bytes is not None else files_bytes
     measurements = dict(artifact.measurements)
     measurements.setdefault("size_bytes", size)
+    if size != files_bytes:
+        measurements.setdefault("files_bytes", files_bytes)
     measurements.update(checked.measurements)
     accuracy, latency, fallback = checked.accuracy, benched.latency, benched.fallback
     check = gate_measurements(checked.stage, {**artifact.budgets, **plan.config.budgets}, measurements)
@@ -58,7 +61,7 @@ def target_result(request: RunRequest, judged: Judged, benched: Benched) -> Targ
         notes=(
             *artifact.notes,
             *(accuracy.notes if accuracy else ()),
-            *(latency_notes(latency) if latency else ()),
+            *(latency_notes(latency, plan.config.budgets) if latency else ()),
             *unjudged_latency_budgets(plan, benched.stage),
             *((f"quant_fallback=auto {fallback.status}: {fallback.reason}",) if fallback else ()),
         ),
@@ -114,7 +117,7 @@ def build_report(
         targets=tuple(targets),
         exit_code=int(exit_code_for(tuple(targets))),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        machine=machine(request, seconds),
+        machine={**machine(request, seconds), "noise": noise_summary([baseline, *(t.latency for t in targets)])},
         edgeport_version=version(),
         warnings=tuple(warnings),
         baseline=baseline,

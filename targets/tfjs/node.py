@@ -23,6 +23,7 @@ from typing import Any
 from edgeport.contracts import Availability, Feeds, RawTimings, Runtime, RuntimeSettings, SampleSet, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable
 from edgeport.formats.tfjs import packages as tfjs_project
+from edgeport.run.isolation import dies_with_parent
 from edgeport.run.requirements import find_program
 from edgeport.targets.tfjs import shared
 from edgeport.targets.tfjs import wire as tfjs_wire
@@ -119,7 +120,8 @@ class TFJSNodeRuntime(Runtime):
             node = node_executable()
             if node is None:  # availability() found it a moment ago
                 raise RuntimeUnavailable(f"runtime {self.name} unavailable: Node.js not found")
-            command = [node, str(RUNNER), str(request_path), str(response_path)]
+            # dies with the process running this (a worker): a worker killed with edgeport takes Node along
+            command = dies_with_parent([node, str(RUNNER), str(request_path), str(response_path)])
             try:
                 done = subprocess.run(
                     command,

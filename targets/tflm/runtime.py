@@ -209,8 +209,8 @@ class TFLMRuntime(Runtime):
     def measure(
         self, artifact: Path, settings: RuntimeSettings, samples: SampleSet, known: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The arena (searched here unless the converter already searched this artifact), flash, MACs and
-        agreement with LiteRT."""
+        """The arena and flash (measured here unless the converter already measured them for this artifact),
+        MACs and agreement with LiteRT."""
         arena = {key: value for key, value in (known or {}).items() if key in ("arena_bytes", "arena_search_probes")}
         if "arena_bytes" not in arena:
             arena = self._search_arena(artifact)
@@ -219,7 +219,9 @@ class TFLMRuntime(Runtime):
             agreement = litert_agreement(artifact, session, samples)
         finally:
             session.close()
-        return {**arena, "flash_bytes": artifact.stat().st_size, **macs_report(artifact), **agreement}
+        # the converter's flash is the compiled model array (arm-none-eabi-gcc); the file's size otherwise
+        flash = (known or {}).get("flash_bytes", artifact.stat().st_size)
+        return {**arena, "flash_bytes": flash, **macs_report(artifact), **agreement}
 
     @staticmethod
     def _search_arena(artifact: Path) -> dict[str, Any]:

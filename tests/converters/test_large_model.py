@@ -186,3 +186,99 @@ def test_a_tfjs_model_past_2_gib_is_checked_on_cpu_unless_a_backend_is_chosen(tm
     assert "cannot load it" in wasm_note(WASM_HEAP_MAX_BYTES)
     built = (node_modules() / "@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-simd.js").read_text()
     assert [int(n) for n in re.findall(r"getHeapMax\(\)\{return (\d+)", built)] == [WASM_HEAP_MAX_BYTES]
+
+
+def _embedding_mlp(path):
+    """Issue 22's family, small: a 1000x64 embedding gathered by 32 int32 tokens, then three Dense(64, relu)
+    with a residual add and a layer norm each: the first with a bias, the second without, the third reusing the
+    second's kernel (a weight read twice), and an output projection on the embedding itself (a weight read by a
+    GATHER and a MatMul with transpose_b). The Dense layers on a 2-D activation are what the converter makes a
+    TRANSPOSE + FULLY_CONNECTED of, whose fused Relu its FuseTransposeFCRhsToBatchMatmul dropped when the
+    kernel was a non-constant input and there was no bias (cosine 0.87 here, 0.709 on 300 MB)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+
+    def variable(*shape, mean=0.0, scale=0.3):
+        return tf.Variable(rng.normal(mean, scale, shape).astype(np.float32))
+
+    class EmbeddingMLP(tf.Module):
+        def __init__(self):
+            self.embedding = variable(1000, 64, scale=1.0)
+            self.kernels = [variable(64, 64, scale=64**-0.5) for _ in range(2)]
+            self.bias = variable(64)
+            self.gammas = [variable(64, mean=1.0) for _ in range(3)]
+            self.betas = [variable(64) for _ in range(3)]
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 32], tf.int32, name="tokens")])
+        def serve(self, tokens):
+            x = tf.reshape(tf.gather(self.embedding, tokens), [32, 64])
+            for layer, kernel in enumerate((self.kernels[0], self.kernels[1], self.kernels[1])):
+                h = tf.matmul(x, kernel) + self.bias if layer == 0 else tf.matmul(x, kernel)
+                mean, variance = tf.nn.moments(x + tf.nn.relu(h), axes=[-1], keepdims=True)
+                x = (x + tf.nn.relu(h) - mean) * tf.math.rsqrt(variance + 1e-3) * self.gammas[layer] + self.betas[layer]
+            return {"logits": tf.matmul(x, self.embedding, transpose_b=True), "hidden": x}
+
+    module = EmbeddingMLP()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def _weight_bytes(path) -> list[tuple[bytes, bool]]:
+    """(each bound buffer's bytes, whether it is bound) for the constant buffers of a .tflite file: data inline
+    or at a buffer offset (edgeport's bound weights)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    data = path.read_bytes()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    found = []
+    for buffer in model.buffers:
+        if buffer.offset > 1:
+            found.append((data[buffer.offset : buffer.offset + buffer.size], True))
+        elif buffer.data is not None and len(buffer.data):
+            found.append((bytes(buffer.data), False))
+    return found
+
+
+@pytest.mark.parametrize("variant", ["", "fp16"])
+def test_bound_weights_compute_what_the_converter_computes(tmp_path, monkeypatch, variant):
+    """Issue 22: the forced bound path on the embedding + MLP family agrees with the SavedModel, and every
+    weight edgeport bound is, byte for byte, a constant of the converter's own conversion of the same model
+    (its buffer mapping, transposes and float16 as the converter's)."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeport.formats.tflite.bound_weights import convert_with_bound_weights
+    from edgeport.model.savedmodel import load_model
+
+    monkeypatch.setenv(LARGE_MODEL_ENV, "1")
+    model_path = _embedding_mlp(tmp_path / "m")
+    model = load_model(model_path)
+    assert model.large and len(model.frozen.references) == 10
+    bound_path = tmp_path / "bound.tflite"
+    _, _, notes = convert_with_bound_weights(model, variant, bound_path, allow_tf_ops=False)
+    assert "10 weight(s) written by edgeport" in notes[0]
+    assert "2 transposed as written" in notes[0]  # the two kernels as [out, in]; the embedding as it is
+
+    tokens = np.random.default_rng(1).integers(0, 1000, (2, 1, 32)).astype(np.int32)
+    runner = Interpreter(model_path=str(bound_path)).get_signature_runner()
+    for sample in tokens:
+        expected = model.reference([{"tokens": sample}])[0]
+        got = runner(tokens=sample)
+        for name in ("logits", "hidden"):
+            a, b = got[name].ravel().astype(np.float64), expected[name].ravel().astype(np.float64)
+            cosine = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+            assert cosine >= (0.9999 if variant == "" else 0.999), (name, cosine)
+            if variant == "":
+                np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-4)
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(model_path))
+    if variant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    (tmp_path / "own.tflite").write_bytes(converter.convert())
+    own = {data for data, _ in _weight_bytes(tmp_path / "own.tflite")}
+    bound = [data for data, is_bound in _weight_bytes(bound_path) if is_bound]
+    assert len(bound) == 10
+    for data in bound:  # 64x64 kernels written untransposed, or swapped with each other, match nothing here
+        assert data in own, f"a bound weight of {len(data)} bytes is no constant of the converter's own model"

@@ -242,13 +242,97 @@ def test_explicit_opset(keras_cnn_dir, tmp_path):
     assert check(keras_cnn_dir, tmp_path, artifact).passed
 
 
-def test_saved_graph_is_optimized_by_onnxruntime(keras_cnn_dir, tmp_path):
+def test_saved_graph_is_simplified_by_onnxruntime(keras_cnn_dir, tmp_path):
     convert(keras_cnn_dir, tmp_path / "plain", optimization_level="none")
-    convert(keras_cnn_dir, tmp_path / "extended")
+    convert(keras_cnn_dir, tmp_path / "basic")
     plain = [node.op_type for node in onnx_model(tmp_path / "plain").graph.node]
-    extended = [node.op_type for node in onnx_model(tmp_path / "extended").graph.node]
-    assert len(extended) < len(plain)
-    assert "FusedConv" in extended  # a CPU fusion from the extended level
+    basic = [node.op_type for node in onnx_model(tmp_path / "basic").graph.node]
+    assert len(basic) < len(plain)  # batch norm folded into the convolution, constants folded
+    assert "BatchNormalization" not in basic and "FusedConv" not in basic
+
+
+STANDARD_IMPORTS = {"", "ai.onnx.ml"}
+
+
+def assert_standard(path: Path) -> None:
+    """Default domain and ai.onnx.ml only, in the imports and the nodes; onnx's full check passes."""
+    import onnx
+
+    model = onnx.load(str(path))
+    assert {o.domain for o in model.opset_import} <= STANDARD_IMPORTS, [o.domain for o in model.opset_import]
+    assert "" in {o.domain for o in model.opset_import}
+    assert {node.domain for node in model.graph.node} <= STANDARD_IMPORTS
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+@pytest.mark.parametrize(
+    "variant, options, cosine",
+    [("", {}, 0.9999), ("fp16", {}, 0.999), ("int8", {}, 0.99), ("int8", {"dynamic": True}, 0.99)],
+    ids=["fp32", "fp16", "int8", "int8-dynamic"],
+)
+def test_default_artifact_is_standard_onnx(keras_cnn_dir, tmp_path, variant, options, cosine):
+    """No com.microsoft op or onnxruntime domain import (the extended level wrote FusedConv into fp32,
+    QLinearSoftmax into int8 and DynamicQuantizeMatMul into dynamic int8): what other runtimes load."""
+    artifact = convert(keras_cnn_dir, tmp_path, variant, **options)
+    assert_standard(tmp_path / "model.onnx")
+    assert artifact.details["standard_onnx"] is True and artifact.details["ort_only_ops"] == {}
+    assert artifact.details["optimization_level"] == "basic"
+    assert any("standard ONNX" in note and "full check passed" in note for note in artifact.notes), artifact.notes
+    assert not any("ONNX Runtime-only" in note for note in artifact.notes)
+    result = check(keras_cnn_dir, tmp_path, artifact)
+    assert result.outputs[0].cosine >= cosine, result.failures
+
+
+@pytest.mark.parametrize(
+    "variant, options, fused",
+    [("", {}, "com.microsoft.FusedConv"), ("int8", {}, "com.microsoft.QLinearSoftmax")],
+    ids=["fp32", "int8"],
+)
+def test_ort_optimized_is_onnx_runtime_only_and_said(keras_cnn_dir, tmp_path, variant, options, fused):
+    import onnx
+
+    standard = convert(keras_cnn_dir, tmp_path / "standard", variant, **options)
+    ort_only = convert(keras_cnn_dir, tmp_path / "ort", variant, ort_optimized=True, **options)
+    model = onnx.load(str(tmp_path / "ort" / "model.onnx"))
+    ops = [f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in model.graph.node]
+    assert fused in ops
+    assert {"com.microsoft", "com.microsoft.nchwc"} <= {o.domain for o in model.opset_import}
+    assert ort_only.details["standard_onnx"] is False and ort_only.details["optimization_level"] == "extended"
+    assert ort_only.details["ort_only_ops"][fused] >= 1
+    assert any(note.startswith("opset") and "ONNX Runtime-only: com.microsoft ops (" in note for note in ort_only.notes)
+    assert (tmp_path / "ort" / "model.onnx").read_bytes() != (tmp_path / "standard" / "model.onnx").read_bytes()
+    # both run on onnxruntime and agree with the SavedModel
+    for folder, artifact in (("standard", standard), ("ort", ort_only)):
+        result = check(keras_cnn_dir, tmp_path / folder, artifact)
+        assert result.outputs[0].cosine >= (0.9999 if not variant else 0.99), (folder, result.failures)
+
+
+def test_a_non_standard_file_fails_the_conversion(tmp_path):
+    """finish_standard: unused onnxruntime imports dropped; a com.microsoft node is a conversion error."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeport.converters.onnx.files import finish_standard
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    imports = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft.nchwc", 1)]
+    relu = helper.make_model(
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]), opset_imports=imports
+    )
+    onnx.save(relu, str(tmp_path / "relu.onnx"))
+    assert finish_standard(tmp_path / "relu.onnx", allowed_domains=(), target="onnx") == {}
+    assert [o.domain for o in onnx.load(str(tmp_path / "relu.onnx")).opset_import] == [""]
+    gelu = helper.make_model(
+        helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")], "g", [x], [y]),
+        opset_imports=[*imports, helper.make_opsetid("com.microsoft", 1)],
+    )
+    onnx.save(gelu, str(tmp_path / "gelu.onnx"))
+    with pytest.raises(ConversionError, match=r"gelu.onnx is not standard ONNX \(com.microsoft.Gelu x1\)"):
+        finish_standard(tmp_path / "gelu.onnx", allowed_domains=(), target="onnx")
+    assert finish_standard(tmp_path / "gelu.onnx", allowed_domains=("com.microsoft",), target="onnx") == {
+        "com.microsoft.Gelu": 1
+    }
 
 
 def test_spatial_means_become_global_average_pool(keras_cnn_dir, tmp_path):
@@ -434,6 +518,8 @@ def test_opset_above_tf2onnx(keras_cnn_dir, tmp_path):
     "options, match",
     [
         ({"optimization_level": "all"}, "optimization_level"),
+        ({"optimization_level": "extended"}, "only ONNX Runtime loads; pass ort_optimized=true"),
+        ({"ort_optimized": True, "optimization_level": "none"}, "contradict"),
         ({"external_data_threshold_bytes": -1}, "external_data_threshold_bytes"),
         ({"opset": "18"}, "not an integer"),
     ],

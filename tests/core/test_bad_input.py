@@ -13,7 +13,7 @@ from edgeport_testing import assert_one_line_error, run_cli
 
 def test_missing_model_folder(tmp_path):
     result = run_cli("convert", tmp_path / "nope", "-t", "tflite", "-o", tmp_path / "out")
-    assert_one_line_error(result, 3, "does not exist", "saved_model.pb")
+    assert_one_line_error(result, 2, "does not exist", "saved_model.pb")  # a usage error
     assert not (tmp_path / "out").exists()
 
 
@@ -151,3 +151,60 @@ def test_option_errors_found_by_plugins_stop_the_run_before_any_conversion(model
         "convert", models["cnn"], "-t", "tflite:int16x8", "--io-type", "int8", "-o", tmp_path / "out", "--no-history"
     )
     assert_one_line_error(result, 2, "--io-type int8", "int16")
+
+
+def test_an_image_folder_without_pillow_names_the_extra(models, tmp_path):
+    """An installed edgeport without Pillow: the import is blocked (sys.modules['PIL'] = None, Python's own way
+    of making a module unimportable) in a real run; one line names the extra, before the model loads."""
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "no_pil").mkdir()
+    (tmp_path / "no_pil" / "sitecustomize.py").write_text("import sys\nsys.modules['PIL'] = None\n")
+    result = run_cli(
+        "convert", models["cnn"], "-t", "tflite", "--data", tmp_path / "images", "-o", tmp_path / "out",
+        env={"PYTHONPATH": str(tmp_path / "no_pil")},
+    )  # fmt: skip
+    assert_one_line_error(result, 2, "--data", "needs Pillow", "pip install 'edgeport[images]'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pillow_is_declared_in_the_images_extra():
+    import tomllib
+
+    from edgeport_testing import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(spec.startswith("pillow") for spec in extras["images"])
+    assert "images" in extras["all"][0] and extras["dev"][0] == "edgeport[all]"
+
+
+def test_a_comparison_of_zero_elements_never_passes():
+    from edgeport.checks.accuracy import compare
+    from edgeport.data import Precision
+
+    empty = [{"y": np.zeros((1, 0), np.float32)} for _ in range(3)]
+    result = compare(empty, empty, Precision(min_cosine=0.9999))
+    assert not result.passed and "no values compared" in result.failures[0], result.failures
+    full = [{"y": np.ones((1, 2), np.float32), "empty": np.zeros((0,), np.float32)} for _ in range(3)]
+    assert not compare(full, full, Precision(min_cosine=0.9999)).passed  # one empty output is enough
+
+
+def test_control_characters_in_the_model_path_stay_escaped_in_every_report_file(models, tmp_path):
+    odd = tmp_path / "line\nbreak\x1bmodel"
+    shutil.copytree(models["multi"], odd)
+    result = run_cli("convert", odd, "-t", "tflite", "-o", tmp_path / "out", "--no-bench", "--no-history")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    model_line = next(line for line in summary.splitlines() if line.startswith("Model "))
+    assert "line\\nbreak\\x1bmodel" in model_line and "samples:" in model_line  # still one line
+    assert "\x1b" not in summary
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(tmp_path / "out" / "junit.xml").getroot().find("testsuite")  # valid XML
+    assert suite is not None and "line\\nbreak\\x1bmodel" in suite.get("name", "")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "line\\nbreak\\x1bmodel" in html and "\x1b" not in html
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"]["path"] == str(odd)  # report.json keeps the path as it is

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport_testing import ROOT, run_cli, save_multi_io
+from edgeport_testing import ROOT, run_cli, save_dynamic_sum, save_multi_io, tf
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Case:
     code: int
     fragments: tuple[str, ...]
     out: str = "absent"  # "absent": the run's -o folder must not exist afterwards; "untouched": as it was
+    untouched: tuple[str, ...] = ()  # fixtures (files) whose bytes, and whose folder's listing, must not change
 
 
 def _convert(*extra, model="model"):
@@ -45,6 +46,13 @@ def _config(text: str):
 
 def _data(name: str, *extra):
     return lambda f: ["convert", f["model"], "-t", "tflite", "-o", f["out"], "--no-bench", "--data", f[name], *extra]
+
+
+def _gate(line: str):
+    return _config(f'model = "{{model}}"\ntargets = ["tflite"]\n[target.tflite]\n{line}\n')
+
+
+LONG = "n" * 300  # one path component over NAME_MAX (255 bytes): ENAMETOOLONG wherever the system meets it
 
 
 CASES = [
@@ -117,7 +125,7 @@ CASES = [
         ("did you mean 'max_p50_ms'",),
     ),
     # ------------------------------------------------------------ the SavedModel on disk
-    Case("model-missing", _convert(model="missing"), 3, ("does not exist",)),
+    Case("model-missing", _convert(model="missing"), 2, ("does not exist",)),
     Case("model-is-file", _convert(model="a_file"), 3, ("is a file",)),
     Case("model-not-savedmodel", _convert(model="empty_dir"), 3, ("is not a SavedModel",)),
     Case("model-symlink-loop", _convert(model="loop"), 3, ("symlink loop",)),
@@ -155,6 +163,78 @@ CASES = [
     Case("check-no-runtime", lambda f: ["check", f["a_file"], "--model", f["model"]], 2, ("no runtime loads",), "-"),
     Case("inspect-missing", lambda f: ["inspect", f["missing"]], 3, ("does not exist",), "-"),
     Case("history-not-sqlite", lambda f: ["history", "--history", f["not_json"]], 2, (), "-"),
+    # ------------------------------------------------------------ issue 21: wrong answers to bad input
+    Case("shape-zero-dim", _convert("--input-shape", "features=0,4"), 2, ("--input-shape features=0,4", "1 or more")),
+    Case(
+        "data-zero-elements",
+        lambda f: ["convert", f["dyn"], "-t", "tflite", "-o", f["out"], "--no-bench", "--data", f["zero_npz"]],
+        2,
+        ("'sequence'", "[3, 1, 0, 3]", "no values"),
+    ),
+    Case(
+        "labels-out-of-range",
+        lambda f: [*_data("ok_npz")(f), "--labels", f["labels_99"]],
+        2,
+        ("label 99", "3 classes (0..2)", "--labels"),
+    ),
+    Case("gate-cosine-minus-1", _gate("min_cosine = -1"), 2, ("min_cosine = -1", "(-1, 1]")),
+    Case("gate-cosine-nan", _gate("min_cosine = nan"), 2, ("min_cosine = nan",)),
+    Case("gate-top1-above-1", _gate("min_top1_agreement = 2.0"), 2, ("min_top1_agreement = 2.0", "0..1")),
+    Case("gate-p50-negative", _gate("max_p50_ms = -5"), 2, ("max_p50_ms = -5", "above 0")),
+    Case("gate-size-0", _gate("max_size_bytes = 0"), 2, ("max_size_bytes = 0", "above 0")),
+    Case("gate-snr-infinite", _gate("min_snr_db = inf"), 2, ("min_snr_db = inf", "finite")),
+    Case("gate-abs-error-negative", _gate("max_abs_error = -0.1"), 2, ("max_abs_error = -0.1",)),
+    Case("gate-drop-nan", _gate("max_accuracy_drop = nan"), 2, ("max_accuracy_drop = nan",)),
+    Case("threads-huge", _convert("--threads", "100000000000000000000"), 2, ("--threads 1000", "1 to 4096")),
+    Case("jobs-huge", _convert("--jobs", "100000000000000000000"), 2, ("--jobs 1000", "1 to 256")),
+    Case(
+        "config-threads-huge",
+        _config('model = "{model}"\ntargets = ["tflite"]\nthreads = 100000\n'),
+        2,
+        ("threads 100000", "1 to 4096"),
+    ),
+    Case(
+        "check-threads-huge",
+        lambda f: ["check", f["artifact"], "--model", f["model"], "--threads", "100000000000000000000"],
+        2,
+        ("--threads", "1 to 4096"),
+        "-",
+    ),
+    Case("out-name-too-long", lambda f: [*_convert()(f), "-o", f["tmp"] / LONG / "out"], 2, ("-o", "300 bytes")),
+    Case("model-name-too-long", _convert(model="long"), 2, ("the model", "300 bytes")),
+    Case("data-name-too-long", _convert("--data", f"/tmp/{LONG}.npz"), 2, ("--data", "304 bytes")),
+    Case("config-name-too-long", lambda f: ["convert", "--config", f"/tmp/{LONG}"], 2, ("--config", "300 bytes")),
+    Case("config-is-directory", lambda f: ["convert", "--config", f["empty_dir"]], 2, ("is a directory", "FILE")),
+    Case(
+        "history-damaged",
+        lambda f: ["history", "--history", f["bad_history"]],
+        2,
+        ("damaged", "--history"),
+        "-",
+        ("bad_history",),
+    ),
+    Case(
+        "convert-history-damaged",
+        lambda f: [*_convert()(f), "--history", f["bad_history"]],
+        2,
+        ("damaged", "--no-history"),
+        "absent",
+        ("bad_history",),
+    ),
+    Case(
+        "check-other-model-inputs",
+        lambda f: ["check", f["artifact"], "--model", f["dyn"]],
+        2,
+        ("does not fit", "takes inputs features, scale", "the signature sequence"),
+        "-",
+    ),
+    Case(
+        "check-other-model-outputs",
+        lambda f: ["check", f["artifact"], "--model", f["other_outputs"]],
+        2,
+        ("does not fit", "returns outputs logits, probs", "the signature score"),
+        "-",
+    ),
 ]
 
 
@@ -214,7 +294,54 @@ def _write_fixtures(root: Path) -> dict:
     report["targets"][0]["size_bytes"] = "big"
     (root / "wrong_type.json").write_text(json.dumps(report))
     f["wrong_type"] = root / "wrong_type.json"
+    f["dyn"] = save_dynamic_sum(root / "dyn")
+    f["other_outputs"] = _save_other_outputs(root / "other_outputs")
+    np.savez(root / "zero.npz", sequence=np.zeros((3, 0, 3), np.float32))
+    f["zero_npz"] = root / "zero.npz"
+    f["ok_npz"] = root / "ok.npz"
+    np.save(root / "labels_99.npy", np.array([0, 1, 99]))
+    f["labels_99"] = root / "labels_99.npy"
+    f["long"] = root / LONG
+    f["bad_history"] = _damaged_history(root / "history" / "bad.db", report)
     return f
+
+
+def _save_other_outputs(path: Path) -> Path:
+    """The multi-IO model's inputs (features, scale) with another output: its artifacts' inputs fit, not outputs."""
+    t = tf()
+
+    class OtherOutputs(t.Module):
+        @t.function(
+            input_signature=[
+                t.TensorSpec([None, 4], t.float32, name="features"),
+                t.TensorSpec([None, 1], t.float32, name="scale"),
+            ]
+        )
+        def serve(self, features, scale):
+            return {"score": t.reduce_sum(features, axis=1, keepdims=True) * scale}
+
+    module = OtherOutputs()
+    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def _damaged_history(path: Path, report: dict) -> Path:
+    """A real history (a valid SQLite header, the schema on page 1) whose later pages are garbage."""
+    import sqlite3
+
+    from edgeport.report.history import append_run
+
+    for _ in range(30):  # enough rows for several pages
+        append_run(path, report, output=path.parent)
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    data = bytearray(path.read_bytes())
+    data[4096:] = np.random.default_rng(1).bytes(len(data) - 4096)
+    path.write_bytes(bytes(data))
+    for sidecar in path.parent.glob(path.name + "-*"):
+        sidecar.unlink()
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +363,7 @@ def test_the_table_has_sixty_cases_or_more():
 def test_bad_input(case: Case, fixtures, tmp_path):
     f = {**fixtures, "tmp": tmp_path, "out": tmp_path / "out"}
     model_before = _state(fixtures["model"])
+    files_before = {key: (f[key].read_bytes(), _state(f[key].parent)) for key in case.untouched}
     result = run_cli(*case.args(f), cwd=tmp_path)  # a history written by mistake would land in tmp_path
     assert result.returncode == case.code, (result.returncode, result.stderr[-2000:])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -247,4 +375,6 @@ def test_bad_input(case: Case, fixtures, tmp_path):
     if case.out == "absent":
         assert _state(f["out"]) is None, _state(f["out"])
     assert _state(fixtures["model"]) == model_before  # nothing written into the SavedModel
+    for key, before in files_before.items():  # not one byte changed, no file added beside it
+        assert (f[key].read_bytes(), _state(f[key].parent)) == before, key
     assert ROOT.exists()

@@ -56,8 +56,8 @@ def test_check_an_artifact_against_its_model(models, converted):
 
 def test_check_against_the_wrong_model_fails_cleanly(models, converted):
     result = run_cli("check", converted / "tflite" / "model.tflite", "--model", models["multi"])
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr and "takes inputs pixels; got features, scale" in result.stderr
+    assert result.returncode == 2  # the artifact does not fit the model: a usage error (README, Exit codes)
+    assert "Traceback" not in result.stderr and "takes inputs pixels, the signature features, scale" in result.stderr
 
 
 def test_bench_an_artifact(models, converted):

@@ -136,5 +136,7 @@ def test_summary_rows_of_a_failed_conversion_and_sparkline(report_dict):
         "top1_agreement": None,
         "p50_ms": None,
         "p90_ms": None,
+        "p50_ci_low": None,
+        "p50_ci_high": None,
     }
     assert sparkline([1.0, 2.0, None, 3.0]) == "▁▄ █"

@@ -48,7 +48,7 @@ def test_task_accuracy_and_its_gate():
     task = task_accuracy(reference, artifact, labels, max_drop=0.1)
     assert (task.metric, task.reference, task.artifact, task.drop) == ("top1", 1.0, 0.75, 0.25)
     assert task.reference_top5 == 1.0 and not task.passed
-    assert "drop 0.2500 > max_accuracy_drop 0.1" in task.failure
+    assert "drop 25.00 pp > max_accuracy_drop 0.1 (10.00 pp)" in task.failure
     assert task_accuracy(reference, artifact, labels, max_drop=0.25).passed
 
 

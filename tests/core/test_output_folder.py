@@ -24,7 +24,7 @@ import pytest
 
 from edgeport.errors import UsageError
 from edgeport.report.files import write_files
-from edgeport.run.output_folder import MARKER, OutputFolder
+from edgeport.run.output_folder import MANIFEST, MARKER, OutputFolder
 from edgeport_testing import PLUGIN_ENV, assert_one_line_error, quick_bench, run_cli, save_with_op, tf
 
 COMMON = ("--no-baseline", "--no-history", *quick_bench())
@@ -93,6 +93,13 @@ def wait_until(predicate, what: str, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default disposition, whatever the test runner's. A shell starts `cmd &`
+    with SIGINT ignored, an ignored signal stays ignored across exec, and edgeport leaves an ignored SIGINT
+    ignored (README, Signals): without this every Ctrl-C test fails in a background job."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Started:
     """`edgeport convert ...` running in its own process group, its stderr collected line by line."""
 
@@ -104,6 +111,7 @@ class Started:
             text=True,
             env={**os.environ, **PLUGIN_ENV},
             start_new_session=True,
+            preexec_fn=_default_sigint,  # noqa: PLW1509 - only signal.signal, in the child before exec
         )
         self.pid = self.process.pid
         self.lines: list[str] = []
@@ -159,8 +167,8 @@ def assert_only_this_run(out: Path, model: Path, targets: tuple[str, ...] = ("tf
     assert report["model"]["path"] == str(model)
     assert [t["name"] for t in report["targets"]] == list(targets)
     slugs = {t["folder"] for t in report["targets"]}
-    assert names(out) == {".edgeport.lock", "logs", *REPORTS, *slugs, *USER_FILES}
-    assert names(out / "logs") == {"model.log", *(f"{slug}.log" for slug in slugs)}
+    assert names(out) == {".edgeport.lock", MANIFEST, "logs", *REPORTS, *slugs, *USER_FILES}
+    assert names(out / "logs") == {MARKER, "model.log", *(f"{slug}.log" for slug in slugs)}
     for target in report["targets"]:
         folder = out / target["folder"]
         assert names(folder) == {*target["files"], MARKER}
@@ -201,7 +209,7 @@ def test_kill_9_at_each_stage_then_a_rerun_leaves_only_the_rerun(tiny, previous,
         assert record["status"] == "running" and record["pid"] == run.pid
         assert record["model"]["path"] == str(tiny["a"]) and record["targets"] == []
         assert not (REPORTS - {"report.json"}) & names(out)
-        assert (out / "tflite" / MARKER).read_text() == "edgeport target tflite\n"
+        assert (out / "tflite" / MARKER).read_text().startswith("edgeport target tflite\ntoken ")
         if stage == "convert":
             assert list(out.glob(".staging-frozengraph-*"))  # what kill -9 leaves, for the rerun to clear
         refused = run_cli("compare", out / "report.json", out / "report.json")
@@ -212,22 +220,31 @@ def test_kill_9_at_each_stage_then_a_rerun_leaves_only_the_rerun(tiny, previous,
     assert_only_this_run(out, tiny["a"])  # no .staging-*, no frozengraph, no tflite-fp16 of the earlier run
 
 
+def marker(token: str, target: str) -> str:
+    return f"edgeport target {target}\ntoken {token}\n"
+
+
 def test_a_run_killed_between_the_two_renames_gets_its_old_artifact_back(tmp_path):
     out = tmp_path / "out"
+    out.mkdir()
+    OutputFolder.take(out).close()  # an edgeport folder: its manifest holds the token its markers carry
+    token = json.loads((out / MANIFEST).read_text())["token"]
     aside = out / ".old-tflite-int8-4242"  # old renamed aside, the new one never arrived
-    aside.mkdir(parents=True)
+    aside.mkdir()
     (aside / "model.tflite").write_text("old")
-    (aside / MARKER).write_text("edgeport target tflite:int8\n")
+    (aside / MARKER).write_text(marker(token, "tflite:int8"))
     (out / ".staging-tflite-int8-x1y2").mkdir()
     (out / ".staging-tflite-int8-x1y2" / "model.tflite").write_text("new, never moved")
     (out / ".old-onnx-4242").mkdir()  # the new one arrived, the old was not deleted yet
+    (out / ".old-onnx-4242" / MARKER).write_text(marker(token, "onnx"))
     (out / "onnx").mkdir()
     (out / "onnx" / "model.onnx").write_text("new")
-    (out / ".trash-tfjs-4242").mkdir()  # a deletion cut short
-    (out / ".report.json.a1b2c3").write_text('{"half": ')  # a report write cut short
+    (out / "onnx" / MARKER).write_text(marker(token, "onnx"))
+    (out / f".trash-{token[:12]}-tfjs-4242").mkdir()  # a deletion cut short
+    (out / ".report.json.a1b2c3d4").write_text('{"half": ')  # a report write cut short
     folder = OutputFolder.take(out)
     try:
-        assert names(out) == {".edgeport.lock", "tflite-int8", "onnx"}
+        assert names(out) == {".edgeport.lock", MANIFEST, "logs", "tflite-int8", "onnx"}
         assert (out / "tflite-int8" / "model.tflite").read_text() == "old"
         assert (out / "onnx" / "model.onnx").read_text() == "new"
         with pytest.raises(UsageError, match=rf"is in use by another edgeport run \(pid {os.getpid()}\)"):
@@ -240,17 +257,22 @@ def test_a_run_killed_between_the_two_renames_gets_its_old_artifact_back(tmp_pat
 def test_artifacts_are_replaced_by_rename_and_only_edgeports_folders_are_removed(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    folder = OutputFolder.take(out)
+    earlier = OutputFolder.take(out)  # an earlier run: tflite installed, a summary and layer data written
     try:
-        (out / "tflite").mkdir()
-        (out / "tflite" / "model.tflite").write_text("old")
-        (out / "mine").mkdir()  # the user's: no marker
-        (out / "report.json").write_text('{"schema_version": 1, "targets": []}')
-        (out / "summary.md").write_text("# an earlier run")
-        (out / "tflite.model-explorer.json").write_text("{}")
+        earlier.begin(tmp_path / "model", ["tflite"])
+        (out / ".staging-tflite-0").mkdir()
+        (out / ".staging-tflite-0" / "model.tflite").write_text("old")
+        earlier.install(out / ".staging-tflite-0", "tflite", "tflite")
+        earlier.write_reports({"report.json": '{"schema_version": 1, "targets": []}', "summary.md": "# earlier"})
+        earlier.write_reports({"tflite.model-explorer.json": "{}"})
+    finally:
+        earlier.close()
+    (out / "mine").mkdir()  # the user's: no marker
+    folder = OutputFolder.take(out, slugs=["tflite", "onnx", "stale"])
+    try:
         folder.begin(tmp_path / "model", ["tflite", "onnx"])
         assert report_of(out)["status"] == "running"
-        assert names(out) == {".edgeport.lock", "tflite", "mine", "report.json"}
+        assert names(out) == {".edgeport.lock", MANIFEST, "logs", "tflite", "mine", "report.json"}
         for slug, text in (("tflite", "new"), ("onnx", "new"), ("stale", "old")):
             staging = out / f".staging-{slug}-1"
             staging.mkdir()
@@ -261,7 +283,7 @@ def test_artifacts_are_replaced_by_rename_and_only_edgeports_folders_are_removed
         folder.discard("onnx")  # its conversion failed this time
         folder.write_reports({"report.json": "{}", "summary.md": "# this run"})
         folder.finish(["tflite"])
-        assert names(out) == {".edgeport.lock", "tflite", "mine", "report.json", "summary.md"}
+        assert names(out) == {".edgeport.lock", MANIFEST, "logs", "tflite", "mine", "report.json", "summary.md"}
     finally:
         folder.close()
 
@@ -272,7 +294,7 @@ def test_a_failed_conversion_removes_the_previous_artifact(tiny, out):
     assert failed.returncode == 3, failed.stderr
     for target in report_of(out)["targets"]:
         assert target["stages"][0]["status"] == "error" and "Cumprod" in target["stages"][0]["reason"]
-    assert names(out) == {".edgeport.lock", "logs", *REPORTS, *USER_FILES}  # not the earlier model.tflite
+    assert names(out) == {".edgeport.lock", MANIFEST, "logs", *REPORTS, *USER_FILES}  # not the earlier model.tflite
 
 
 # ---- two runs into one folder -----------------------------------------------------------------------------------
@@ -309,14 +331,16 @@ def test_ctrl_c_exits_130_and_leaves_no_unreported_artifact(tiny, out):
     finally:
         run.kill()
     assert_one_line_error(result, 130, "interrupted")
-    assert names(out) == {".edgeport.lock", "logs", "report.json", *USER_FILES}
+    assert names(out) == {".edgeport.lock", MANIFEST, "logs", "report.json", *USER_FILES}
     record = report_of(out)
     assert record["status"] == "interrupted" and record["model"]["path"] == str(tiny["a"])
     assert "artifacts were removed" in record["message"]
 
 
 def test_ctrl_c_while_the_model_loader_starts_prints_one_line_and_no_worker_traceback(tiny, previous, out):
-    """Workers start with SIGINT ignored: Ctrl-C reaches the orchestrator only, which stops them."""
+    """Workers start with SIGINT blocked and then ignore it: Ctrl-C reaches the orchestrator only, which stops
+    every worker before it prints its line (a worker that went on loading printed TensorFlow's start-up lines
+    below it: issue 28, 1 run in 8)."""
     run = Started(tiny["a"], "-t", "tflite", "-o", out, *COMMON)
     try:
         run.wait_for("model: load")  # printed just before the model loader's process starts
@@ -382,14 +406,14 @@ def test_a_full_disk_while_writing_the_report_exits_3_with_one_line_and_no_parti
     finally:
         run.kill()
     assert_one_line_error(result, 3, f"cannot write the report in {out}: No space left on device; free space and rerun")
-    assert names(out) == {".edgeport.lock", "logs"}  # no report file, no temp file, no unreported artifact
+    assert names(out) == {".edgeport.lock", MANIFEST, "logs"}  # no report file, no temp file, no unreported artifact
 
 
 # ---- -o inside the SavedModel -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["the model", "inside", "through a symlink", "model in a target folder"])
-def test_an_output_folder_in_the_savedmodel_is_refused_before_any_work(tiny, tmp_path, where):
+@pytest.mark.parametrize("where", ["the model", "inside", "through a symlink", "model in a target folder", "above"])
+def test_an_output_folder_in_the_savedmodel_or_holding_it_is_refused_before_any_work(tiny, tmp_path, where):
     model = tmp_path / "sm"
     shutil.copytree(tiny["a"], model)
     if where == "model in a target folder":  # OUT/tflite would be replaced by the artifact
@@ -403,8 +427,10 @@ def test_an_output_folder_in_the_savedmodel_is_refused_before_any_work(tiny, tmp
         "inside": model / "out",
         "through a symlink": tmp_path / "link" / "out",
         "model in a target folder": tmp_path / "out",
+        "above": tmp_path,  # -o a parent of the model folder: edgeport would write beside the model
     }[where]
     result = run_cli("convert", model, "-t", "tflite", "-o", out, *COMMON)
-    expected = "a folder edgeport replaces" if where == "model in a target folder" else "SavedModel folder"
-    assert_one_line_error(result, 2, expected)
+    expected = "holds the SavedModel folder" if where in ("model in a target folder", "above") else "SavedModel folder"
+    assert_one_line_error(result, 2, expected, "pass -o with a folder outside it")
     assert sorted(p.relative_to(model) for p in model.rglob("*")) == before
+    assert not list(tmp_path.rglob(".edgeport*"))  # nothing written anywhere

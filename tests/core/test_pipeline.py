@@ -138,6 +138,7 @@ def test_failed_target_does_not_stop_the_others(models, tmp_path):
         assert target["stages"][0]["status"] == "error" and "BesselI0e" in target["stages"][0]["reason"]
         assert [s["status"] for s in target["stages"][1:]] == ["skipped", "skipped"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".edgeport-manifest.json",
         ".edgeport.lock",
         "junit.xml",
         "logs",
@@ -226,6 +227,8 @@ def test_device_budget_overrun_is_a_failed_gate_with_both_numbers(digits, tmp_pa
     assert check["status"] == "failed" and "arena " in check["reason"] and "> RAM limit 2,048 B" in check["reason"]
     assert target["accuracy"]["outputs"][0]["top1_agreement"] >= 0.98
     assert target["measurements"]["arena_bytes"] > 2048
+    # the size a person reads is the model's flash, not the C sources beside it
+    assert target["size_bytes"] == target["measurements"]["flash_bytes"] < target["measurements"]["files_bytes"]
 
 
 @pytest.mark.slow

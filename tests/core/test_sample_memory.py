@@ -38,9 +38,9 @@ def test_a_count_beyond_the_memory_budget_is_refused_in_one_line_naming_what_fit
         synthetic_samples(IMAGES, SampleRequest(count=1_000_000_000))
     assert time.perf_counter() - started < 1  # refused before anything is allocated
     message = caught.value.message
-    assert "\n" not in message and message.startswith("--samples 1000000000 needs about 275.7 GiB")
+    assert "\n" not in message and message.startswith("--samples 1000000000 needs about 275.67 GB")
     fits = 2 * 2**30 // 296  # a quarter of 8 GiB, 296 B a sample
-    assert f"(296 B each); at most {fits} fit (a quarter of the 8.0 GiB of memory available)" in message
+    assert f"(296 B each); at most {fits} fit (a quarter of the 8.00 GB of memory available)" in message
     check_sample_memory(IMAGES, SampleRequest(count=fits))  # the largest count that fits is taken
     with pytest.raises(UsageError):
         check_sample_memory(IMAGES, SampleRequest(count=fits + 1))
@@ -48,7 +48,7 @@ def test_a_count_beyond_the_memory_budget_is_refused_in_one_line_naming_what_fit
 
 def test_without_meminfo_the_budget_is_fixed(monkeypatch):
     monkeypatch.setattr(samples_module, "mem_available_bytes", lambda: None)
-    with pytest.raises(UsageError, match=r"2\.0 GiB, as this system shows no MemAvailable"):
+    with pytest.raises(UsageError, match=r"2\.00 GB, as this system shows no MemAvailable"):
         check_sample_memory(IMAGES, SampleRequest(count=10**8))
     assert synthetic_samples(IMAGES, SampleRequest(count=64)).count == 64
 

@@ -154,3 +154,44 @@ def converted_keras(tmp_path_factory) -> ConvertedModel:
     return ConvertedModel(
         model_json=workdir / artifact.main_file, samples=samples, reference=model.reference(samples.feeds())
     )
+
+
+@dataclass(frozen=True)
+class WebArtifacts:
+    """One small model converted to TF.js, TFLite and ONNX (fp32), for the browser runtimes side by side."""
+
+    tfjs: Path
+    tflite: Path
+    onnx: Path
+    samples: SampleSet
+    reference: list[Feeds]
+
+
+@pytest.fixture(scope="session")
+def web_artifacts(tmp_path_factory, converted_keras) -> WebArtifacts:
+    from edgeport.contracts import ConversionJob, TargetSpec
+    from edgeport.converters.onnx.converter import ONNXConverter
+    from edgeport.converters.tflite.converter import TFLiteConverter
+    from edgeport.model.savedmodel import load_model
+
+    base = tmp_path_factory.mktemp("web_keras")
+    model = load_model(_save_two_head_keras(base / "saved_model"))
+    paths = {}
+    for name, converter in (("tflite", TFLiteConverter()), ("onnx", ONNXConverter())):
+        workdir = base / name
+        workdir.mkdir()
+        job = ConversionJob(
+            model=model,
+            target=TargetSpec(name),
+            options=converter.Options(),
+            calibration=converted_keras.samples,
+            workdir=workdir,
+        )
+        paths[name] = workdir / converter.convert(job).main_file
+    return WebArtifacts(
+        tfjs=converted_keras.model_json,
+        tflite=paths["tflite"],
+        onnx=paths["onnx"],
+        samples=converted_keras.samples,
+        reference=model.reference(converted_keras.samples.feeds()),
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeport.browser import server as page_server
 from edgeport.checks.accuracy import compare, default_tolerance
 from edgeport.contracts import RawTimings, RuntimeSettings, TimingProtocol
 from edgeport.errors import RuntimeFailure, RuntimeUnavailable, UsageError
@@ -95,7 +96,7 @@ def test_a_benchmark_page_is_cross_origin_isolated_so_its_timer_is_fine(runtime,
 
 
 def test_a_page_that_is_not_isolated_says_its_timer_is_coarse(runtime, handmade, handmade_samples, monkeypatch):
-    monkeypatch.setattr(tfjs_server, "ISOLATION_HEADERS", {})  # as if COOP/COEP were lost on the way
+    monkeypatch.setattr(page_server, "ISOLATION_HEADERS", {})  # as if COOP/COEP were lost on the way
     raw = runtime.benchmark(handmade.model_json, handmade_samples, settings("cpu"), QUICK)
     assert len(raw.notes) == 1 and raw.notes[0].startswith("timing resolution is coarse: performance.now() ticks by")
     assert "the page was not cross-origin isolated" in raw.notes[0]

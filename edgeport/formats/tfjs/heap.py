@@ -34,11 +34,11 @@ def past_wasm(weight_count_bytes: int) -> bool:
 
 def wasm_note(weight_count_bytes: int) -> str:
     """What the report says about a model past WASM_CORRECT_HEAP_BYTES."""
-    from edgeport.report.files import human_bytes
+    from edgeport.report import wording
 
-    size = human_bytes(weight_count_bytes)
+    size = wording.size(weight_count_bytes)
     if weight_count_bytes >= WASM_HEAP_MAX_BYTES:
-        reach = f"past the wasm backend's whole heap ({human_bytes(WASM_HEAP_MAX_BYTES)}): it cannot load it"
+        reach = f"past the wasm backend's whole heap ({wording.size(WASM_HEAP_MAX_BYTES)}): it cannot load it"
     else:
         reach = (
             "past 2 GiB of the wasm backend's heap, where tfjs-backend-wasm computes wrong outputs "

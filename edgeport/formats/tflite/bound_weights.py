@@ -5,8 +5,14 @@ edgeport alike; benchmarks/bench_scale.py). Here it converts the frozen graph wi
 (model/weight_references.py), each weight one more input of the signature function, which is a small model.
 Then each such input becomes a constant tensor whose data lies after the flatbuffer (the buffer offsets the
 converter's own offset mode writes, which LiteRT reads), streamed from its variable into the file:
-- a TRANSPOSE the converter put on a weight alone (a MatMul kernel [in, out] to FULLY_CONNECTED's
-  [out, in]) is applied to the values as they are written, and the op removed;
+- a weight that only MatMul ops read as their right-hand side (a Dense kernel [in, out]) is given to the
+  converter as [out, in], read with transpose_b, and written transposed: given [in, out], the converter puts
+  a TRANSPOSE on it before a FULLY_CONNECTED, and its optimize-batch-matmul pattern
+  FuseTransposeFCRhsToBatchMatmul (transpose of a non-constant right-hand side + FULLY_CONNECTED without bias
+  -> BATCH_MATMUL) drops the FULLY_CONNECTED's fused activation: a Dense(relu) whose bias is zero or absent
+  lost its Relu (issue 22: cosine 0.709);
+- a TRANSPOSE the converter put on a weight alone (a Conv2D kernel HWIO to CONV_2D's OHWI) is applied to the
+  values as they are written, and the op removed;
 - `tflite:fp16` stores each float32 weight as float16 with a DEQUANTIZE before its users, as the converter
   does for the constants it halves; other dtypes are written as they are.
 fp32 and fp16 only: the quantized variants compute their weights' scales inside the converter.
@@ -47,9 +53,14 @@ def convert_with_bound_weights(model, variant: str, path: Path, *, allow_tf_ops:
     from edgeport.model.tf_quiet import import_tensorflow
 
     frozen = model.frozen
-    function, owner = signature_with_weight_inputs(import_tensorflow(), frozen, model.signature)
+    graph_def, transposed_inputs = pretransposed_kernels(
+        frozen.graph_def, frozen.references, frozen.output_tensors.values()
+    )
+    function, owner = signature_with_weight_inputs(
+        import_tensorflow(), frozen, model.signature, graph_def=graph_def, transposed=transposed_inputs
+    )
     converted, warnings = convert_function(function, owner, variant, allow_tf_ops=allow_tf_ops)
-    flatbuffer, bound = bind(converted, frozen.references, variant)
+    flatbuffer, bound = bind(converted, frozen.references, variant, transposed=transposed_inputs)
     signatures = read_model(flatbuffer).signatureDefs
     inputs = {entry.name.decode() for entry in signatures[0].inputs} if signatures else set()
     if inputs != {spec.name for spec in model.signature.inputs}:
@@ -65,9 +76,11 @@ def convert_with_bound_weights(model, variant: str, path: Path, *, allow_tf_ops:
     return flatbuffer, warnings, (note,)
 
 
-def signature_with_weight_inputs(tf, frozen, signature):
-    """(concrete function, its owner): the frozen graph as a function of the signature's inputs and then every
-    weight kept by reference, each named like its placeholder node."""
+def signature_with_weight_inputs(tf, frozen, signature, *, graph_def=None, transposed: frozenset[str] = frozenset()):
+    """(concrete function, its owner): the frozen graph (or `graph_def`, a rewrite of it) as a function of the
+    signature's inputs and then every weight kept by reference, each named like its placeholder node; a weight
+    named in `transposed` is taken as its transpose (pretransposed_kernels)."""
+    graph_def = frozen.graph_def if graph_def is None else graph_def
     names = [spec.name for spec in signature.inputs] + [ref.node for ref in frozen.references]
     if len(set(names)) != len(names):
         raise ConversionError("a weight's placeholder is named like a signature input")
@@ -75,7 +88,7 @@ def signature_with_weight_inputs(tf, frozen, signature):
     outputs = [spec.name for spec in signature.outputs]
 
     def build() -> None:
-        tf.compat.v1.import_graph_def(frozen.graph_def, name="")
+        tf.compat.v1.import_graph_def(graph_def, name="")
 
     wrapped = tf.compat.v1.wrap_function(build, [])
     pruned = wrapped.prune(
@@ -90,7 +103,10 @@ def signature_with_weight_inputs(tf, frozen, signature):
         spec.name: tf.TensorSpec(None if spec.shape is None else list(spec.shape), spec.dtype, name=spec.name)
         for spec in signature.inputs
     }
-    specs |= {ref.node: tf.TensorSpec(list(ref.shape), ref.dtype, name=ref.node) for ref in frozen.references}
+    specs |= {
+        ref.node: tf.TensorSpec(list(ref.shape)[:: -1 if ref.node in transposed else 1], ref.dtype, name=ref.node)
+        for ref in frozen.references
+    }
     function = tf.function(signature_fn)
     owner = tf.Module()
     owner.signature_fn = function
@@ -98,9 +114,12 @@ def signature_with_weight_inputs(tf, frozen, signature):
     return function.get_concrete_function(**specs), owner
 
 
-def bind(flatbuffer: bytes, references: Sequence, variant: str) -> tuple[bytes, tuple[BoundWeight, ...]]:
+def bind(
+    flatbuffer: bytes, references: Sequence, variant: str, *, transposed: frozenset[str] = frozenset()
+) -> tuple[bytes, tuple[BoundWeight, ...]]:
     """The converted small model with each weight input made a constant whose data follows the flatbuffer;
-    returns (the flatbuffer with those buffers' offsets and sizes, what to write after it, in order)."""
+    returns (the flatbuffer with those buffers' offsets and sizes, what to write after it, in order). A weight
+    named in `transposed` was given to the converter as its transpose (a 2-D kernel), and is written so."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -116,6 +135,9 @@ def bind(flatbuffer: bytes, references: Sequence, variant: str) -> tuple[bytes, 
         if given is None:  # the converter found no use for it
             continue
         target, perm = _folded_transpose(model, subgraph, given, schema)
+        if reference.node in transposed:  # the input was the kernel's transpose; then any TRANSPOSE on it
+            perm = (1, 0) if perm is None else tuple((1, 0)[axis] for axis in perm)
+            perm = None if perm == (0, 1) else perm
         model.buffers.append(schema.BufferT())
         buffer = len(model.buffers) - 1
         halved = variant == "fp16" and reference.dtype == "float32"
@@ -128,6 +150,74 @@ def bind(flatbuffer: bytes, references: Sequence, variant: str) -> tuple[bytes, 
         signature.inputs = [entry for entry in signature.inputs if entry.tensorIndex != given]
     subgraph.operators = [*dequantize, *subgraph.operators]
     return _with_offsets(model, bound, flatbuffer_utils), tuple(bound)
+
+
+def pretransposed_kernels(graph_def, references: Sequence, outputs=()) -> tuple[Any, frozenset[str]]:
+    """(graph_def, the weights it takes transposed): each 2-D weight whose every reader is the right-hand side
+    of a MatMul (transpose_b false) or a BatchMatMul (adj_y false), through Identity ops, becomes a placeholder
+    of its transpose read with transpose_b / adj_y: the converter then makes a FULLY_CONNECTED of it with no
+    TRANSPOSE, and no pattern of its own drops that op's fused activation (the module docstring). The input
+    graph_def is left as it is (the model's shared frozen graph); the copy holds no weight kept by reference."""
+    nodes = {node.name: node for node in graph_def.node}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph_def.node:
+        for source in node.input:
+            if not source.startswith("^"):
+                consumers.setdefault(source.split(":")[0], []).append(node)
+    rewrites: dict[str, tuple[list[str], list[tuple[str, str]]]] = {}
+    for reference in references:
+        if len(reference.shape) != 2 or reference.node not in nodes:
+            continue
+        chain, readers = _kernel_readers(reference.node, consumers, {name.split(":")[0] for name in outputs})
+        if readers:
+            rewrites[reference.node] = (chain, readers)
+    if not rewrites:
+        return graph_def, frozenset()
+    copy = type(graph_def)()
+    copy.CopyFrom(graph_def)
+    nodes = {node.name: node for node in copy.node}
+    for chain, readers in rewrites.values():
+        for name in chain:
+            node = nodes[name]
+            if node.op == "Placeholder":
+                dims = node.attr["shape"].shape.dim
+                dims[0].size, dims[1].size = dims[1].size, dims[0].size
+            for shape in node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else ():
+                if len(shape.dim) == 2:
+                    shape.dim[0].size, shape.dim[1].size = shape.dim[1].size, shape.dim[0].size
+        for name, flag in readers:
+            nodes[name].attr[flag].b = True
+    return copy, frozenset(rewrites)
+
+
+def _kernel_readers(placeholder: str, consumers: dict[str, list[Any]], outputs: set[str]):
+    """(the placeholder and the Identity ops its value flows through, [(MatMul-like reader, the flag to set)])
+    when every reader takes it as a MatMul's b (transpose_b false) or a BatchMatMul's y (adj_y false) and no
+    output is it; ([], []) otherwise."""
+    chain, readers, pending = [placeholder], [], [placeholder]
+    while pending:
+        name = pending.pop()
+        if name in outputs:
+            return [], []
+        for node in consumers.get(name, []):
+            sources = [source.split(":")[0] for source in node.input if not source.startswith("^")]
+            if node.op == "Identity":
+                chain.append(node.name)
+                pending.append(node.name)
+                continue
+            flag = _RIGHT_HAND_FLAGS.get(node.op)
+            if flag is None or len(sources) != 2 or sources[1] != name or sources[0] in chain or node.attr[flag].b:
+                return [], []
+            readers.append((node.name, flag))
+    return chain, readers
+
+
+_RIGHT_HAND_FLAGS = {
+    "MatMul": "transpose_b",
+    "BatchMatMul": "adj_y",
+    "BatchMatMulV2": "adj_y",
+    "BatchMatMulV3": "adj_y",
+}
 
 
 def write(path: Path, flatbuffer: bytes, bound: Sequence[BoundWeight]) -> None:

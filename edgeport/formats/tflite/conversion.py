@@ -17,8 +17,8 @@ from edgeport.data import SampleSet
 from edgeport.errors import ConversionError, UsageError, first_line
 from edgeport.formats.tflite.flatbuffer import operator_output_names, read_model
 from edgeport.model.savedmodel import large_model_threshold
+from edgeport.report import wording
 from edgeport.run.capture import capture_output
-from edgeport.run.memory import human
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgeport.model.savedmodel import LoadedModel
@@ -372,13 +372,14 @@ def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
     """
     if model.mode == "tf2" and model.large:
         note = (
-            f"converted from the SavedModel directory by the converter's own loader: its {human(model.weights_bytes())}"
-            f" of weights reach the large-model threshold ({human(large_model_threshold())}), past which the shared "
+            "converted from the SavedModel directory by the converter's own loader: its "
+            f"{wording.size(model.weights_bytes())} of weights reach the large-model threshold "
+            f"({wording.size(large_model_threshold())}), past which the shared "
             "frozen graph's constants cost the converter many copies of them"
         )
         return SavedModelSource(str(model.path), model.signature.key, tuple(model.tags)), None, [note]
     try:
-        tables = _lookups_as_ops(model)
+        tables = _lookups_as_ops(model) or _pools_as_2d(model)
         if tables is not None:
             return tables
         frozen = model.frozen_function
@@ -389,6 +390,26 @@ def _source(model: LoadedModel) -> tuple[Any, Any, list[str]]:
         )
         return model.concrete_function, model.trackable, [note]
     return frozen.function, frozen.owner, []
+
+
+def _pools_as_2d(model: LoadedModel) -> tuple[Any, Any, list[str]] | None:
+    """MaxPool3D / AvgPool3D as 2-D pools over merged axes (edgeport.model.graph_rewrites.lower_pool3d):
+    TFLite has no 3-D pooling builtin. A pool it cannot lower stays, and the converter names it."""
+    from edgeport.model.graph_rewrites import POOL3D, count_ops, lower_pool3d
+    from edgeport.model.savedmodel import FrozenGraph, wrap_frozen_graph
+
+    if not any(count_ops(model.frozen.graph_def, op) for op in POOL3D):
+        return None
+    graph_def = type(model.frozen.graph_def)()
+    graph_def.CopyFrom(model.frozen.graph_def)
+    lowered, refused = lower_pool3d(graph_def)
+    if not lowered:
+        return None
+    frozen = wrap_frozen_graph(
+        FrozenGraph(graph_def, model.frozen.input_tensors, model.frozen.output_tensors), model.signature
+    )
+    note = f"{lowered} 3-D pooling op(s) written as two 2-D pools each (TFLite has no 3-D pooling builtin)"
+    return frozen.function, frozen.owner, [note, *(f"not lowered: {why}" for why in refused)]
 
 
 def _lookups_as_ops(model: LoadedModel) -> tuple[Any, Any, list[str]] | None:

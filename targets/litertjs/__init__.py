@@ -1,0 +1,1 @@
+"""edgeport.targets.litertjs: LiteRT.js (@litertjs/core) running .tflite in headless Chromium (`litertjs-browser`)."""

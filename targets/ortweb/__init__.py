@@ -1,0 +1,1 @@
+"""edgeport.targets.ortweb: ONNX Runtime Web (onnxruntime-web) running .onnx in headless Chromium (`ort-web`)."""

@@ -1,0 +1,125 @@
+"""litertjs-browser and ort-web on real headless Chromium (Debian's, via Playwright): the .tflite on LiteRT.js
+and the .onnx on ONNX Runtime Web, on wasm and on WebGPU when this browser exposes an adapter."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeport.browser import npm
+from edgeport.browser import server as page_server
+from edgeport.browser.chromium import browser_page
+from edgeport.checks.accuracy import compare, default_tolerance
+from edgeport.contracts import RawTimings, RuntimeSettings, TimingProtocol
+from edgeport.errors import RuntimeUnavailable, UsageError
+from edgeport.targets.litertjs.runtime import LiteRTJSRuntime
+from edgeport.targets.ortweb.runtime import ORTWebRuntime
+
+QUICK = TimingProtocol(
+    warmup_runs=2, warmup_seconds=0.0, min_runs=10, min_seconds=0.05, max_seconds=10.0, ci_half_width=0.0
+)
+RUNTIMES = {"litertjs-browser": (LiteRTJSRuntime, "tflite"), "ort-web": (ORTWebRuntime, "onnx")}
+
+
+@pytest.fixture(scope="module")
+def webgpu_adapter(web_artifacts) -> str | None:
+    """The adapter this Chromium exposes under edgeport's flags (SwiftShader without a GPU), or None: asked on
+    a page of edgeport's server, as WebGPU is for secure contexts (http://127.0.0.1 is one, about:blank is not)."""
+    routes = ORTWebRuntime().routes()
+    with page_server.serve(web_artifacts.onnx, routes) as site, browser_page("webgpu probe") as (page, _problems):
+        page.goto(f"{site.base_url}/")
+        return page.evaluate(
+            "async () => { const a = navigator.gpu && await navigator.gpu.requestAdapter();"
+            " return a ? (a.info.vendor + ' ' + a.info.architecture) : null; }"
+        )
+
+
+def runtime_and_artifact(name, web_artifacts):
+    cls, attribute = RUNTIMES[name]
+    runtime = cls()
+    assert runtime.availability().available, runtime.availability().reason
+    return runtime, getattr(web_artifacts, attribute)
+
+
+@pytest.mark.parametrize("name", list(RUNTIMES))
+def test_fp32_artifact_matches_the_savedmodel_on_wasm(name, web_artifacts):
+    runtime, artifact = runtime_and_artifact(name, web_artifacts)
+    outputs = runtime.infer(artifact, web_artifacts.samples, RuntimeSettings(backend="wasm"))
+    result = compare(web_artifacts.reference, outputs, default_tolerance("fp32"))
+    assert result.passed, result.failures
+    assert min(m.cosine for m in result.outputs) >= 0.9999
+
+
+@pytest.mark.parametrize("name", list(RUNTIMES))
+def test_webgpu_checks_numerics_or_says_why_it_is_unavailable(name, web_artifacts, webgpu_adapter):
+    runtime, artifact = runtime_and_artifact(name, web_artifacts)
+    if webgpu_adapter is None:
+        with pytest.raises(RuntimeUnavailable, match="backend webgpu unavailable here: .*WebGPU"):
+            runtime.infer(artifact, web_artifacts.samples, RuntimeSettings(backend="webgpu"))
+        return
+    outputs = runtime.infer(artifact, web_artifacts.samples, RuntimeSettings(backend="webgpu"))
+    result = compare(web_artifacts.reference, outputs, default_tolerance("fp16"))  # a GPU may compute in fp16
+    assert result.passed, result.failures
+    assert min(m.cosine for m in result.outputs) >= 0.999
+
+
+@pytest.mark.parametrize("name", list(RUNTIMES))
+def test_benchmark_on_wasm_returns_precise_raw_timings(name, web_artifacts):
+    runtime, artifact = runtime_and_artifact(name, web_artifacts)
+    raw = runtime.benchmark(artifact, web_artifacts.samples, RuntimeSettings(backend="wasm", threads=2), QUICK)
+    assert isinstance(raw, RawTimings) and len(raw.run_ms) >= QUICK.min_runs and min(raw.run_ms) > 0
+    assert raw.load_ms > 0 and raw.peak_rss_bytes > 20 * 2**20
+    assert not [note for note in raw.notes if "timing resolution" in note]  # cross-origin isolated: a 5 µs timer
+    assert f"{runtime.engine} {npm.installed_version(runtime.npm_package)} wasm (threaded build" in raw.runtime_version
+
+
+def test_unknown_backend_is_a_usage_error(web_artifacts):
+    runtime, artifact = runtime_and_artifact("ort-web", web_artifacts)
+    with pytest.raises(UsageError, match="has no backend 'webgl'; use one of wasm, webgpu"):
+        runtime.infer(artifact, web_artifacts.samples, RuntimeSettings(backend="webgl"))
+
+
+def test_doctor_lists_the_web_packages():
+    from edgeport.cli.setup import doctor_rows
+
+    rows = {(row["kind"], row["name"]): row for row in doctor_rows(["litertjs-browser", "ort-web"])}
+    for name, engine, package in (
+        ("litertjs-browser", "LiteRT.js", npm.LITERTJS),
+        ("ort-web", "onnxruntime-web", npm.ORT_WEB),
+    ):
+        row = rows[("runtime", name)]
+        assert row["wanted"] and row["available"], row
+        assert f"{engine} {npm.pinned_version(package)} on Chromium" in str(row["version"])
+    names = {r.name for cls, _ in RUNTIMES.values() for r in cls().requirements()}
+    assert f"@litertjs/core {npm.pinned_version('@litertjs/core')}" in names
+    assert f"onnxruntime-web {npm.pinned_version('onnxruntime-web')}" in names
+
+
+def test_the_report_puts_the_browser_runtimes_side_by_side():
+    from edgeport.report.files import Report, StageResult, TargetResult, summary_markdown
+    from edgeport.report.html import render
+
+    def target(name, runtime, backend, check):
+        stages = (StageResult("convert", "passed"), check)
+        return TargetResult(name, name.split("@")[0], "", runtime, stages, backend=backend)
+
+    unavailable = "runtime ort-web: backend webgpu unavailable here: navigator.gpu.requestAdapter() found no adapter"
+    report = Report(
+        model={"path": "m"},
+        samples={"source": "synthetic"},
+        calibration=None,
+        targets=(
+            target("tflite@litertjs-browser", "litertjs-browser", "webgpu", StageResult("check", "passed")),
+            target("onnx@ort-web", "ort-web", "webgpu", StageResult("check", "failed", 1.0, unavailable)),
+            target("onnx", "onnxruntime", None, StageResult("check", "passed")),
+        ),
+        exit_code=1,
+        created="now",
+        machine={},
+        edgeport_version="0",
+    )
+    summary = summary_markdown(report)
+    assert "**Browser runtimes** (headless Chromium)" in summary
+    assert "| litertjs-browser | webgpu | – | – | ran, passed |" in summary
+    assert f"| ort-web | webgpu | – | – | unavailable: {unavailable} |" in summary
+    assert "| onnxruntime |" not in summary.split("**Browser runtimes**")[1]
+    assert '<h2 id="browser">Browser runtimes</h2>' in render(report)
