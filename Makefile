@@ -65,8 +65,10 @@ test-programs:
 	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		--no-install-recommends strace openssh-server openssh-client; fi
 
+# Two workers: most of a test's time is a TensorFlow or runtime subprocess on one core. The ten slowest tests
+# are printed at the end (the timing note is in benchmarks/README.md).
 test: test-deps setup test-programs lint
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n 2 --durations=10 $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -226,3 +226,10 @@ def quick_bench() -> list[str]:
 
 def random_feeds(shape, count=4, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (count, *shape)).astype(np.float32)
+
+
+# The per-layer tests compare onnx:int8 on the ONNX Runtime-fused file (--ort-optimized), where Conv+Relu is one
+# node as in TFLite. On the standard ONNX file (the default since issue 23) each Relu is quantized on its own and
+# the per-layer comparison names the first Relu as divergent even on a healthy model: an open defect, said in
+# the closing note of issue 23, not hidden here.
+ORT_FUSED_FOR_LAYERS = ("--ort-optimized",)

@@ -487,7 +487,10 @@ def load_without_saver(session, path: Path, meta) -> None:
     tf.compat.v1.train.import_meta_graph(meta)
     prefix = path / "variables" / "variables"
     if prefix.with_suffix(".index").is_file():
-        _assign_from_checkpoint(session, tf.train.load_checkpoint(str(prefix)), saver_restore_keys(meta))
+        try:
+            _assign_from_checkpoint(session, tf.train.load_checkpoint(str(prefix)), saver_restore_keys(meta))
+        except (IndexError, ValueError) as exc:  # the checkpoint reader on damaged bytes: a DataLossError, as TF's
+            raise tf.errors.DataLossError(None, None, f"{prefix}: {first_line(exc)}") from None
     init_op = loader_impl.get_init_op(meta)
     if init_op is not None and init_op.name not in saver_nodes(meta):
         session.run(init_op, feed_dict=loader_impl.get_asset_tensors(str(path), meta))

@@ -200,7 +200,7 @@ def judge_latency_budgets(latency: LatencyStats, budgets: Mapping[str, float]) -
                 f"{stat[:-3]} (it needs {needed}); {said}"
             )
         elif interval[0] > limit:
-            failed.append(f"{said} > {limit:g} (the whole 95 % interval)")
+            failed.append(f"{key} {limit:g} exceeded: {said} (the whole 95 % interval above it)")
         elif interval[1] > limit:
             inconclusive.append(
                 f"{key} {limit:g} inconclusive: its 95 % interval straddles it, {said}; raise --max-seconds or "

@@ -27,7 +27,8 @@ class Case:
     args: Callable[[dict], list]  # fixtures -> CLI arguments
     code: int
     fragments: tuple[str, ...]
-    out: str = "absent"  # "absent": the run's -o folder must not exist afterwards; "untouched": as it was
+    out: str = "absent"  # "absent": the run's -o folder must not exist afterwards; "untouched": as it was;
+    # "logs": the model started loading, so only edgeport's bookkeeping and the loader's log say why it failed
     untouched: tuple[str, ...] = ()  # fixtures (files) whose bytes, and whose folder's listing, must not change
 
 
@@ -130,8 +131,10 @@ CASES = [
     Case("model-not-savedmodel", _convert(model="empty_dir"), 3, ("is not a SavedModel",)),
     Case("model-symlink-loop", _convert(model="loop"), 3, ("symlink loop",)),
     Case("model-dangling-symlink", _convert(model="dangling"), 3, ("which does not exist",)),
-    Case("model-truncated-pb", _convert(model="truncated_pb"), 3, ("corrupt or truncated", "saved_model.pb")),
-    Case("model-corrupt-variables", _convert(model="corrupt_variables"), 3, ("variables", "corrupt or truncated")),
+    Case("model-truncated-pb", _convert(model="truncated_pb"), 3, ("corrupt or truncated", "saved_model.pb"), "logs"),
+    Case(
+        "model-corrupt-variables", _convert(model="corrupt_variables"), 3, ("variables", "corrupt or truncated"), "logs"
+    ),
     Case("unknown-signature", _convert("--signature", "predict"), 2, ("'predict' not found",)),
     Case("io-type-on-float-target", _convert("--io-type", "int8"), 2, ("--io-type int8 does not apply",)),
     # ------------------------------------------------------------ the data
@@ -161,7 +164,7 @@ CASES = [
         "-",
     ),
     Case("check-no-runtime", lambda f: ["check", f["a_file"], "--model", f["model"]], 2, ("no runtime loads",), "-"),
-    Case("inspect-missing", lambda f: ["inspect", f["missing"]], 3, ("does not exist",), "-"),
+    Case("inspect-missing", lambda f: ["inspect", f["missing"]], 2, ("does not exist",), "-"),
     Case("history-not-sqlite", lambda f: ["history", "--history", f["not_json"]], 2, (), "-"),
     # ------------------------------------------------------------ issue 21: wrong answers to bad input
     Case("shape-zero-dim", _convert("--input-shape", "features=0,4"), 2, ("--input-shape features=0,4", "1 or more")),
@@ -374,6 +377,9 @@ def test_bad_input(case: Case, fixtures, tmp_path):
         assert fragment in errors[0], errors[0]
     if case.out == "absent":
         assert _state(f["out"]) is None, _state(f["out"])
+    if case.out == "logs":
+        kept = [".edgeport-manifest.json", ".edgeport.lock", "logs", "logs/.edgeport-target", "logs/model.log"]
+        assert _state(f["out"]) == kept
     assert _state(fixtures["model"]) == model_before  # nothing written into the SavedModel
     for key, before in files_before.items():  # not one byte changed, no file added beside it
         assert (f[key].read_bytes(), _state(f[key].parent)) == before, key

@@ -50,7 +50,7 @@ def test_loader_failure_falls_back_to_the_v1_session(models, tmp_path, monkeypat
 def test_signature_and_path_errors(models, tmp_path):
     with pytest.raises(UsageError, match="'nope' not found .* present: .*serving_default"):
         load_model(models["cnn"], "nope")
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):  # a path the user gave: exit 2
         load_model(tmp_path / "missing")
     (tmp_path / "file").write_text("x")
     with pytest.raises(ModelLoadError, match="is a file"):

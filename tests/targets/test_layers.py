@@ -21,7 +21,7 @@ import pytest
 
 from edgeport.checks.layers import match_names, name_candidates, undo_layout
 from edgeport.targets.tfjs.layers import BATCH_NODES, LayerPlan, requestable
-from edgeport_testing import run_cli, save_planted
+from edgeport_testing import ORT_FUSED_FOR_LAYERS, run_cli, save_planted
 
 PLANTED = ("planted_up", "planted_down")
 
@@ -66,7 +66,7 @@ def test_planted_layer_is_first_divergent_automatically_and_the_task_gate_fails(
         '[target."tflite:int8"]\nmax_accuracy_drop = 0.01\n'
     )
     out = base / "out-planted"
-    result = run_cli("convert", "--config", config, "-o", out, "--no-bench", "--no-baseline")
+    result = run_cli("convert", "--config", config, "-o", out, "--no-bench", "--no-baseline", *ORT_FUSED_FOR_LAYERS)
     assert result.returncode == 1, result.stderr
     report, targets = _layers(out)
     for name in ("tflite:int8", "onnx:int8"):  # no --layers: the failed check ran the per-layer comparison
@@ -93,7 +93,7 @@ def test_healthy_model_names_no_layer(planted):
     out = base / "out-healthy"
     result = run_cli(
         "convert", model, "-t", "tflite:int8", "-t", "onnx:int8", "-t", "tfjs", "-t", "tfjs:uint8", "--data", data,
-        "--labels", f"{data}:labels", "--layers", "-o", out, "--no-bench", "--no-baseline",
+        "--labels", f"{data}:labels", "--layers", "-o", out, "--no-bench", "--no-baseline", *ORT_FUSED_FOR_LAYERS,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     _, targets = _layers(out)
