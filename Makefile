@@ -66,9 +66,11 @@ test-programs:
 		--no-install-recommends strace openssh-server openssh-client; fi
 
 # Two workers: most of a test's time is a TensorFlow or runtime subprocess on one core. The ten slowest tests
-# are printed at the end (the timing note is in benchmarks/README.md).
+# are printed at the end (the timing note is in benchmarks/README.md). Tests that judge latency on the real
+# clock (marker `alone`) run afterwards with nothing beside them.
 test: test-deps setup test-programs lint
-	$(VENV)/bin/pytest -q -n 2 --durations=10 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n 2 --durations=10 -m "not alone" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m alone $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -22,6 +22,8 @@ from edgeport.report.regression import (
     said,
 )
 
+pytestmark = pytest.mark.alone  # real timings: a second pytest worker beside it is load it would judge
+
 # short: a benchmark here is a fraction of a second; the interval still decides when it ends
 QUICK = TimingProtocol(warmup_seconds=0.0, max_seconds=0.6)
 
