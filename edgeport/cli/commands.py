@@ -233,10 +233,11 @@ def print_report(report: Report, out: Path, as_json: bool) -> None:
     for line in next_steps(report):
         stdout.print(f"[cyan]next:[/] {escape_markup(line)}")
     verdict = {0: "[green]all gates passed[/]", 1: "[red]a gate failed[/]", 3: "[red]a conversion failed[/]"}
-    unchecked = [t.name for t in report.targets if t.verdict == "unchecked"]
     said = verdict.get(report.exit_code, str(report.exit_code))
-    if unchecked and report.exit_code == 0:
-        said = f"[yellow]all gates that ran passed; unchecked: {escape_markup(', '.join(unchecked))}[/]"
+    unsure = {kind: [t.name for t in report.targets if t.verdict == kind] for kind in ("unchecked", "inconclusive")}
+    if report.exit_code == 0 and any(unsure.values()):  # never "all gates passed" for what was not judged
+        named = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in unsure.items() if names)
+        said = f"[yellow]all gates that ran passed; {escape_markup(named)}[/]"
     where = escape_markup(f"{out / 'report.json'}, {out / 'report.html'}")
     stdout.print(f"{said} (exit {report.exit_code}); report: {where}")
 

@@ -134,6 +134,7 @@ def test_samples_that_make_every_id_0_are_inconclusive_and_fail_with_strict(cast
     assert result.returncode == 0 and report["verdicts"][target["name"]] == "inconclusive"
     assert target["accuracy"]["outputs"][0]["cosine"] > 0.999 and target["accuracy"]["inconclusive"]
     assert "inconclusive" in (tmp_path / "a" / "summary.md").read_text().splitlines()[0]
+    assert f"all gates that ran passed; inconclusive: {target['name']} (exit 0)" in result.stdout
     strict, report, target = _convert(
         cast_embedding, tmp_path / "b", "--input-range", "ids=0:1", "--strict", target="tflite"
     )
