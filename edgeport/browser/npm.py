@@ -12,29 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from functools import cache
 from pathlib import Path
+
+from edgeport.run import npm_lock
+from edgeport.run.npm_lock import edgeport_home
 
 HERE = Path(__file__).resolve().parent
 PACKAGE_JSON = HERE / "package.json"
 LOCKFILE = HERE / "package-lock.json"
 NODE_MODULES_ENV = "EDGEPORT_WEB_NODE_MODULES"
 LITERTJS, ORT_WEB = "@litertjs/core", "onnxruntime-web"
-NPM_TIMEOUT_S = 900
-
-
-class InstallFailed(Exception):
-    """npm is missing, failed, or installed something other than the lockfile says."""
-
-
-def edgeport_home() -> Path:
-    configured = os.environ.get("EDGEPORT_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeport"
 
 
 @cache
@@ -76,47 +64,12 @@ def package_problem(package: str, runtime: str) -> str | None:
 
 def lock_mismatches(root: Path) -> list[str]:
     """Installed packages whose version or integrity differs from the shipped lockfile ([] = all match)."""
-    installed_lock = root / ".package-lock.json"
-    if not installed_lock.is_file():
-        return [f"{installed_lock} is missing (not installed by npm ci)"]
-    installed = json.loads(installed_lock.read_text(encoding="utf-8")).get("packages", {})
-    problems = []
-    for key, entry in _lock().items():
-        if not key.startswith("node_modules/") or entry.get("optional") or entry.get("dev"):
-            continue
-        got = installed.get(key) or {}
-        if got.get("version") != entry.get("version") or got.get("integrity") != entry.get("integrity"):
-            problems.append(f"{key.removeprefix('node_modules/')} {got.get('version')} is not {entry.get('version')}")
-    return problems
+    return npm_lock.lock_mismatches(_lock(), root)
 
 
 def install_packages(npm: str) -> Path:
-    """`npm ci` on a copy of the shipped package.json + lockfile; the project folder appears only when complete."""
-    final = project_dir()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        shutil.copy2(PACKAGE_JSON, staging / "package.json")
-        shutil.copy2(LOCKFILE, staging / "package-lock.json")
-        command = [npm, "ci", "--prefix", str(staging), "--no-audit", "--no-fund", "--loglevel=error"]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            raise InstallFailed(
-                f"npm ci did not finish within {NPM_TIMEOUT_S} s; is the npm registry reachable?"
-            ) from None
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            raise InstallFailed(f"npm ci failed ({lines[-1].strip() if lines else f'exit {done.returncode}'})")
-        problems = lock_mismatches(staging / "node_modules")
-        if problems:
-            raise InstallFailed(f"the installed packages do not match the lockfile: {'; '.join(problems[:3])}")
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    """`npm ci` of the web runtimes' lockfile into its cache folder; the folder appears only when complete."""
+    return npm_lock.install_lockfile(npm, PACKAGE_JSON, LOCKFILE, _lock(), project_dir())
 
 
 def requirement(package: str, runtime: str, why: str):

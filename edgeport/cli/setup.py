@@ -127,8 +127,6 @@ def _install_tfjs(requirement: Requirement, web: bool = False) -> Outcome:
     from edgeport.browser import npm as web_npm
     from edgeport.formats.tfjs.install import InstallFailed, install_packages
 
-    failures: tuple[type[Exception], ...] = (InstallFailed, web_npm.InstallFailed)
-
     npm = shutil.which("npm")
     if npm is None and os.geteuid() == 0:
         try:
@@ -145,7 +143,7 @@ def _install_tfjs(requirement: Requirement, web: bool = False) -> Outcome:
         )
     try:
         folder = web_npm.install_packages(npm) if web else install_packages(npm)
-    except failures as exc:
+    except InstallFailed as exc:  # both lockfiles install through run/npm_lock
         return Outcome(requirement, "failed", str(exc))
     return Outcome(requirement, "installed", f"{folder} (verified against the lockfile)")
 

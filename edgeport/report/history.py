@@ -19,7 +19,7 @@ from typing import Any
 
 from edgeport.errors import UsageError
 
-HOME_ENV = "EDGEPORT_HOME"  # as formats/tfjs/packages: edgeport's per-user folder, when set
+HOME_ENV = "EDGEPORT_HOME"  # as run/npm_lock: edgeport's per-user folder, when set (report/ imports no run/)
 
 
 def default_history() -> Path:

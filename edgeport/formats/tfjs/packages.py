@@ -15,22 +15,15 @@ import os
 from functools import cache
 from pathlib import Path
 
+from edgeport.run import npm_lock
+from edgeport.run.npm_lock import edgeport_home
+
 HERE = Path(__file__).resolve().parent
 PACKAGE_JSON = HERE / "package.json"
 LOCKFILE = HERE / "package-lock.json"
-HOME_ENV = "EDGEPORT_HOME"
 NODE_MODULES_ENV = "EDGEPORT_TFJS_NODE_MODULES"
 REQUIRED_PACKAGES = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm")
 SETUP_COMMAND = "edgeport setup --target tfjs"
-
-
-def edgeport_home() -> Path:
-    """Where edgeport keeps what it installs for the user: $EDGEPORT_HOME, else the XDG cache folder."""
-    configured = os.environ.get(HOME_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    cache_root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_root) / "edgeport"
 
 
 @cache  # the lockfile is package data: it does not change while edgeport runs
@@ -78,29 +71,8 @@ def packages_problem() -> str | None:
 
 
 def lock_mismatches(root: Path | None = None) -> list[str]:
-    """Installed packages whose version or integrity hash differs from the shipped lockfile ([] = all match).
-
-    `npm ci` checks every tarball against the lockfile's integrity hash as it installs; npm records what it
-    installed in node_modules/.package-lock.json, which is compared here entry by entry.
-    """
-    root = root or node_modules()
-    installed_lock = root / ".package-lock.json"
-    if not installed_lock.is_file():
-        return [f"{installed_lock} is missing (not installed by npm ci)"]
-    installed = json.loads(installed_lock.read_text(encoding="utf-8")).get("packages", {})
-    problems = []
-    for key, entry in lock_entries().items():
-        if not key.startswith("node_modules/") or entry.get("optional") or entry.get("dev"):
-            continue
-        got = installed.get(key)
-        if got is None:
-            problems.append(f"{key.removeprefix('node_modules/')} is not installed")
-        elif got.get("version") != entry.get("version") or got.get("integrity") != entry.get("integrity"):
-            problems.append(
-                f"{key.removeprefix('node_modules/')} {got.get('version')} does not match the lockfile's "
-                f"{entry.get('version')}"
-            )
-    return problems
+    """Installed TF.js packages whose version or integrity differs from the shipped lockfile ([] = all match)."""
+    return npm_lock.lock_mismatches(lock_entries(), root or node_modules())
 
 
 def package_dir(name: str) -> Path:
