@@ -77,6 +77,24 @@ def save_tf1_builder(path: Path) -> Path:
     return path
 
 
+def save_tiny(path: Path, seed: int = 5) -> Path:
+    """y = tanh(x @ w), x [1, 4]: the smallest model a whole run converts, checks and benchmarks in seconds."""
+    t = tf()
+
+    class Tiny(t.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = t.Variable(t.random.stateless_normal([4, 3], seed=[seed, 1]))
+
+        @t.function(input_signature=[t.TensorSpec([1, 4], t.float32, name="x")])
+        def serve(self, x):
+            return {"y": t.tanh(t.matmul(x, self.w))}
+
+    module = Tiny()
+    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
 def save_with_op(path: Path, op: str) -> Path:
     """A model using one op with no TFLite builtin: 'cumprod' (a Flex op) or 'bessel' (no kernel at all)."""
     t = tf()

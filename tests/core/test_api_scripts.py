@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeport_testing import tf
+from edgeport_testing import save_tiny
 
 SCRIPT = """\
 import json
@@ -28,26 +28,9 @@ print("RESULT " + json.dumps({{"exit_code": report.exit_code, "cosine": metrics.
 """
 
 
-def save_tiny(path: Path) -> Path:
-    t = tf()
-
-    class Tiny(t.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = t.Variable(t.random.stateless_normal([4, 3], seed=[5, 1]))
-
-        @t.function(input_signature=[t.TensorSpec([1, 4], t.float32, name="x")])
-        def serve(self, x):
-            return {"y": t.tanh(t.matmul(x, self.w))}
-
-    module = Tiny()
-    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("api-scripts") / "tiny")
+    return save_tiny(tmp_path_factory.mktemp("api-scripts") / "tiny", seed=5)
 
 
 def script(model: Path, out: Path) -> str:

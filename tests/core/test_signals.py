@@ -23,33 +23,16 @@ from pathlib import Path
 import pytest
 
 from edgeport.run.isolation import descendants
-from edgeport_testing import PLUGIN_ENV, assert_one_line_error, tf
+from edgeport_testing import PLUGIN_ENV, assert_one_line_error, save_tiny
 
 GONE_WITHIN_S = 1.0  # after edgeport exited (or was killed), no process of its run may remain past this
 LONG_BENCH = ("--min-seconds", "300", "--max-seconds", "300")  # a benchmark still running when the signal comes
 COMMON = ("--no-baseline", "--no-history")
 
 
-def save_tiny(path: Path) -> Path:
-    t = tf()
-
-    class Tiny(t.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = t.Variable(t.random.stateless_normal([4, 3], seed=[3, 1]))
-
-        @t.function(input_signature=[t.TensorSpec([1, 4], t.float32, name="x")])
-        def serve(self, x):
-            return {"y": t.tanh(t.matmul(x, self.w))}
-
-    module = Tiny()
-    t.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return path
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("signals") / "tiny")
+    return save_tiny(tmp_path_factory.mktemp("signals") / "tiny", seed=3)
 
 
 def wait_until(predicate, what: str, timeout: float = 180.0, step: float = 0.05) -> None:
