@@ -10,6 +10,11 @@ raw times; statistics are computed here only.
 
 The machine's noise (`measure_noise`): a fixed pure-Python kernel timed NOISE_REPEATS times, its coefficient of
 variation, and the load average. A CV above NOISY_CV or a 1-minute load above the cores is a noisy machine.
+`with_machine_noise` times the kernel again just after the benchmark (`after`): a VM's vCPU has phases in which
+everything runs slower (on the 2-core build machine, 30 benchmarks in a row: the kernel 1.9 ms or 3.6 ms, a
+0.22 ms ONNX model 0.21 ms or 0.30 ms at its fastest run, correlation 0.84), so a comparison of two reports
+discounts the machine's own change of speed (report/regression), and a kernel that moved by more than
+NOISY_CV from before to after makes the benchmark noisy.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +180,19 @@ class MachineNoise:
     load_avg: tuple[float, float, float] | None  # 1, 5, 15 minutes (None: not known on this system)
     cpus: int
     repeats: int = NOISE_REPEATS
-    noisy: bool = False  # cv above NOISY_CV, or a 1-minute load above the cores (is_noisy)
+    noisy: bool = False  # cv above NOISY_CV, or a 1-minute load above the cores (is_noisy), or a speed drift
+    kernel_ms_after: float | None = None  # the kernel's median time just after the benchmark (None: not timed)
+
+    @property
+    def kernel_range_ms(self) -> tuple[float, float]:
+        """The kernel's fastest and slowest median around the benchmark: the machine's speed then."""
+        times = [t for t in (self.kernel_ms, self.kernel_ms_after) if t is not None and t > 0]
+        return (min(times), max(times)) if times else (0.0, 0.0)
+
+    def after(self, kernel_ms_after: float) -> MachineNoise:
+        """This calibration with the kernel timed again after the benchmark; noisy too when it drifted."""
+        drifted = self.kernel_ms > 0 and abs(kernel_ms_after / self.kernel_ms - 1.0) > NOISY_CV
+        return dataclasses.replace(self, kernel_ms_after=kernel_ms_after, noisy=self.noisy or drifted)
 
     def describe(self) -> str:
         """The note a result measured on a noisy machine gets."""
@@ -205,14 +222,19 @@ def _kernel() -> int:
     return total + len(sorted(table.values(), reverse=True))
 
 
-def measure_noise(repeats: int = NOISE_REPEATS) -> MachineNoise:
-    """Time the kernel `repeats` times (after one untimed run); the CV of those times and the load average."""
+def _kernel_times(repeats: int) -> list[float]:
     _kernel()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         _kernel()
         times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def measure_noise(repeats: int = NOISE_REPEATS) -> MachineNoise:
+    """Time the kernel `repeats` times (after one untimed run); the CV of those times and the load average."""
+    times = _kernel_times(repeats)
     mean = statistics.fmean(times)
     try:
         load: tuple[float, float, float] | None = tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[assignment]
@@ -227,6 +249,13 @@ def measure_noise(repeats: int = NOISE_REPEATS) -> MachineNoise:
         repeats=repeats,
         noisy=is_noisy(cv, load, cpus),
     )
+
+
+def with_machine_noise(benchmark: Callable[[], RawTimings]) -> tuple[RawTimings, MachineNoise]:
+    """Run `benchmark` between two timings of the kernel: its raw times and the machine's noise around it."""
+    noise = measure_noise()
+    raw = benchmark()
+    return raw, noise.after(round(statistics.median(_kernel_times(noise.repeats)), 4))
 
 
 def noise_summary(benchmarks: Iterable[LatencyStats | None]) -> dict[str, Any] | None:

@@ -5,7 +5,8 @@ Latency budgets (`max_p50_ms`, ...) are judged here; a budget no benchmark judge
 (p50, p90, p99) is judged by its 95 % interval, as the agreement gates are by theirs: failed when the interval
 lies above the budget, passed when at or below it, inconclusive when it straddles it or the runs are too few to
 bound that quantile (a failure with --strict, a note otherwise). Just before each benchmark the machine's noise
-is measured (checks/latency.measure_noise); a noisy machine is said in the target's notes."""
+is measured (checks/latency.with_machine_noise: the kernel just before and just after); a noisy machine is
+said in the target's notes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgeport.checks.latency import LatencyStats, measure_noise, summarize
+from edgeport.checks.latency import LatencyStats, summarize, with_machine_noise
 from edgeport.checks.timing import quantile_ranks
 from edgeport.data import Artifact, Event, RawTimings, SampleSet
 from edgeport.errors import EdgeportError
@@ -51,8 +52,9 @@ def bench_baseline(
     stops the service; the conversions then start a fresh one."""
     progress(Event("savedmodel", "baseline", "started"))
     try:
-        noise = measure_noise()
-        raw = service.call_within(request.timeouts.bench, "bench", "benchmark", samples, request.protocol)
+        raw, noise = with_machine_noise(
+            lambda: service.call_within(request.timeouts.bench, "bench", "benchmark", samples, request.protocol)
+        )
         stats = summarize(raw, request.protocol, noise)
     except EdgeportError as exc:
         progress(Event("savedmodel", "baseline", "error", exc.message))
@@ -120,8 +122,9 @@ def bench_artifact(
     start = time.perf_counter()
     try:
         log = logs / f"{plan.slug}.log"
-        noise = measure_noise()  # nothing else of this run is running: what the machine itself does
-        raw = benchmark(request, plan, main, samples, bench_call, log, f"{plan.runtime.name} benchmark")
+        raw, noise = with_machine_noise(  # nothing else of this run is running: what the machine itself does
+            lambda: benchmark(request, plan, main, samples, bench_call, log, f"{plan.runtime.name} benchmark")
+        )
         latency = summarize(raw, request.protocol, noise)  # no timed run at all is an error
     except EdgeportError as exc:
         progress(Event(name, "bench", "failed", exc.message))

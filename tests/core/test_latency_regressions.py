@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeport.checks.latency import MachineNoise, measure_noise, summarize
+from edgeport.checks.latency import MachineNoise, summarize, with_machine_noise
 from edgeport.checks.timing import time_session
 from edgeport.contracts import SampleSet, Session, TimingProtocol
 from edgeport.report.files import jsonable
@@ -20,6 +20,7 @@ from edgeport.report.regression import (
     mann_whitney_p,
     quantile_ratio_interval,
     said,
+    status_text,
 )
 
 pytestmark = pytest.mark.alone  # real timings: a second pytest worker beside it is load it would judge
@@ -44,9 +45,9 @@ def latency_of(raw, protocol=QUICK, noise=None) -> dict:
 
 
 def bench(open_session) -> dict:
-    """As the bench stage does it: the machine's noise just before, then the protocol."""
-    noise = measure_noise()
-    return latency_of(time_session(open_session, SAMPLES, QUICK, "rt"), QUICK, noise)
+    """As the bench stage does it: the protocol between two timings of the machine's calibration kernel."""
+    raw, noise = with_machine_noise(lambda: time_session(open_session, SAMPLES, QUICK, "rt"))
+    return latency_of(raw, QUICK, noise)
 
 
 def p50_change(old: dict, new: dict, thresholds: Thresholds | None = None):
@@ -114,6 +115,55 @@ def test_too_few_kept_runs_are_never_significant():
     change, comparison = p50_change(old, new)
     assert not change.significant and said(change) == "inconclusive (noise)" and "not tested" in change.basis
     assert comparison.exit_code == 0
+
+
+def on_a_machine(stats: dict, kernel_ms: float, kernel_ms_after: float | None = None) -> dict:
+    noise = MachineNoise(kernel_ms=kernel_ms, cv=0.01, load_avg=(0.1, 0.1, 0.1), cpus=2)
+    return {**stats, "noise": jsonable(dataclasses.asdict(noise.after(kernel_ms_after) if kernel_ms_after else noise))}
+
+
+def test_a_slowdown_no_larger_than_the_machines_own_is_inconclusive():
+    """The CI machine's slow phase: the calibration kernel 1.9 ms in the baseline, 3.6 ms just after the new
+    benchmark (noisy by that drift: + its CV); the artifact 30 % slower at every run, fastest included."""
+    old, new = synthetic(0.22, 400, 0.02, 1), synthetic(0.22 * 1.3, 400, 0.02, 2)
+    change = p50_change(on_a_machine(old, 1.9), on_a_machine(new, 1.95, 3.6))[0]
+    assert change.significant and change.change > 0.25 and not change.regression
+    assert said(change) == "inconclusive (noise)" and change.machine == pytest.approx(0.01 + 3.6 / 1.9 - 1)
+    assert change.machine_said == "the machine itself ran 1.5x slower" and "1.900 ms in the baseline" in change.basis
+    assert status_text(change, Thresholds()) == "[yellow]inconclusive (noise)[/] (the machine itself ran 1.5x slower)"
+
+
+def test_a_slowdown_beyond_the_machines_own_is_a_regression():
+    """The machine 5 % slower, the artifact 40 % slower: beyond threshold + machine (15 %), a regression."""
+    old, new = synthetic(0.5, 400, 0.02, 1), synthetic(0.7, 400, 0.02, 2)
+    change = p50_change(on_a_machine(old, 2.0), on_a_machine(new, 2.1))[0]
+    assert change.regression and said(change) == "slower" and change.machine == pytest.approx(0.05)
+
+
+def test_a_machine_faster_in_the_new_run_does_not_make_an_improvement_or_hide_a_regression():
+    old, new = synthetic(0.5, 400, 0.02, 1), synthetic(0.38, 400, 0.02, 2)  # 24 % faster, the machine 1.5x faster
+    change = p50_change(on_a_machine(old, 3.0), on_a_machine(new, 2.0))[0]
+    assert change.significant and not change.improved and said(change) == "inconclusive (noise)"
+    assert change.machine_said == "the machine itself ran 1.5x faster"
+    slower = p50_change(on_a_machine(old, 3.0), on_a_machine(synthetic(0.6, 400, 0.02, 2), 2.0))[0]
+    assert slower.regression and slower.machine == 0.0  # a faster machine never excuses a slower artifact
+    same = p50_change(on_a_machine(old, 2.0, 2.0), on_a_machine(synthetic(0.35, 400, 0.02, 2), 2.0))[0]
+    assert same.improved and said(same) == "faster" and same.machine_said == ""
+
+
+def test_the_machines_speed_is_not_known_without_both_calibrations():
+    old, new = synthetic(0.5, 400, 0.02, 1), synthetic(0.7, 400, 0.02, 2)
+    change = p50_change(old, on_a_machine(new, 9.0))[0]  # the baseline has no calibration: nothing to discount
+    assert change.regression and change.machine == 0.0
+    broken = {**old, "noise": {"kernel_ms": None, "kernel_ms_after": "nan"}}
+    assert p50_change(broken, on_a_machine(new, 9.0))[0].regression
+
+
+def test_a_kernel_that_drifts_during_a_benchmark_makes_it_noisy():
+    quiet = MachineNoise(kernel_ms=2.0, cv=0.01, load_avg=(0.1, 0.1, 0.1), cpus=2)
+    assert not quiet.after(2.1).noisy and quiet.after(2.1).kernel_range_ms == (2.0, 2.1)
+    assert quiet.after(2.6).noisy and quiet.after(1.5).noisy  # 30 % slower, 25 % faster by the end
+    assert quiet.kernel_range_ms == (2.0, 2.0)
 
 
 def test_a_noisy_machine_is_said_in_the_comparison():
