@@ -189,10 +189,16 @@ class MachineNoise:
         times = [t for t in (self.kernel_ms, self.kernel_ms_after) if t is not None and t > 0]
         return (min(times), max(times)) if times else (0.0, 0.0)
 
+    @property
+    def drifted(self) -> bool:
+        """The kernel's median moved by more than NOISY_CV from just before the benchmark to just after it."""
+        after = self.kernel_ms_after
+        return bool(after and self.kernel_ms > 0 and abs(after / self.kernel_ms - 1.0) > NOISY_CV)
+
     def after(self, kernel_ms_after: float) -> MachineNoise:
         """This calibration with the kernel timed again after the benchmark; noisy too when it drifted."""
-        drifted = self.kernel_ms > 0 and abs(kernel_ms_after / self.kernel_ms - 1.0) > NOISY_CV
-        return dataclasses.replace(self, kernel_ms_after=kernel_ms_after, noisy=self.noisy or drifted)
+        timed = dataclasses.replace(self, kernel_ms_after=kernel_ms_after)
+        return dataclasses.replace(timed, noisy=self.noisy or timed.drifted)
 
     def describe(self) -> str:
         """The note a result measured on a noisy machine gets."""
@@ -201,8 +207,18 @@ class MachineNoise:
         )
         return (
             f"measured on a noisy machine: a fixed compute kernel varied by {wording.percent(self.cv)} (CV over "
-            f"{self.repeats} runs; quiet is under {wording.percent(NOISY_CV, 0)}){load}; latency here is less "
-            "certain than its interval says"
+            f"{self.repeats} runs; quiet is under {wording.percent(NOISY_CV, 0)}){load}{self.describe_drift()}; "
+            "latency here is less certain than its interval says"
+        )
+
+    def describe_drift(self) -> str:
+        """ ", and it ran 1.9x slower just after the benchmark (1.983 ms, then 3.720 ms)": the machine's own
+        speed changed during it; "" when it did not."""
+        if not self.drifted or self.kernel_ms_after is None:
+            return ""
+        return (
+            f", and it ran {wording.ratio(self.kernel_ms_after, self.kernel_ms)} just after the benchmark "
+            f"({wording.latency_ms(self.kernel_ms)}, then {wording.latency_ms(self.kernel_ms_after)})"
         )
 
     def to_dict(self) -> dict[str, Any]:

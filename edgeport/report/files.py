@@ -18,7 +18,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from edgeport.checks.accuracy import AccuracyResult
-from edgeport.checks.latency import LatencyStats
+from edgeport.checks.latency import NOISY_CV, LatencyStats
 from edgeport.errors import ExitCode
 from edgeport.report import wording
 from edgeport.report.device_rows import DeviceRow, summary_lines
@@ -302,6 +302,10 @@ def noise_line(report: Report) -> str | None:
         return None
     load = noise.get("load_avg")
     said = f", load average {wording.load(load[0])} on {noise.get('cpus')} cores" if load else ""
+    before, after = noise.get("kernel_ms"), noise.get("kernel_ms_after")
+    timed_around = isinstance(before, (int, float)) and isinstance(after, (int, float)) and before > 0
+    if timed_around and abs(after / before - 1.0) > NOISY_CV:  # the worst calibration's speed moved during it
+        said += f", {wording.ratio(after, before)} just after a benchmark than before it"
     verdict = (
         f"noisy ({noise.get('noisy_benchmarks')} of {noise.get('calibrations')} benchmarks): latency here is less "
         "certain than its intervals say"

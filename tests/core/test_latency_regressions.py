@@ -163,7 +163,16 @@ def test_a_kernel_that_drifts_during_a_benchmark_makes_it_noisy():
     quiet = MachineNoise(kernel_ms=2.0, cv=0.01, load_avg=(0.1, 0.1, 0.1), cpus=2)
     assert not quiet.after(2.1).noisy and quiet.after(2.1).kernel_range_ms == (2.0, 2.1)
     assert quiet.after(2.6).noisy and quiet.after(1.5).noisy  # 30 % slower, 25 % faster by the end
-    assert quiet.kernel_range_ms == (2.0, 2.0)
+    assert (
+        quiet.kernel_range_ms == (2.0, 2.0) and quiet.describe_drift() == "" and quiet.after(2.1).describe_drift() == ""
+    )
+    said = quiet.after(3.72).describe()
+    assert (
+        said.startswith("measured on a noisy machine")
+        and "load average 0.10 on 2 cores, and it ran 1.9x slower just after the benchmark (2.000 ms, then 3.720 ms)"
+        in said
+    )
+    assert "1.3x faster just after" in quiet.after(1.5).describe()
 
 
 def test_a_noisy_machine_is_said_in_the_comparison():

@@ -342,7 +342,9 @@ def test_trust_model_in_the_config(tmp_path):
 def _strace_cli(log: Path, *args) -> subprocess.CompletedProcess:
     """`edgeport ARGS` under strace: every file any of its processes opens is in `log`."""
     assert shutil.which("strace"), "strace is not installed: `make test` installs it (make test-programs)"
-    command = ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", str(log)]
+    # --seccomp-bpf: the kernel stops the processes only at the traced calls (without it every system call
+    # of a Python start-up stops twice, and a refused run took 30 s)
+    command = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=open,openat,openat2", "-o", str(log)]
     return subprocess.run(
         [*command, sys.executable, "-m", "edgeport", *map(str, args)],
         capture_output=True,

@@ -506,3 +506,25 @@ def test_a_target_size_is_what_the_device_stores_with_the_board_fit_on_both_side
     assert size_cell(over_both) == "flash 97.7 KB + arena 1.00 TB; over ESP32's flash and RAM"
     no_board = _sized(0, {"arena_bytes": 0})
     assert size_cell(no_board) == "flash 0 B + arena 0 B"
+
+
+def test_the_noise_line_says_when_the_machines_speed_moved_during_a_benchmark():
+    import dataclasses
+
+    from edgeport.report.files import noise_line
+
+    base = {"kernel_ms": 2.0, "cv": 0.01, "load_avg": [0.5, 0.5, 0.5], "cpus": 2, "calibrations": 3}
+    quiet = dataclasses.replace(make_report(), machine={"noise": {**base, "kernel_ms_after": 2.1, "noisy": False}})
+    assert noise_line(quiet) == (
+        "machine noise before the benchmarks: a fixed compute kernel varied by 1.0% (CV), load average 0.50 on 2 "
+        "cores; quiet"
+    )
+    slower = {**base, "kernel_ms_after": 3.72, "noisy": True, "noisy_benchmarks": 1}
+    said = noise_line(dataclasses.replace(make_report(), machine={"noise": slower}))
+    assert ", load average 0.50 on 2 cores, 1.9x slower just after a benchmark than before it; noisy (1 of 3" in said
+    faster = {**base, "kernel_ms_after": 1.0, "noisy": True, "noisy_benchmarks": 1}
+    assert "2.0x faster just after" in noise_line(dataclasses.replace(make_report(), machine={"noise": faster}))
+    old = {key: value for key, value in base.items() if key != "kernel_ms"}  # a report from before: no kernel times
+    assert "just after" not in noise_line(
+        dataclasses.replace(make_report(), machine={"noise": {**old, "noisy": False}})
+    )
