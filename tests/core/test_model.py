@@ -55,3 +55,19 @@ def test_signature_and_path_errors(models, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ModelLoadError, match="is a file"):
         load_model(tmp_path / "file")
+
+
+def test_tensorflow_is_imported_without_keras_and_keras_still_imports_later():
+    """A model service pays TensorFlow's import once; Keras (1-2 s of it) is not part of it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from edgeport.model.tf_quiet import import_tensorflow; tf = import_tensorflow(); "
+        "print('keras' in sys.modules, None in tf.__path__); "
+        "import tensorflow.keras.layers as layers; print(layers.Dense.__module__.split('.')[0], tf.keras.Sequential)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    first, second = result.stdout.splitlines()
+    assert first == "False False", result.stdout
+    assert second.startswith("keras <class 'keras.src.models.sequential.Sequential'>"), result.stdout
