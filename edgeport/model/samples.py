@@ -7,6 +7,7 @@ conformed to the signature here, so runtimes receive feeds shaped exactly as the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,7 +360,7 @@ def load_samples(
     if path.is_dir():
         arrays = _image_folder(path, signature, request)
     elif path.suffix == ".npz":
-        arrays = {key: value for key, value in read_npz(path).items() if key not in request.exclude}
+        arrays = _inputs_of(read_npz(path), request.exclude)
     elif path.suffix == ".npy":
         if len(signature.inputs) != 1:
             names = ", ".join(s.name for s in signature.inputs)
@@ -369,7 +370,7 @@ def load_samples(
             )
         arrays = {signature.inputs[0].name: _load_array(path)}
     else:
-        raise UsageError(f"data {path}: unknown format {path.suffix or '(none)'}; use .npz, .npy or an image folder")
+        raise _unknown_format(path)
     conformed = conform(signature, arrays, str(path), request.input_shapes)
     casts = [
         f"{name} {np.asarray(arrays[name]).dtype} -> {conformed[name].dtype}"
@@ -382,6 +383,42 @@ def load_samples(
     return SampleSet(arrays=conformed, source=str(path), synthetic=False, notes=notes)
 
 
+def precheck_data(path: Path, exclude: tuple[str, ...] = ()) -> None:
+    """What is wrong with a data file on its own, said before the model loads (TensorFlow's import alone takes
+    5 s): unreadable, an unknown format, an .npz without samples or with NaN/Inf values. What needs the
+    signature (keys, dtypes, shapes) is checked when the samples are read (`load_samples`), which reads the
+    file from `read_npz`'s cache, not twice."""
+    if path.is_dir():
+        return
+    if path.suffix == ".npy":
+        _load_array(path)
+        return
+    if path.suffix != ".npz":
+        raise _unknown_format(path)
+    arrays = _inputs_of(read_npz(path), exclude)
+    if arrays and all(len(np.atleast_1d(array)) == 0 for array in arrays.values()):
+        raise UsageError(f"data {path}: no samples")
+    for name, array in arrays.items():
+        _refuse_non_finite(name, array, str(path))
+
+
+def _inputs_of(arrays: Mapping[str, np.ndarray], exclude: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {key: value for key, value in arrays.items() if key not in exclude}
+
+
+def _unknown_format(path: Path) -> UsageError:
+    return UsageError(f"data {path}: unknown format {path.suffix or '(none)'}; use .npz, .npy or an image folder")
+
+
+def _refuse_non_finite(name: str, array: np.ndarray, where: str) -> None:
+    if array.dtype.kind in "fc" and array.size and not np.all(np.isfinite(array)):
+        first = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0]) if array.ndim else 0
+        raise UsageError(
+            f"data {where}: input {name!r} has {int(np.sum(~np.isfinite(array)))} NaN/Inf values (first in "
+            f"sample {first}); accuracy is compared on finite inputs only: clean the data"
+        )
+
+
 def _load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
@@ -392,11 +429,26 @@ def _load_array(path: Path) -> np.ndarray:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The archive's arrays; the last two files read are kept (the pre-check and the samples read one file),
+    keyed by path, size and modification time so that a file rewritten between the two is read again."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise UsageError(f"data {path} cannot be read ({exc.strerror})") from None
+    return dict(_read_npz(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_npz(path: str, size: int, mtime_ns: int) -> dict[str, np.ndarray]:
     import zipfile
 
+    del size, mtime_ns  # the cache's key only
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            arrays = {key: archive[key] for key in archive.files}
+        for array in arrays.values():
+            array.setflags(write=False)  # shared by every reader of the cache: never changed in place
+        return arrays
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(
             f"data {path} cannot be read as .npz ({_why_unreadable(exc)}); write it with np.savez"
@@ -467,12 +519,7 @@ def _conform_one(spec: TensorSpec, array: np.ndarray, where: str, override) -> n
                 f"convert it with .astype('{spec.dtype}')"
             )
         array = array.astype(want)
-    if array.dtype.kind in "fc" and array.size and not np.all(np.isfinite(array)):
-        first = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0]) if array.ndim else 0
-        raise UsageError(
-            f"data {where}: input {spec.name!r} has {int(np.sum(~np.isfinite(array)))} NaN/Inf values (first in "
-            f"sample {first}); accuracy is compared on finite inputs only: clean the data"
-        )
+    _refuse_non_finite(spec.name, array, where)
     dims = override or spec.shape
     if dims is None:
         return array

@@ -52,13 +52,18 @@ def prepare_output(out: Path) -> None:
 def run(request: RunRequest, progress: Progress = quiet, *, bench_call: Callable[..., Any] = call_isolated) -> Report:
     """`bench_call`: how each artifact's benchmark is run, `call_isolated`'s signature (a fleet runs it as a
     Ray task holding the node's exclusive benchmark slot)."""
+    from edgeport.model.samples import precheck_data  # numpy only
     from edgeport.model.savedmodel import check_saved_model_dir  # light: no TensorFlow
 
     check_saved_model_dir(request.model)
     plans = plan_targets(request)
     for flag, sample_request in (("--data", request.samples), ("--calibration", request.calibration)):
-        if sample_request is not None and sample_request.data is not None and not Path(sample_request.data).exists():
-            raise UsageError(f"{flag} {sample_request.data} does not exist; pass an .npz, .npy or a folder of images")
+        if sample_request is not None and sample_request.data is not None:
+            if not Path(sample_request.data).exists():
+                raise UsageError(
+                    f"{flag} {sample_request.data} does not exist; pass an .npz, .npy or a folder of images"
+                )
+            precheck_data(Path(sample_request.data), sample_request.exclude)  # before TensorFlow's 5 s
     slugs = [p.config.spec.slug for p in plans]
     refuse_model_overlap(request.out, request.model, slugs)
     created = not request.out.exists()

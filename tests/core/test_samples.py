@@ -93,3 +93,47 @@ def test_cli_value_parsers():
         parse_input_shapes(["x=a,b"])
     with pytest.raises(UsageError, match="--preprocess"):
         Preprocess.parse("gamma=2")
+
+
+def test_a_data_file_wrong_on_its_own_is_refused_before_the_model_loads(tmp_path):
+    """NaN values, no samples, an unknown format, a truncated archive: said before TensorFlow starts. Shown
+    with a model whose saved_model.pb is corrupt, which the loader would report first."""
+    from edgeport_testing import assert_one_line_error, run_cli
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"\x08\x01garbage")
+    nan = tmp_path / "nan.npz"
+    np.savez(nan, features=np.array([[1.0, np.nan]], np.float32), labels=np.array([np.nan]))
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, features=np.zeros((0, 4), np.float32))
+    csv = tmp_path / "data.csv"
+    csv.write_text("1,2\n")
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(nan.read_bytes()[:40])
+    cases = [
+        (["--data", nan], ("input 'features' has 1 NaN/Inf values (first in sample 0)",)),
+        (["--data", nan, "--labels", f"{nan}:labels"], ("'features'",)),  # the labels key is not an input
+        (["--data", empty], ("no samples",)),
+        (["--data", csv], ("unknown format .csv",)),
+        (["--calibration", truncated], ("cannot be read as .npz",)),
+    ]
+    for extra, fragments in cases:
+        result = run_cli("convert", model, "-t", "tflite", "-o", tmp_path / "out", "--no-bench", *extra)
+        assert_one_line_error(result, 2, *fragments)
+        assert "saved_model.pb" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_precheck_and_the_samples_read_one_file_once_and_a_rewritten_file_again(tmp_path):
+    from edgeport.model.samples import precheck_data, read_npz
+
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.ones((2, 3), np.float32))
+    precheck_data(data)
+    first, again = read_npz(data), read_npz(data)
+    assert first["x"] is again["x"] and not first["x"].flags.writeable  # shared, so never changed in place
+    np.savez(data, x=np.zeros((5, 3), np.float32))
+    assert read_npz(data)["x"].shape == (5, 3)
+    precheck_data(tmp_path)  # an image folder: checked when read, against the signature
+    np.save(tmp_path / "one.npy", np.array([np.nan], np.float32))
+    precheck_data(tmp_path / "one.npy")  # .npy: its input's name is the signature's, so NaN is said then
