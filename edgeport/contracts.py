@@ -138,6 +138,11 @@ class Converter(ABC):
         """What must be installed beyond edgeport's own dependencies (`edgeport setup` installs it)."""
         return ()
 
+    def variant_requirements(self, variant: str) -> tuple[Requirement, ...]:
+        """What one variant needs ("" the plain target); default: the converter's `requirements()`. Override when
+        some variants need more than the others (`tflm:ethos-u*`: Vela): `edgeport doctor` gives those a row."""
+        return self.requirements()
+
     def availability(self) -> Availability:
         return availability_of(self.name, self.requirements())
 

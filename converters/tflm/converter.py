@@ -54,6 +54,7 @@ PREFLIGHT_SAMPLES = 4
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 _NO_BUILTIN = re.compile(r"ops with no TFLite builtin: ([\w, ]+)")
 INSTALL = "run: edgeport setup --target tflm (or pip install 'edgeport[tflm]')"
+NPU_VARIANTS = "tflm:ethos-u*"  # how doctor and the requirements name the Ethos-U variants together
 # Vela's supported-ops table depends on the NPU generation only: the pre-flight names any configuration of it.
 _SMALLEST_MACS = {"ethos-u55": 32, "ethos-u65": 256, "ethos-u85": 128}
 
@@ -124,6 +125,14 @@ class TFLMOptions:
             profile = board_profile(self.board)
             system, memory = profile.get("vela_system_config") or system, profile.get("vela_memory_mode") or memory
         return self.vela_system_config or system, self.vela_memory_mode or memory
+
+
+def _vela_requirement():
+    from edgeport.run.requirements import python_package
+
+    return python_package(
+        "ethos-u-vela", extra="npu", why=f"the {NPU_VARIANTS} variants: Vela compiles the model for the Ethos-U NPU"
+    )
 
 
 def tflm_version() -> str:
@@ -427,9 +436,16 @@ class TFLMConverter(Converter):
         )
 
     def requirements(self):
+        """Everything the converter's variants need, so `edgeport setup --target tflm` installs the NPU
+        variants' Vela (the [npu] extra, with pip) beside TFLite Micro and the Arm compiler (apt)."""
+        return (*self.variant_requirements(""), _vela_requirement())
+
+    def variant_requirements(self, variant: str):
+        """What one variant needs: plain `tflm` TFLite Micro and the Arm compiler; `tflm:ethos-u*` Vela too.
+        `edgeport doctor` gives the NPU variants a row of their own from it (edgeport/cli/setup.py)."""
         from edgeport.run.requirements import python_package, system_program
 
-        return (
+        base = (
             python_package("tflite-micro", extra="tflm", why="kernel check and tensor arena search"),
             system_program(
                 firmware.COMPILER,
@@ -437,17 +453,22 @@ class TFLMConverter(Converter):
                 why="the model's flash, compiled for the board's core",
             ),
         )
+        return (*base, _vela_requirement()) if variant else base
+
+    def availability(self):
+        from edgeport.contracts import availability_of
+
+        return availability_of(self.name, self.variant_requirements(""))  # plain tflm needs no Vela
 
     def variant_availability(self, variant: str):
         from edgeport.contracts import Availability
-        from edgeport.run.requirements import python_package
 
         base = self.availability()
         if not variant or not base.available:
             return base
-        if python_package("ethos-u-vela", extra="npu").present:
+        if all(r.present for r in self.variant_requirements(variant)):
             return base
-        return Availability(False, f"ethos-u-vela not installed; run: {vela.INSTALL}")
+        return Availability(False, f"ethos-u-vela not installed; run: {vela.INSTALL} or edgeport setup --target tflm")
 
     def validate_options(self, variant: str, options: TFLMOptions) -> None:
         if not variant:

@@ -171,12 +171,14 @@ def _run(command: list[str], timeout: float, environment: dict[str, str] | None 
 
 
 def doctor_rows(targets: Iterable[str]) -> list[dict[str, object]]:
-    """One row per registered converter and runtime; `wanted` marks those the targets need."""
+    """One row per registered converter and runtime; `wanted` marks those the targets need. Variants that need
+    more than their converter's plain target (`tflm:ethos-u*`: Vela) get a row of their own after it."""
+    targets = list(targets)
     wanted = {(p.kind, p.name) for p in chosen_plugins(targets)}
     rows: list[dict[str, object]] = []
     for plugin in chosen_plugins(()):
         availability = plugin.plugin.availability()
-        missing = [r for r in plugin.plugin.requirements() if not r.present]
+        missing = [r for r in _own_requirements(plugin) if not r.present]
         rows.append(
             {
                 "kind": plugin.kind,
@@ -190,6 +192,7 @@ def doctor_rows(targets: Iterable[str]) -> list[dict[str, object]]:
                 "origin": registry().origin(plugin.kind, plugin.name),
             }
         )
+        rows.extend(_variant_rows(plugin, targets))
     for (kind, name), error in registry().broken().items():
         rows.append(
             {
@@ -206,13 +209,69 @@ def doctor_rows(targets: Iterable[str]) -> list[dict[str, object]]:
     return rows
 
 
+def _own_requirements(plugin: Plugin) -> tuple[Requirement, ...]:
+    """What the plug-in's plain target needs: a converter's `variant_requirements("")` (its `requirements()` also
+    hold what only some variants need, for `edgeport setup`)."""
+    if isinstance(plugin.plugin, Converter):
+        return tuple(plugin.plugin.variant_requirements(""))
+    return plugin.plugin.requirements()
+
+
+def _variant_rows(plugin: Plugin, targets: list[str]) -> list[dict[str, object]]:
+    """One row per group of variants that need more than the plain target (`Converter.variant_requirements`):
+    each of their requirements found, or missing with its install command. Wanted when no target is named
+    (everything) or a named target is one of those variants."""
+    converter = plugin.plugin
+    if not isinstance(converter, Converter):
+        return []
+    hook = converter.variant_requirements
+    plain = {(r.kind, r.name) for r in hook("")}
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    needs: dict[tuple[tuple[str, str], ...], tuple[Requirement, ...]] = {}
+    for variant in converter.variants:
+        requirements = tuple(hook(variant)) if variant else ()
+        key = tuple(sorted((r.kind, r.name) for r in requirements))
+        if variant and set(key) - plain:
+            groups.setdefault(key, []).append(variant)
+            needs[key] = requirements
+    named = [TargetSpec.parse(t) for t in targets]
+    rows: list[dict[str, object]] = []
+    for key, variants in groups.items():
+        requirements = needs[key]
+        prefix = os.path.commonprefix(variants)
+        name = f"{plugin.name}:{variants[0]}" if len(variants) == 1 else f"{plugin.name}:{prefix}*"
+        missing = [r for r in requirements if not r.present]
+        available = not missing and converter.variant_availability(variants[0]).available
+        rows.append(
+            {
+                "kind": "converter variant",
+                "name": name,
+                "available": available,
+                "version": ", ".join(f"{r.name} {r.found}" for r in requirements if r.present),
+                "missing": "; ".join(f"{r.name} ({r.why})" if r.why else r.name for r in missing)
+                or ("" if available else converter.variant_availability(variants[0]).reason),
+                "fix": "" if available else _variant_fix(plugin.name, missing),
+                "wanted": not targets
+                or any(spec.converter == plugin.name and spec.variant in variants for spec in named),
+                "origin": registry().origin(plugin.kind, plugin.name),
+            }
+        )
+    return rows
+
+
+def _variant_fix(converter: str, missing: list[Requirement]) -> str:
+    commands = [r.fix for r in missing if r.fix]
+    by_hand = f" (or: {'; '.join(commands)})" if commands else ""
+    return f"edgeport setup --target {converter}{by_hand}"
+
+
 def _version(plugin: Plugin) -> str:
     if isinstance(plugin.plugin, Runtime):
         try:
             return str(plugin.plugin.version())
         except Exception as exc:  # noqa: BLE001 - a plug-in's version probe must not break the table
             return f"? ({type(exc).__name__})"
-    tools = [f"{r.name} {r.found}" for r in plugin.plugin.requirements() if r.kind == PYTHON and r.found]
+    tools = [f"{r.name} {r.found}" for r in _own_requirements(plugin) if r.kind == PYTHON and r.found]
     return ", ".join(tools) or f"edgeport {_edgeport_version()}"
 
 

@@ -16,6 +16,7 @@ from edgeport.converters.tflm.converter import TFLMConverter, TFLMOptions
 from edgeport.errors import UsageError
 from edgeport.model.savedmodel import load_model
 from edgeport.model.tf_quiet import import_tensorflow
+from edgeport.run.requirements import extra_specifiers
 
 SHAPE = (1, 16, 16, 3)
 
@@ -148,3 +149,12 @@ def test_npu_boards_cite_sources_and_name_what_was_not_found():
 def test_bad_npu_options_are_usage_errors(variant, options, match):
     with pytest.raises(UsageError, match=match):
         TFLMConverter().validate_options(variant, TFLMOptions(**options))
+
+
+def test_setup_installs_vela_for_tflm_but_plain_tflm_does_not_need_it():
+    converter = TFLMConverter()
+    (needed,) = [r for r in converter.requirements() if r.name == "ethos-u-vela"]
+    assert needed.kind == "python" and needed.fix == "pip install 'edgeport[npu]'"
+    assert needed.install == (extra_specifiers("npu") or ("ethos-u-vela",))  # pip, pyproject's [npu] pins
+    assert "ethos-u-vela" not in {r.name for r in converter.variant_requirements("")}
+    assert {"ethos-u-vela", firmware.COMPILER} <= {r.name for r in converter.variant_requirements("ethos-u85-256")}
