@@ -197,6 +197,12 @@ class Runtime(ABC):
             choices = f"use one of {', '.join(self.backends)}" if self.backends else "it has none"
             raise UsageError(f"runtime {self.name} has no backend {settings.backend!r}; {choices}")
 
+    def cannot_run(self, artifact: Path) -> str | None:
+        """Why this runtime cannot run this artifact, read from the file before running it (a tensor type the
+        runtime does not take): its check and benchmark are then unavailable with that reason, never failed as
+        if the artifact were wrong. Default: None (the runtime says so itself when it runs it)."""
+        return None
+
     def open(self, artifact: Path, settings: RuntimeSettings) -> Session:
         raise NotImplementedError(f"runtime {self.name} does not open sessions in Python")
 

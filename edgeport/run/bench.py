@@ -111,7 +111,7 @@ def bench_artifact(
     name = plan.name
     if not request.bench:
         return StageResult("bench", "skipped", 0, "--no-bench"), None
-    reason = unavailable(plan, artifact)
+    reason = unavailable(plan, artifact, main)
     if reason:
         return StageResult("bench", "skipped", 0, reason), None
     if request.check and checked.stage.status in ("failed", "error") and checked.accuracy is None:
@@ -143,7 +143,7 @@ def cost_baseline(request, plan, artifact, main, samples, logs, bench_call) -> t
     """The all-quantized artifact's p50, for what keeping layers in float costs: (p50 ms or None, why not)."""
     if not request.bench:
         return None, "not measured (--no-bench)"
-    reason = unavailable(plan, artifact)
+    reason = unavailable(plan, artifact, main)
     if reason:
         return None, reason
     try:

@@ -48,14 +48,16 @@ class Checked:
         return self.stage.status == "failed" and self.accuracy is not None and not self.accuracy.passed
 
 
-def unavailable(plan: TargetPlan, artifact: Artifact) -> str | None:
-    """Why this artifact cannot run here (not checkable, or its runtime missing), or None."""
+def unavailable(plan: TargetPlan, artifact: Artifact, main: Path) -> str | None:
+    """Why this artifact cannot run here (not checkable, its runtime missing, or a runtime that cannot take
+    what the file holds: `Runtime.cannot_run`), or None."""
     if artifact.not_checkable:
         return f"converted, not checked: {artifact.not_checkable}"
     availability = plan.runtime.availability()
     if not availability.available:
         return f"runtime {plan.runtime.name} unavailable: {availability.reason}"
-    return None
+    refused = plan.runtime.cannot_run(main)
+    return f"runtime {plan.runtime.name} cannot run it: {refused}" if refused else None
 
 
 def check_artifact(
@@ -72,7 +74,7 @@ def check_artifact(
     if not request.check:
         why = "--no-check (--strict: a target that is not checked fails)" if request.strict else "--no-check"
         return Checked(StageResult("check", "failed" if request.strict else "skipped", 0, why))
-    reason = unavailable(plan, artifact)
+    reason = unavailable(plan, artifact, main)
     if reason:
         progress(Event(name, "check", "skipped", reason))
         return Checked(StageResult("check", "failed" if request.strict else "skipped", 0, reason))

@@ -123,3 +123,49 @@ def test_the_report_puts_the_browser_runtimes_side_by_side():
     assert f"| ort-web | webgpu | – | – | unavailable: {unavailable} |" in summary
     assert "| onnxruntime |" not in summary.split("**Browser runtimes**")[1]
     assert '<h2 id="browser">Browser runtimes</h2>' in render(report)
+
+
+def test_int8_inputs_are_unavailable_on_litertjs_with_the_fix_and_float_io_int8_runs(tmp_path):
+    """LiteRT.js takes float32, int32 and uint8 tensors only: an int8-in, int8-out model is said unavailable
+    before the browser starts (never a failed check, as if the artifact were wrong); the same int8 model with
+    float inputs and outputs runs there and agrees."""
+    import json
+
+    from edgeport_testing import run_cli, save_tiny
+
+    model = save_tiny(tmp_path / "tiny")
+    out = tmp_path / "out"
+    result = run_cli(
+        "convert", model, "-t", "tflite:int8@litertjs-browser", "--io-type", "int8", "-o", out, "--no-bench"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    check = next(s for s in report["targets"][0]["stages"] if s["stage"] == "check")
+    assert check["status"] == "skipped" and report["verdicts"] == {"tflite:int8@litertjs-browser": "unchecked"}
+    assert "LiteRT.js" in check["reason"] and "x is int8, y is int8" in check["reason"]
+    assert "--io-type float" in check["reason"] and "litert" in check["reason"]
+    runtime = LiteRTJSRuntime()
+    assert (
+        runtime.cannot_run(out / "tflite-int8--litertjs-browser" / "model.tflite")
+        == check["reason"].split("cannot run it: ")[1]
+    )
+    strict = run_cli(
+        "convert",
+        model,
+        "-t",
+        "tflite:int8@litertjs-browser",
+        "--io-type",
+        "int8",
+        "-o",
+        tmp_path / "strict",
+        "--no-bench",
+        "--strict",
+    )
+    strict_report = json.loads((tmp_path / "strict" / "report.json").read_text())
+    assert strict.returncode == 1 and strict_report["verdicts"] == {"tflite:int8@litertjs-browser": "failed"}
+    assert "cannot run it" in strict_report["targets"][0]["stages"][1]["reason"]
+    floats = run_cli("convert", model, "-t", "tflite:int8@litertjs-browser", "-o", tmp_path / "float-io", "--no-bench")
+    assert floats.returncode == 0, floats.stderr
+    float_report = json.loads((tmp_path / "float-io" / "report.json").read_text())
+    assert float_report["verdicts"] == {"tflite:int8@litertjs-browser": "passed"}
+    assert runtime.cannot_run(tmp_path / "float-io" / "tflite-int8--litertjs-browser" / "model.tflite") is None

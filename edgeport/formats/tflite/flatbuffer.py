@@ -85,3 +85,30 @@ def operator_output_names(source: Path | bytes, subgraph: int = 0) -> list[str]:
         return []
     tensors = graphs[subgraph].tensors or []
     return [tensors[index].name.decode() for index in operator_outputs(source, subgraph)]
+
+
+def io_tensor_types(source: Path | bytes) -> dict[str, str]:
+    """The first subgraph's inputs and outputs: tensor name -> type in lower case ("float32", "int8", "string").
+    Read without unpacking the model (its weights stay in the buffer, as a large model's must)."""
+    schema = _schema()
+    names = {value: key.lower() for key, value in vars(schema.TensorType).items() if not key.startswith("_")}
+    data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    subgraph = schema.Model.GetRootAsModel(data, 0).Subgraphs(0)
+    indices = [subgraph.Inputs(i) for i in range(subgraph.InputsLength())]
+    indices += [subgraph.Outputs(i) for i in range(subgraph.OutputsLength())]
+    said = {}  # tensor index -> the signature's name for it ("x"), where the model has a signature
+    model = schema.Model.GetRootAsModel(data, 0)
+    if model.SignatureDefsLength():
+        signature = model.SignatureDefs(0)
+        for maps, length in (
+            (signature.Inputs, signature.InputsLength()),
+            (signature.Outputs, signature.OutputsLength()),
+        ):
+            for i in range(length):
+                said[maps(i).TensorIndex()] = (maps(i).Name() or b"").decode()
+    return {
+        said.get(index) or (subgraph.Tensors(index).Name() or b"").decode(): names.get(
+            subgraph.Tensors(index).Type(), "unknown"
+        )
+        for index in indices
+    }
