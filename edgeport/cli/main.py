@@ -117,7 +117,8 @@ stage_timeout_option = click.option(
     multiple=True,
     metavar="[STAGE=]SECONDS",
     help="Time limit of every stage, or STAGE=SECONDS for one (load, convert, check, bench; repeatable); a stage "
-    "past it fails its own target. [default: load 600, convert 900, check 600, bench 600]",
+    "past it fails its own target; check and bench also bound each call on a --device (stopped there too). "
+    "[default: load 600, convert 900, check 600, bench 600]",
 )
 
 

@@ -36,6 +36,11 @@ class RemoteFailed(EdgeportError):
     """A command on the device failed or ran past its time limit."""
 
 
+class ConnectionLost(RemoteFailed):
+    """The ssh connection (the master) went away during or before a command: the device rebooted, lost power or
+    network, or its sshd was stopped."""
+
+
 def ssh_program() -> str:
     found = shutil.which("ssh")
     if found is None:
@@ -69,6 +74,7 @@ class Connection:
         """Start the master (ssh logs in once); DeviceUnreachable with the reason ssh gave."""
         if self.device.ssh_config is not None and not self.device.ssh_config.is_file():
             raise DeviceUnreachable(f"device {self.device.name}: ssh_config {self.device.ssh_config} does not exist")
+        self._folder.mkdir(mode=0o700, exist_ok=True)  # again after a lost connection's close
         log = self._folder / "master.log"
         command = [
             self._ssh,
@@ -99,15 +105,19 @@ class Connection:
                 ) from None
         said = log.read_text(encoding="utf-8", errors="replace")
         if done.returncode != 0:
-            address = self.address()
+            resolved = self.resolved()
             self.close()
-            raise DeviceUnreachable(explain_failure(self.device, said, address))
+            raise DeviceUnreachable(explain_failure(self.device, said, address_of(self.device, resolved), resolved))
         self._open = True
         return self
 
     def address(self) -> tuple[str, int | None]:
         """(host name, port) as ssh resolves the destination through the user's config (`ssh -G`), for the
         messages: ssh-keyscan reads no ssh config."""
+        return address_of(self.device, self.resolved())
+
+    def resolved(self) -> dict[str, list[str]]:
+        """ssh's configuration for the destination (`ssh -G`): each keyword's values, in order ({} if unknown)."""
         try:
             done = subprocess.run(
                 [self._ssh, *self.options(), "-G", "--", self.device.destination],
@@ -118,10 +128,37 @@ class Connection:
                 text=True,
             )
         except subprocess.TimeoutExpired:
-            return self.device.host, self.device.port
-        said = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
-        port = said.get("port", "")
-        return said.get("hostname", self.device.host), int(port) if port.isdigit() else self.device.port
+            return {}
+        said: dict[str, list[str]] = {}
+        for line in done.stdout.splitlines():
+            key, space, value = line.partition(" ")
+            if space:
+                said.setdefault(key.lower(), []).append(value)
+        return said
+
+    def master_alive(self) -> bool:
+        """The master still answers on its socket (`ssh -O check`)."""
+        if not self._open or not self.control_path.exists():
+            return False
+        try:
+            done = subprocess.run(
+                [self._ssh, *self.options(), "-O", "check", "--", self.device.destination],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=EXIT_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return done.returncode == 0
+
+    def lost(self, what: str, detail: str = "") -> ConnectionLost:
+        """The one line for a connection that went away, with what was under way and what to do."""
+        return ConnectionLost(
+            f"device {self.device.describe()}: connection lost during {what}"
+            f"{f' ({detail})' if detail else ''}; check that the device is on and its network up "
+            f"({by_hand(self.device)} works), then run again"
+        )
 
     def close(self) -> None:
         """End the master (`ssh -O exit`), then remove the private folder of its socket."""
@@ -154,10 +191,13 @@ class Connection:
         self, script: str, timeout: float, *, stdin: bytes | None = None, what: str = "a command"
     ) -> subprocess.CompletedProcess[bytes]:
         """`script` by the device's shell, over the master (ControlMaster=no: never a second master). Raises
-        RemoteFailed past `timeout`; the exit status is the caller's to read."""
+        RemoteFailed past `timeout`; ConnectionLost when the master is gone (before the call, or ssh's own exit
+        status 255 with the master gone after it); else the exit status is the caller's to read."""
+        if self._open and not self.control_path.exists():  # never a silent second login past a lost master
+            raise self.lost(what, "the ssh connection had already closed")
         command = [self._ssh, *self.options(), "-o", "ControlMaster=no", "--", self.device.destination, script]
         try:
-            return subprocess.run(
+            done = subprocess.run(
                 command,
                 input=stdin if stdin is not None else b"",
                 capture_output=True,
@@ -165,7 +205,15 @@ class Connection:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise RemoteFailed(f"{what} on {self.device.name} ran past its time limit ({timeout:.0f} s)") from None
+            if self._open and not self.master_alive():
+                raise self.lost(what, f"no answer within {timeout:.0f} s") from None
+            raise RemoteFailed(
+                f"{what} on {self.device.name} ran past its time limit ({timeout:.0f} s); the device may be "
+                "overloaded or hung: raise --stage-timeout or check it by hand"
+            ) from None
+        if done.returncode == 255 and self._open and not self.master_alive():
+            raise self.lost(what, f"ssh: {last_line(done.stderr, done.returncode)}")
+        return done
 
     def check_output(
         self, script: str, timeout: float, *, stdin: bytes | None = None, what: str = "a command"
@@ -176,38 +224,71 @@ class Connection:
         return done.stdout
 
 
-def explain_failure(device: Device, said: str, address: tuple[str, int | None] | None = None) -> str:
-    """ssh's failure as one line: what went wrong with which device, and what to do. `address`: the host name
-    and port ssh resolved the destination to (ssh-keyscan reads no ssh config)."""
-    text = " ".join(line.strip() for line in said.splitlines() if line.strip() and not line.startswith("Warning:"))
-    host, resolved_port = address or (device.host, device.port)
-    keyscan = f"ssh-keyscan{f' -p {resolved_port}' if resolved_port and resolved_port != 22 else ''} {host}"
-    by_hand = " ".join(
+def address_of(device: Device, resolved: Mapping[str, list[str]]) -> tuple[str, int | None]:
+    """(host name, port) from `ssh -G`'s answer, else the device's own."""
+    port = (resolved.get("port") or [""])[0]
+    return (resolved.get("hostname") or [device.host])[0], int(port) if port.isdigit() else device.port
+
+
+def by_hand(device: Device, program: str = "ssh") -> str:
+    """The command the user would type to reach the device as edgeport does."""
+    return " ".join(
         [
-            "ssh",
+            program,
             *(["-F", str(device.ssh_config)] if device.ssh_config else []),
             *(["-p", str(device.port)] if device.port else []),
             device.destination,
         ]
     )
+
+
+def identity_files(resolved: Mapping[str, list[str]]) -> tuple[list[str], bool]:
+    """(the IdentityFiles ssh would offer, whether IdentitiesOnly is on) from `ssh -G`'s answer."""
+    files = [os.path.expanduser(path) for path in resolved.get("identityfile", [])]
+    return files, (resolved.get("identitiesonly") or ["no"])[0].lower() == "yes"
+
+
+def explain_failure(
+    device: Device,
+    said: str,
+    address: tuple[str, int | None] | None = None,
+    resolved: Mapping[str, list[str]] | None = None,
+) -> str:
+    """ssh's failure as one line: what went wrong with which device, and what to do. `address`: the host name
+    and port ssh resolved the destination to (ssh-keyscan reads no ssh config); `resolved`: `ssh -G`'s answer
+    (which keys ssh offers)."""
+    text = " ".join(line.strip() for line in said.splitlines() if line.strip() and not line.startswith("Warning:"))
+    host, resolved_port = address or (device.host, device.port)
+    keyscan = f"ssh-keyscan{f' -p {resolved_port}' if resolved_port and resolved_port != 22 else ''} {host}"
+    manual = by_hand(device)
     where = f"device {device.describe()}"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in said:
         return (
             f"{where}: the host key of {host} CHANGED since it was recorded in known_hosts; if the device was "
-            f"reinstalled, remove the old key (ssh-keygen -R {host}) and connect once by hand: {by_hand}"
+            f"reinstalled, remove the old key (ssh-keygen -R {host}) and connect once by hand: {manual}"
         )
     if "Host key verification failed" in said or "host key is known" in said:
         return (
             f"{where}: the host key of {host} is not known (Host key verification failed); check its fingerprint "
-            f"and add it: {keyscan} >> ~/.ssh/known_hosts, or connect once by hand: {by_hand}"
+            f"and add it: {keyscan} >> ~/.ssh/known_hosts, or connect once by hand: {manual}"
         )
-    if "Permission denied" in said:
+    if "Permission denied" in said or "Too many authentication failures" in said:
+        files, only = identity_files(resolved or {})
+        present = [path for path in files if "%" in path or os.path.isfile(path)]
+        config = str(device.ssh_config) if device.ssh_config else "~/.ssh/config"
+        if only and files and not present:
+            return (
+                f"{where}: ssh could not log in: IdentityFile {', '.join(files)} does not exist (IdentitiesOnly "
+                f"yes, so no other key is tried); fix IdentityFile in {config}, or create that key (ssh-keygen -t "
+                f"ed25519 -f {files[0]}) and copy it to the device ({by_hand(device, 'ssh-copy-id -i ' + files[0])})"
+            )
+        offered = f"; keys offered: {', '.join(present)}" if present and only else ""
+        copy = by_hand(device, f"ssh-copy-id -i {present[0]}" if present and only else "ssh-copy-id")
         return (
-            f"{where}: ssh could not log in ({text[-200:]}); put your public key on the device (ssh-copy-id"
-            f"{f' -p {device.port}' if device.port else ''} {device.destination}) or load it in your ssh-agent; "
-            "edgeport never asks for a password"
+            f"{where}: ssh could not log in, the device refused the key ({text[-200:]}{offered}); put your public "
+            f"key on the device ({copy}) or load it in your ssh-agent; edgeport never asks for a password"
         )
-    return f"{where}: unreachable over ssh ({text[-300:] or 'no answer'}); check that it is on and that {by_hand} works"
+    return f"{where}: unreachable over ssh ({text[-300:] or 'no answer'}); check that it is on and that {manual} works"
 
 
 def last_line(stderr: bytes, code: int) -> str:

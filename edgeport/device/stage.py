@@ -22,7 +22,7 @@ from edgeport.checks.latency import summarize
 from edgeport.data import Event, RawTimings, SampleSet
 from edgeport.device.config import Device
 from edgeport.device.remote import RemoteRun, TargetFiles
-from edgeport.device.runner import RUNTIMES, read_result
+from edgeport.device.runner import DISTRIBUTIONS, RUNTIMES, read_result
 from edgeport.device.ssh import DeviceUnreachable, RemoteFailed
 from edgeport.errors import EdgeportError, ExitCode
 from edgeport.report.device_rows import DeviceRow
@@ -90,7 +90,7 @@ def _on_device(request, device, plans, judged, references, samples, host_p50, lo
             return rows, exc.message
         progress(Event(device.name, STAGE, "passed", _said(remote.facts)))
         for plan, target, why in wanted:
-            missing = why or _runtime_missing(plan, remote.facts)
+            missing = why or _runtime_missing(plan, device, remote.facts)
             if missing:
                 rows.append(_row(plan, device, "skipped", missing, remote.facts))
                 continue
@@ -115,11 +115,14 @@ def _why_not(request: RunRequest, plan: TargetPlan, judged: Judged, samples: Sam
     return ""
 
 
-def _runtime_missing(plan: TargetPlan, facts: Mapping[str, Any]) -> str:
+def _runtime_missing(plan: TargetPlan, device: Device, facts: Mapping[str, Any]) -> str:
     said = facts.get("runtimes", {}).get(plan.runtime.name, {})
     if said.get("version"):
         return ""
-    return f"not on this device: its python cannot import {RUNTIMES[plan.runtime.name]} ({said.get('error', '?')})"
+    return (
+        f"not on this device: its python cannot import {RUNTIMES[plan.runtime.name]} ({said.get('error', '?')}); "
+        f"to run it there: {device.python} -m pip install {DISTRIBUTIONS[plan.runtime.name]}"
+    )
 
 
 def _target(request, device, remote, plan, judged, references, samples, host_p50, logs, progress) -> DeviceRow:

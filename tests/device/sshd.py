@@ -48,7 +48,8 @@ def _keygen(path: Path) -> None:
     subprocess.run([KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, timeout=30)
 
 
-def start_sshd(folder: Path) -> LoopbackDevice:
+def start_sshd(folder: Path, extra: tuple[str, ...] = ()) -> LoopbackDevice:
+    """`extra`: more sshd_config lines (e.g. SetEnv PATH=... for a device without some tool)."""
     assert SSHD, "sshd is missing: `make test` installs it (make test-programs: openssh-server)"
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
@@ -76,6 +77,7 @@ def start_sshd(folder: Path) -> LoopbackDevice:
                 f"PidFile {folder / 'sshd.pid'}",
                 "MaxSessions 20",
                 "LogLevel ERROR",
+                *extra,
                 "",
             ]
         )
