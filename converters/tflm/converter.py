@@ -537,7 +537,8 @@ class TFLMConverter(Converter):
             findings += npu_findings(flatbuffer, accelerator)
             firmware_model, npu_details, npu_notes = self._vela(job, options, path)
             files = (MAIN_FILE, VELA_FILE, *C_FILES)
-        self._write_c_sources(job.workdir, options, firmware_model, search.arena_bytes)
+        vela_sram = npu_details.get("sram_bytes_estimated") if npu_details else None
+        self._write_c_sources(job.workdir, options, firmware_model, search.arena_bytes, vela_sram)
         flash_bytes, flash_details, flash_note = _flash(job.workdir, options.board, firmware_model)
         sizes = {"arena_bytes": search.arena_bytes, "flash_bytes": flash_bytes}
         budgets = options.budgets()
@@ -587,13 +588,23 @@ class TFLMConverter(Converter):
         return data, details, notes
 
     @staticmethod
-    def _write_c_sources(folder: Path, options: TFLMOptions, flatbuffer: bytes, arena_bytes: int) -> None:
+    def _write_c_sources(
+        folder: Path, options: TFLMOptions, flatbuffer: bytes, arena_bytes: int, vela_sram: int | None = None
+    ) -> None:
+        """`vela_sram`: the flatbuffer is Vela's model (model_vela.tflite), with Vela's SRAM estimate."""
         from edgeport.formats.tflite.flatbuffer import operator_uses
 
         ops = [(use.name, use.custom) for use in operator_uses(flatbuffer) if use.count]
         (folder / "model_data.cc").write_text(model_data_cc(c_name=options.c_name, data=flatbuffer))
+        source = VELA_FILE if vela_sram is not None else MAIN_FILE
         (folder / "model_data.h").write_text(
-            model_data_h(c_name=options.c_name, size=len(flatbuffer), arena_bytes=arena_bytes, source=MAIN_FILE)
+            model_data_h(
+                c_name=options.c_name,
+                size=len(flatbuffer),
+                arena_bytes=arena_bytes,
+                source=source,
+                vela_sram_bytes=vela_sram,
+            )
         )
         (folder / "op_resolver.h").write_text(op_resolver_h(c_name=options.c_name, ops=ops))
 

@@ -152,9 +152,23 @@ def _guard(c_name: str, file: str) -> str:
     return f"EDGEPORT_{c_name.upper()}_{file.upper()}_H_"
 
 
-def model_data_h(*, c_name: str, size: int, arena_bytes: int | None, source: str) -> str:
+def model_data_h(
+    *, c_name: str, size: int, arena_bytes: int | None, source: str, vela_sram_bytes: int | None = None
+) -> str:
+    """`vela_sram_bytes`: the array is Vela's model (an Ethos-U variant), whose arena nobody measured here: the
+    header gives Vela's SRAM estimate and the host arena of the int8 model before Vela, each said for what it is,
+    and no `_arena_size` that would pass one of them off as this model's."""
     arena = ""
-    if arena_bytes is not None:
+    if vela_sram_bytes is not None:
+        arena = (
+            f"// This model is Vela's; its tensor arena was not measured. Vela estimated that it uses\n"
+            f"// {vela_sram_bytes} bytes of SRAM (an estimate, not a measurement); the int8 model before Vela\n"
+            f"// allocated and ran in {arena_bytes} bytes on TFLite Micro's reference kernels on the host (64-bit\n"
+            f"// build). Size the arena on the device from both and leave a margin.\n"
+            f"constexpr unsigned int {c_name}_vela_sram_estimated = {vela_sram_bytes};\n"
+            f"constexpr unsigned int {c_name}_int8_host_arena_size = {arena_bytes};\n\n"
+        )
+    elif arena_bytes is not None:
         arena = (
             f"// Smallest tensor arena with which TFLite Micro's reference kernels allocated and ran this model\n"
             f"// on the host (64-bit build). Check it on the device and leave a margin.\n"

@@ -142,11 +142,18 @@ def test_the_npu_artifact_holds_vela_model_and_c_sources_with_the_ethos_u_op(run
         assert vela.CUSTOM_OP.encode() not in (folder / "model.tflite").read_bytes()
         resolver = (folder / "op_resolver.h").read_text()
         assert "AddEthosU()" in resolver and "g_model_op_count = 1;" in resolver  # every op on the NPU
-        assert f"({len(optimized)} bytes)" in (folder / "model_data.h").read_text()  # the array is Vela's model
+        header = (folder / "model_data.h").read_text()
+        assert f"({len(optimized)} bytes)" in header and "from model_vela.tflite" in header  # the array is Vela's
         assert _array_bytes(folder / "model_data.cc") == optimized
+        # its arena was not measured: Vela's SRAM estimate and the int8 model's host arena, each said as such
+        sram, arena = row["details"]["ethos_u"]["sram_bytes_estimated"], row["measurements"]["arena_bytes"]
+        assert f"g_model_vela_sram_estimated = {sram};" in header and "an estimate, not a measurement" in header
+        assert f"g_model_int8_host_arena_size = {arena};" in header and "g_model_arena_size" not in header
     plain = out / target(report, "tflm")["folder"]
     assert not (plain / "model_vela.tflite").exists() and "AddEthosU" not in (plain / "op_resolver.h").read_text()
     assert "AddConv2D()" in (plain / "op_resolver.h").read_text()
+    plain_arena = target(report, "tflm")["measurements"]["arena_bytes"]
+    assert f"g_model_arena_size = {plain_arena};" in (plain / "model_data.h").read_text()
 
 
 def test_flash_is_the_size_of_the_compiled_model_array(run):
