@@ -402,7 +402,7 @@ def check_artifact(
     `gates`: --gate KEY=VALUE tolerances over that precision's defaults."""
     from edgeport.checks.accuracy import DEFAULT_TOLERANCES, compare, default_tolerance
     from edgeport.cli.artifacts import Inferred, artifact_precision
-    from edgeport.errors import RuntimeFailure, StageTimedOut, WorkerDied
+    from edgeport.errors import RuntimeFailure, RuntimeUnavailable, StageTimedOut, WorkerDied
     from edgeport.run.isolation import PluginCrash, call_isolated
     from edgeport.run.runtime_calls import run_check
 
@@ -420,6 +420,9 @@ def check_artifact(
             check_path(path, what)
     timeouts = timeouts or StageTimeouts()
     runtime, artifact = runtime_for(artifact, runtime_name)
+    refused = runtime.cannot_run(artifact)
+    if refused:  # before the model loads: the same words a run's check gives, exit 1 (not checked)
+        raise RuntimeUnavailable(f"runtime {runtime.name} cannot run {artifact}: {refused}")
     inferred = Inferred(precision, "--precision") if precision else artifact_precision(artifact)
     if inferred.precision not in DEFAULT_TOLERANCES:
         inferred = Inferred("fp32", f"{inferred.source} says {inferred.precision}, which has no defaults of its own")

@@ -131,7 +131,7 @@ def test_int8_inputs_are_unavailable_on_litertjs_with_the_fix_and_float_io_int8_
     float inputs and outputs runs there and agrees."""
     import json
 
-    from edgeport_testing import run_cli, save_tiny
+    from edgeport_testing import assert_one_line_error, run_cli, save_tiny
 
     model = save_tiny(tmp_path / "tiny")
     out = tmp_path / "out"
@@ -149,6 +149,15 @@ def test_int8_inputs_are_unavailable_on_litertjs_with_the_fix_and_float_io_int8_
         runtime.cannot_run(out / "tflite-int8--litertjs-browser" / "model.tflite")
         == check["reason"].split("cannot run it: ")[1]
     )
+    standalone = run_cli(
+        "check",
+        out / "tflite-int8--litertjs-browser" / "model.tflite",
+        "--model",
+        model,
+        "--runtime",
+        "litertjs-browser",
+    )
+    assert_one_line_error(standalone, 1, "runtime litertjs-browser cannot run", "x is int8", "--io-type float")
     strict = run_cli(
         "convert",
         model,
