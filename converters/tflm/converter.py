@@ -275,7 +275,7 @@ def _raise_errors(findings: list[Finding]) -> None:
 
 def _int8_flatbuffer(model, options: TFLMOptions, calibration: SampleSet) -> TFLiteConversion:
     try:
-        return convert_to_tflite(model, "int8", calibration, io_type=options.io_type)
+        return convert_to_tflite(model, "int8", calibration, io_type=options.io_type, batch_one=True)
     except ConversionError as exc:
         flex = _NO_BUILTIN.search(exc.message)
         if flex:  # TFLM has no Flex delegate: --allow-tf-ops is no way out here

@@ -93,6 +93,19 @@ def test_op_resolver_registers_exactly_the_models_ops(digits):
     assert "AllOpsResolver" not in header.replace("no AllOpsResolver", "")
 
 
+def test_the_dynamic_batch_is_fixed_to_one_so_the_flatten_leaves_no_shape_ops(digits):
+    """The digits CNN's Flatten over a dynamic batch computes its reshape at run time (SHAPE, STRIDED_SLICE,
+    PACK: three ops on the device's CPU, which Vela cannot map to an Ethos-U); fixed to 1, they fold away."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model, artifact, workdir = digits
+    assert model.signature.inputs[0].shape[0] is None  # the SavedModel's batch is dynamic
+    ops = {entry["op"] for entry in artifact.details["ops"]}
+    assert not ops & {"SHAPE", "STRIDED_SLICE", "PACK"}, ops
+    assert any("fixed the dynamic batch dimension to 1 (image -> [1, 8, 8, 1])" in note for note in artifact.notes)
+    assert list(Interpreter(model_path=str(workdir / "model.tflite")).get_input_details()[0]["shape"]) == [1, 8, 8, 1]
+
+
 def test_budgets_from_board_land_in_details(digits):
     _, artifact, _ = digits
     assert artifact.details["budgets"] == {"max_arena_bytes": 256 * 1024, "max_flash_bytes": 1024 * 1024}

@@ -70,13 +70,16 @@ def convert_to_tflite(
     io_type: str = "float",
     float_layers: tuple[str, ...] = (),
     keep_standardization_float: bool = False,
+    batch_one: bool = False,
 ) -> TFLiteConversion:
     """Convert the run's model to a .tflite flatbuffer.
 
     When the converter fails because it needs static shapes (TensorList ops of an LSTM or GRU over a dynamic
     batch), the conversion is retried once with every dynamic batch fixed to 1, and the notes say so. A
     flatbuffer without a signature is a conversion error: its inputs and outputs could not be matched by name.
-    `float_layers` (int8 only): TF layers whose ops stay in float (`_quantize_selectively`).
+    `float_layers` (int8 only): TF layers whose ops stay in float (`_quantize_selectively`). `batch_one`: convert
+    with every dynamic batch fixed to 1 from the start (a microcontroller runs one sample per call: static shapes
+    let the converter fold the shape arithmetic a dynamic batch leaves at run time), said in the notes.
     """
     from edgeport.model.tf_quiet import import_tensorflow
 
@@ -85,6 +88,9 @@ def convert_to_tflite(
     if float_layers and variant != "int8":
         raise ConversionError(f"{_target(variant)}: only int8 keeps chosen layers in float")
     function, owner, notes = _source(model)
+    fixed: dict[str, tuple[int | None, ...]] = {}
+    if batch_one and not notes:  # the shared frozen graph as it is (no rewrite, no fallback): fix its batch
+        function, owner, fixed, notes = _batch_one(model, function, owner)
     if isinstance(function, SavedModelSource) and variant in BUFFER_OFFSET_VARIANTS:
         notes.append(
             "constant buffers written after the flatbuffer (the converter's buffer-offset mode, which LiteRT "
@@ -117,7 +123,6 @@ def convert_to_tflite(
         except _Failed as failure:
             raise failure.error from None
 
-    fixed: dict[str, tuple[int | None, ...]] = {}
     flatbuffer: bytes = b""
     warnings: tuple[str, ...] = ()
     try:
@@ -160,6 +165,26 @@ def convert_to_tflite(
     return TFLiteConversion(
         flatbuffer=flatbuffer, warnings=warnings, notes=tuple(notes), fixed_shapes=fixed, float_nodes=float_nodes
     )
+
+
+def _batch_one(model: LoadedModel, function, owner) -> tuple[Any, Any, dict[str, tuple[int | None, ...]], list[str]]:
+    """The frozen graph with every dynamic batch fixed to 1, and the note; as it was when no batch is dynamic or
+    the graph cannot be fixed (then said)."""
+    if not any(spec.shape and spec.shape[0] is None for spec in model.signature.inputs):
+        return function, owner, {}, []
+    try:
+        wrapped, fixed = model.fixed_batch_function()
+    except Exception as exc:  # noqa: BLE001 - the dynamic batch stays; the conversion goes on as before
+        return function, owner, {}, [f"the dynamic batch could not be fixed to 1 ({type(exc).__name__}): kept"]
+    shapes = ", ".join(
+        f"{name} -> [{', '.join('?' if d is None else str(d) for d in shape)}]" for name, shape in fixed.items()
+    )
+    note = (
+        f"fixed the dynamic batch dimension to 1 ({shapes}): a microcontroller runs one sample per call, and "
+        "static shapes let the converter fold the shape arithmetic (SHAPE, STRIDED_SLICE, PACK) a dynamic batch "
+        "leaves to run on the device's CPU"
+    )
+    return wrapped.function, wrapped.owner, fixed, [note]
 
 
 def _input_standardization(model: LoadedModel) -> tuple[tuple[str, ...], str]:
