@@ -73,7 +73,7 @@ class PageRuntime(Runtime):
     ) -> RawTimings:
         request = {"mode": "benchmark", "protocol": dataclasses.asdict(protocol)}
         result, peak = self._run(Path(artifact), settings, request, samples.feeds())
-        notes = timer_notes(result) + tuple(result.get("served_notes") or ())
+        notes = timer_notes(result) + tuple(result.get("served_notes") or ()) + self.notices_said(result)
         adapter = str(result.get("adapter") or "")
         if result.get("backend") == "webgpu" and any(name in adapter.lower() for name in SOFTWARE_ADAPTERS):
             notes += (SOFTWARE_ADAPTER_NOTE.format(adapter=adapter),)
@@ -87,6 +87,13 @@ class PageRuntime(Runtime):
             runtime_version=self._describe(result, settings.threads),
             notes=notes,
         )
+
+    def notices_said(self, result: dict[str, Any], limit: int = 3) -> tuple[str, ...]:
+        """What the runtime itself logged on the page (ONNX Runtime's "some nodes were not assigned to the
+        preferred execution providers": they ran on the CPU), said once each, the first `limit` of them."""
+        kept = [str(text).strip() for text in result.get("notices") or () if str(text).strip()]
+        said = tuple(f"{self.engine} said: {text.splitlines()[0][:300]}" for text in kept[:limit])
+        return said + ((f"{self.engine} said {len(kept) - limit} more",) if len(kept) > limit else ())
 
     def backend(self, settings: RuntimeSettings) -> str:
         backend = (settings.backend or BACKENDS[0]).strip().lower()

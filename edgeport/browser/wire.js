@@ -90,7 +90,7 @@
   function keepLogLines(console, notices, pattern) {
     const error = console.error.bind(console);
     console.error = (...args) => {
-      const text = args.map(String).join(' ');
+      const text = args.map(String).join(' ').replace(/\x1b\[[0-9;]*m/g, '');  // no terminal colour codes
       if (pattern.test(text)) {
         if (!notices.includes(text)) {
           notices.push(text);

@@ -8,6 +8,9 @@
 
 const ORT_WASM_DIR = '/npm/onnxruntime-web/dist/';
 const notices = edgeportProtocol.collectNotices(console);
+// ONNX Runtime's own warnings and infos (e.g. "[W:onnxruntime:, session_state.cc] VerifyEachNodeIsAssignedToAnEp:
+// some nodes were not assigned to the preferred execution providers") arrive on console.error: said, not failed.
+edgeportWire.keepLogLines(console, notices, /\[[WI]:onnxruntime:/);  // after its colour code and time
 
 async function edgeportRun(request) {
   const result = {backend: request.backend, isolated: self.crossOriginIsolated, threads: 1, threaded: false, notices};

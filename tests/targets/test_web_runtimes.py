@@ -178,3 +178,48 @@ def test_int8_inputs_are_unavailable_on_litertjs_with_the_fix_and_float_io_int8_
     float_report = json.loads((tmp_path / "float-io" / "report.json").read_text())
     assert float_report["verdicts"] == {"tflite:int8@litertjs-browser": "passed"}
     assert runtime.cannot_run(tmp_path / "float-io" / "tflite-int8--litertjs-browser" / "model.tflite") is None
+
+
+def test_onnx_runtimes_own_warnings_are_said_not_failures(tmp_path):
+    """ONNX Runtime Web writes its warnings (nodes left on the CPU by the WebGPU provider) to console.error,
+    after a colour code and a time stamp: the page keeps them as notices (edgeport/browser/wire.js with
+    ort-web's pattern, run in Node here); any other console error still fails the run. The benchmark says them."""
+    import json
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from edgeport.targets.tfjs.node import node_executable
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.search(r"keepLogLines\(console, notices, (/.*?/)\)", (root / "targets/ortweb/page.js").read_text())
+    assert pattern, "ort-web's page keeps no log lines"
+    script = (
+        (root / "edgeport/browser/wire.js").read_text()
+        + f"""
+const failed = [], notices = [];
+const fake = {{error: (...args) => failed.push(args.join(' '))}};
+edgeportWire.keepLogLines(fake, notices, {pattern.group(1)});
+fake.error('\\x1b[0;93m2026-12-08 00:58:10.953958 [W:onnxruntime:, session_state.cc:1598 '
+  + 'VerifyEachNodeIsAssignedToAnEp] Some nodes were not assigned to the preferred execution providers\\x1b[m');
+fake.error('Uncaught TypeError: x is undefined');
+console.log(JSON.stringify({{failed, notices}}));
+"""
+    )
+    node = node_executable()
+    assert node, "node is not installed: make test installs it"
+    done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["failed"] == ["Uncaught TypeError: x is undefined"]
+    assert seen["notices"] == [
+        "2026-12-08 00:58:10.953958 [W:onnxruntime:, session_state.cc:1598 VerifyEachNodeIsAssignedToAnEp] "
+        "Some nodes were not assigned to the preferred execution providers"
+    ]
+    runtime = ORTWebRuntime()
+    said = runtime.notices_said({"notices": [*seen["notices"], "a", "b", "c", " "]})
+    assert said[0].startswith("onnxruntime-web said: 2026-12-08") and said[1:] == (
+        "onnxruntime-web said: a",
+        "onnxruntime-web said: b",
+        "onnxruntime-web said 1 more",
+    )
+    assert runtime.notices_said({}) == ()
