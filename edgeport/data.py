@@ -164,6 +164,7 @@ class RawTimings:
     peak_rss_bytes: int
     runtime_version: str
     notes: tuple[str, ...] = ()  # what the report should say about these times (e.g. a coarse timer)
+    downloaded_bytes: Mapping[str, int] | None = None  # a browser page: what it fetched ("model", "runtime")
 
 
 STAGES_WITH_LIMITS = ("load", "convert", "check", "bench")

@@ -86,6 +86,7 @@ class PageRuntime(Runtime):
             peak_rss_bytes=int(peak),
             runtime_version=self._describe(result, settings.threads),
             notes=notes,
+            downloaded_bytes=result.get("downloaded_bytes"),
         )
 
     def notices_said(self, result: dict[str, Any], limit: int = 3) -> tuple[str, ...]:
@@ -149,6 +150,7 @@ class PageRuntime(Runtime):
                 result, peak = run_page(
                     where, site.base_url, request, limit_s=limit, screenshot=settings.extra.get("screenshot")
                 )
+                result["downloaded_bytes"] = site.downloaded()
         if result.get("unavailable"):
             raise RuntimeUnavailable(
                 f"runtime {self.name}: backend {backend} unavailable here: {result['unavailable']}"

@@ -50,6 +50,14 @@ class Routes:
 class Site:
     base_url: str  # http://127.0.0.1:PORT
     model_url: str  # the artifact's main file, as the page fetches it
+    served_bytes: dict[str, int] = field(default_factory=dict)  # bytes sent, by kind: model, runtime, page
+
+    def downloaded(self) -> dict[str, int]:
+        """What a web app's page would download: the model and the runtime's files (not edgeport's page)."""
+        return {kind: self.served_bytes.get(kind, 0) for kind in ("model", "runtime")}
+
+
+KIND_OF_PREFIX = {"model": "model", "npm": "runtime"}  # anything else is edgeport's own page
 
 
 def resolve(path: str, model_dir: Path, routes: Routes) -> Path | None:
@@ -74,10 +82,15 @@ def resolve(path: str, model_dir: Path, routes: Routes) -> Path | None:
     return candidate if candidate.is_relative_to(root.resolve()) and candidate.is_file() else None
 
 
-def _handler(model_dir: Path, routes: Routes, headers: Mapping[str, str]) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    model_dir: Path, routes: Routes, headers: Mapping[str, str], served: dict[str, int]
+) -> type[BaseHTTPRequestHandler]:
+    lock = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            target = resolve(urlsplit(self.path).path, model_dir, routes)
+            path = urlsplit(self.path).path
+            target = resolve(path, model_dir, routes)
             if target is None:
                 self.send_error(404, "not served by edgeport")
                 return
@@ -90,6 +103,9 @@ def _handler(model_dir: Path, routes: Routes, headers: Mapping[str, str]) -> typ
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+            kind = KIND_OF_PREFIX.get(unquote(path).lstrip("/").partition("/")[0], "page")
+            with lock:
+                served[kind] = served.get(kind, 0) + len(body)
 
         def log_message(self, format, *args):  # noqa: A002 - http.server's signature; keep quiet
             pass
@@ -101,13 +117,14 @@ def _handler(model_dir: Path, routes: Routes, headers: Mapping[str, str]) -> typ
 def serve(artifact: Path, routes: Routes, *, isolated: bool = False) -> Iterator[Site]:
     """Serve the page and the artifact's folder until the block ends (cross-origin isolated if asked)."""
     headers = HEADERS | (ISOLATION_HEADERS if isolated else {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(artifact.parent, routes, headers))
+    served: dict[str, int] = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(artifact.parent, routes, headers, served))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="edgeport-page-server", daemon=True)
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        yield Site(base_url=base, model_url=f"{base}/model/{artifact.name}")
+        yield Site(base_url=base, model_url=f"{base}/model/{artifact.name}", served_bytes=served)
     finally:
         server.shutdown()
         server.server_close()

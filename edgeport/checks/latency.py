@@ -66,6 +66,7 @@ class LatencyStats:
     ci_half_width: float = 0.0  # what the protocol asked of the p50's interval (relative; 0: nothing asked)
     ci_met: bool = True  # the p50's interval is within ±ci_half_width (False: max_seconds came first)
     noise: MachineNoise | None = None  # the machine's noise, measured just before this benchmark
+    downloaded_bytes: dict[str, int] | None = None  # a browser page: the bytes it fetched, by kind (model, runtime)
 
     def interval(self, stat: str) -> tuple[float, float] | None:
         """The 95 % interval of `p50_ms`, `p90_ms` or `p99_ms` (None: too few runs, or not a quantile)."""
@@ -153,6 +154,7 @@ def summarize(
         p99_ci_ms=p99_ci,
         ci_half_width=asked,
         noise=noise,
+        downloaded_bytes=dict(raw.downloaded_bytes) if raw.downloaded_bytes else None,
     )
     return dataclasses.replace(stats, ci_met=asked <= 0 or stats.p50_reach() <= asked)
 

@@ -427,13 +427,26 @@ def browser_backend(target: TargetResult) -> str:
     return next((word for word in words if word in BROWSER_BACKENDS), "default")
 
 
-def browser_rows(report: Report) -> list[tuple[str, str, str, str, str]]:
-    """The browser runtimes side by side, for a web developer: (runtime, backend, accuracy against the
-    SavedModel, p50, whether it ran). Empty unless at least two targets ran in the browser."""
+BROWSER_COLUMNS = (
+    "runtime",
+    "backend",
+    "accuracy",
+    "p50 (95 % interval)",
+    "first inference",
+    "load",
+    "downloads",
+    "ran",
+)
+
+
+def browser_rows(report: Report) -> list[tuple[str, ...]]:
+    """The browser runtimes side by side, for a web developer (BROWSER_COLUMNS): runtime, backend, accuracy
+    against the SavedModel, p50 with its interval, the first inference, the load, what the page downloaded (the
+    model and the runtime's files), whether it ran. Empty unless at least two targets ran in the browser."""
     targets = [t for t in report.targets if t.runtime in BROWSER_RUNTIMES]
     if len(targets) < 2:
         return []
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for t in targets:
         check = t.stage("check")
         if check is None:
@@ -444,17 +457,30 @@ def browser_rows(report: Report) -> list[tuple[str, str, str, str, str]]:
             ran = f"unavailable: {check.reason}"
         else:
             ran = f"ran, {check.status}: {check.reason}" if check.reason else f"ran, {check.status}"
-        p50 = wording.latency_ms(t.latency.p50_ms) if t.latency else "–"
-        rows.append((t.runtime, browser_backend(t), accuracy_cell(t), p50, ran))
+        latency = t.latency
+        p50 = wording.latency_interval(latency.p50_ms, latency.p50_ci_ms) if latency else "–"
+        first = wording.latency_ms(latency.first_inference_ms) if latency else "–"
+        load = wording.duration(latency.load_ms / 1e3) if latency else "–"
+        rows.append((t.runtime, browser_backend(t), accuracy_cell(t), p50, first, load, downloads_cell(latency), ran))
     return rows
+
+
+def downloads_cell(latency: LatencyStats | None) -> str:
+    """What a browser page downloaded for the model: "1.2 MB (model 1.1 MB)"; "–" when not known (no benchmark,
+    or a runtime that is no page)."""
+    if latency is None or not latency.downloaded_bytes:
+        return "–"
+    model = latency.downloaded_bytes.get("model", 0)
+    total = model + latency.downloaded_bytes.get("runtime", 0)
+    return f"{wording.size(total)} (model {wording.size(model)})"
 
 
 def browser_lines(report: Report) -> list[str]:
     rows = browser_rows(report)
     if not rows:
         return []
-    lines = ["", "**Browser runtimes** (headless Chromium)", "", "| runtime | backend | accuracy | p50 | ran |"]
-    lines.append("|---|---|---|---|---|")
+    lines = ["", "**Browser runtimes** (headless Chromium)", "", f"| {' | '.join(BROWSER_COLUMNS)} |"]
+    lines.append("|" + "---|" * len(BROWSER_COLUMNS))
     lines += [f"| {' | '.join(path_text(cell) for cell in row)} |" for row in rows]
     return lines
 

@@ -23,6 +23,7 @@ from edgeport.checks.latency import LatencyStats
 from edgeport.report import wording
 from edgeport.report.device_rows import html_section as device_section
 from edgeport.report.files import (
+    BROWSER_COLUMNS,
     Report,
     TargetResult,
     accuracy_cell,
@@ -179,11 +180,11 @@ def _warnings(report: Report) -> str:
 
 
 def _browser_overview(report: Report) -> str:
-    """The browser runtimes side by side (files.browser_rows): runtime, backend, accuracy, p50, whether it ran."""
+    """The browser runtimes side by side (files.browser_rows, files.BROWSER_COLUMNS)."""
     rows = browser_rows(report)
     if not rows:
         return ""
-    head = "".join(f"<th>{h}</th>" for h in ("runtime", "backend", "accuracy", "p50", "ran"))
+    head = "".join(f"<th>{_e(h)}</th>" for h in BROWSER_COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows)
     return (
         '<h2 id="browser">Browser runtimes</h2><p class="muted">Each in headless Chromium, against the '

@@ -109,10 +109,12 @@ class TFJSBrowserRuntime(Runtime):
                 "threads": int(settings.threads),
                 "samples": tfjs_wire.encode_base64(feeds),
             }
-            return run_page(
+            result, peak = run_page(
                 where,
                 site.base_url,
                 request,
                 limit_s=evaluate_timeout_s(request),
                 screenshot=settings.extra.get("screenshot"),
             )
+            result["downloaded_bytes"] = site.downloaded()
+            return result, peak

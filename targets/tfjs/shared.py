@@ -81,4 +81,5 @@ def raw_timings(
         peak_rss_bytes=int(peak_rss_bytes),
         runtime_version=version,
         notes=notes,
+        downloaded_bytes=report.get("downloaded_bytes"),
     )

@@ -70,6 +70,9 @@ def test_benchmark_on_wasm_returns_precise_raw_timings(name, web_artifacts):
     assert raw.load_ms > 0 and raw.peak_rss_bytes > 20 * 2**20
     assert not [note for note in raw.notes if "timing resolution" in note]  # cross-origin isolated: a 5 µs timer
     assert f"{runtime.engine} {npm.installed_version(runtime.npm_package)} wasm (threaded build" in raw.runtime_version
+    # what the page downloaded: the model as served, and the runtime's own files (its wasm binaries: megabytes)
+    assert raw.downloaded_bytes is not None and raw.downloaded_bytes["model"] > 1000
+    assert raw.downloaded_bytes["runtime"] > 2**20
 
 
 def test_unknown_backend_is_a_usage_error(web_artifacts):
@@ -95,12 +98,17 @@ def test_doctor_lists_the_web_packages():
 
 
 def test_the_report_puts_the_browser_runtimes_side_by_side():
+    from edgeport.checks.latency import summarize
     from edgeport.report.files import Report, StageResult, TargetResult, summary_markdown
     from edgeport.report.html import render
 
-    def target(name, runtime, backend, check):
+    def target(name, runtime, backend, check, latency=None):
         stages = (StageResult("convert", "passed"), check)
-        return TargetResult(name, name.split("@")[0], "", runtime, stages, backend=backend)
+        return TargetResult(name, name.split("@")[0], "", runtime, stages, backend=backend, latency=latency)
+
+    fetched = {"model": 1_250_000, "runtime": 9_600_000}
+    raw = RawTimings(2430.0, 12.5, 3, (2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7), 1, "v", downloaded_bytes=fetched)
+    timed = summarize(raw)
 
     unavailable = "runtime ort-web: backend webgpu unavailable here: navigator.gpu.requestAdapter() found no adapter"
     report = Report(
@@ -108,7 +116,7 @@ def test_the_report_puts_the_browser_runtimes_side_by_side():
         samples={"source": "synthetic"},
         calibration=None,
         targets=(
-            target("tflite@litertjs-browser", "litertjs-browser", "webgpu", StageResult("check", "passed")),
+            target("tflite@litertjs-browser", "litertjs-browser", "webgpu", StageResult("check", "passed"), timed),
             target("onnx@ort-web", "ort-web", "webgpu", StageResult("check", "failed", 1.0, unavailable)),
             target("onnx", "onnxruntime", None, StageResult("check", "passed")),
         ),
@@ -119,10 +127,32 @@ def test_the_report_puts_the_browser_runtimes_side_by_side():
     )
     summary = summary_markdown(report)
     assert "**Browser runtimes** (headless Chromium)" in summary
-    assert "| litertjs-browser | webgpu | – | – | ran, passed |" in summary
-    assert f"| ort-web | webgpu | – | – | unavailable: {unavailable} |" in summary
+    assert (
+        "| runtime | backend | accuracy | p50 (95 % interval) | first inference | load | downloads | ran |" in summary
+    )
+    assert (
+        "| litertjs-browser | webgpu | – | 2.350 ms [2.000, 2.700] | 12.500 ms | 2.4 s | 10.3 MB (model 1.2 MB) | "
+        "ran, passed |"
+    ) in summary
+    assert f"| ort-web | webgpu | – | – | – | – | – | unavailable: {unavailable} |" in summary
     assert "| onnxruntime |" not in summary.split("**Browser runtimes**")[1]
     assert '<h2 id="browser">Browser runtimes</h2>' in render(report)
+
+
+def test_the_downloads_cell_on_both_sides_of_its_edges():
+    import dataclasses
+
+    from edgeport.checks.latency import summarize
+    from edgeport.report.files import downloads_cell
+
+    timed = summarize(RawTimings(1.0, 1.0, 1, (1.0,) * 6, 1, "v"))
+    assert downloads_cell(None) == "–" and downloads_cell(timed) == "–"  # not a page: not known
+    assert downloads_cell(dataclasses.replace(timed, downloaded_bytes={})) == "–"
+    assert downloads_cell(dataclasses.replace(timed, downloaded_bytes={"model": 0, "runtime": 0})) == "0 B (model 0 B)"
+    small = dataclasses.replace(timed, downloaded_bytes={"model": 1023, "runtime": 1})
+    assert downloads_cell(small) == "1.0 KB (model 1023 B)"
+    huge = dataclasses.replace(timed, downloaded_bytes={"model": 3 * 2**30, "runtime": 12 * 2**20})
+    assert downloads_cell(huge) == "3.01 GB (model 3.00 GB)"
 
 
 def test_int8_inputs_are_unavailable_on_litertjs_with_the_fix_and_float_io_int8_runs(tmp_path):
