@@ -93,11 +93,11 @@ def io_tensor_types(source: Path | bytes) -> dict[str, str]:
     schema = _schema()
     names = {value: key.lower() for key, value in vars(schema.TensorType).items() if not key.startswith("_")}
     data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    subgraph = schema.Model.GetRootAsModel(data, 0).Subgraphs(0)
+    model = schema.Model.GetRootAsModel(data, 0)
+    subgraph = model.Subgraphs(0)
     indices = [subgraph.Inputs(i) for i in range(subgraph.InputsLength())]
     indices += [subgraph.Outputs(i) for i in range(subgraph.OutputsLength())]
     said = {}  # tensor index -> the signature's name for it ("x"), where the model has a signature
-    model = schema.Model.GetRootAsModel(data, 0)
     if model.SignatureDefsLength():
         signature = model.SignatureDefs(0)
         for maps, length in (
@@ -106,9 +106,8 @@ def io_tensor_types(source: Path | bytes) -> dict[str, str]:
         ):
             for i in range(length):
                 said[maps(i).TensorIndex()] = (maps(i).Name() or b"").decode()
-    return {
-        said.get(index) or (subgraph.Tensors(index).Name() or b"").decode(): names.get(
-            subgraph.Tensors(index).Type(), "unknown"
-        )
-        for index in indices
-    }
+    types = {}
+    for index in indices:
+        tensor = subgraph.Tensors(index)
+        types[said.get(index) or (tensor.Name() or b"").decode()] = names.get(tensor.Type(), "unknown")
+    return types
